@@ -1,0 +1,45 @@
+"""refimpl: a reference implementation of privacy-preserving federated learning.
+
+The core (rings, cryptographic streams, fixed point, additive sharing) needs only NumPy and ``cryptography``.
+JAX and the federated-learning modules are optional and are imported only when used.
+"""
+
+from refimpl._errors import (
+    KeyFormatError,
+    NotAFieldError,
+    OutOfRangeError,
+    PartyCountError,
+    RefimplError,
+    RingMismatchError,
+    ShapeMismatchError,
+)
+from refimpl.encoding import FixedPoint
+from refimpl.prg import Stream, derive_key, fresh_key, keystream
+from refimpl.ring import Z2_32, Z2_64, Ring
+from refimpl.sharing import CompressedShares, Shares, reconstruct, share, share_compressed, sum_shares
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ring",
+    "Z2_32",
+    "Z2_64",
+    "FixedPoint",
+    "Stream",
+    "keystream",
+    "derive_key",
+    "fresh_key",
+    "Shares",
+    "CompressedShares",
+    "share",
+    "share_compressed",
+    "reconstruct",
+    "sum_shares",
+    "RefimplError",
+    "RingMismatchError",
+    "PartyCountError",
+    "ShapeMismatchError",
+    "OutOfRangeError",
+    "NotAFieldError",
+    "KeyFormatError",
+]

@@ -1,0 +1,218 @@
+"""Keyed, seekable, counter-mode cryptographic streams: the only source of randomness for secrets.
+
+Two ciphers, both through the ``cryptography`` package (OpenSSL):
+
+* ``"aes128-ctr"`` (default): AES-128 in counter mode (NIST SP 800-38A). A 16-byte key; the 16-byte initial
+  counter block (``nonce``) defaults to zero and increments as a 128-bit big-endian integer.
+* ``"chacha20"``: ChaCha20 (RFC 8439). A 32-byte key; a 12-byte nonce (default zero) and a 32-bit block counter
+  (default 0), so one stream holds at most 256 GiB.
+
+A :class:`Stream` reads keystream bytes sequentially and can seek to any byte offset; :func:`keystream` is the
+pure function underneath. Independent streams come from one master key through :func:`derive_key`
+(HKDF-SHA256, RFC 5869) with labels such as ``("share", party)`` or ``("secagg", round, client)``, so no stream is
+used twice. With no key, :func:`fresh_key` draws 128 or 256 bits from the operating system.
+
+Example:
+    >>> s = Stream(bytes(16))
+    >>> s.read(4).tolist()
+    [102, 233, 75, 212]
+    >>> s.seek(0); s.read(2).tolist()
+    [102, 233]
+    >>> derive_key(bytes(16), "share", 1, length=16).hex()[:16]
+    '35d9deb4181072fb'
+
+References:
+    NIST SP 800-38A (2001), Recommendation for Block Cipher Modes of Operation, F.5.1.
+    RFC 8439 (2018), ChaCha20 and Poly1305 for IETF Protocols.
+    RFC 5869 (2010), HMAC-based Extract-and-Expand Key Derivation Function (HKDF).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from refimpl._errors import KeyFormatError, RefimplError, check_key
+
+__all__ = ["CIPHERS", "Stream", "keystream", "derive_key", "fresh_key", "key_length"]
+
+CIPHERS = ("aes128-ctr", "chacha20")
+_KEY_LENGTH = {"aes128-ctr": 16, "chacha20": 32}
+_NONCE_LENGTH = {"aes128-ctr": 16, "chacha20": 12}
+_BLOCK = {"aes128-ctr": 16, "chacha20": 64}
+_CHUNK = 1 << 20
+_ZEROS = bytes(_CHUNK)
+_KDF_SALT = b"refimpl/v1/kdf"
+
+
+def _check_cipher(cipher: Any) -> str:
+    if cipher not in CIPHERS:
+        raise ValueError(f"unknown stream cipher {cipher!r}; choose one of {', '.join(map(repr, CIPHERS))}")
+    return str(cipher)
+
+
+def key_length(cipher: str) -> int:
+    """Key length in bytes of a stream cipher: 16 for ``aes128-ctr``, 32 for ``chacha20``."""
+    return _KEY_LENGTH[_check_cipher(cipher)]
+
+
+def fresh_key(length: int = 16) -> bytes:
+    """A fresh key of ``length`` (16 or 32) bytes from the operating system's CSPRNG."""
+    if length not in (16, 32):
+        raise KeyFormatError(f"fresh keys are 16 or 32 bytes long, got length={length!r}")
+    return os.urandom(length)
+
+
+def _encode_label(part: Any) -> bytes:
+    if isinstance(part, bool) or not isinstance(part, (str, int, bytes)):
+        raise TypeError(f"KDF labels are str, int or bytes, got {part!r} of type {type(part).__name__}")
+    if isinstance(part, int):
+        body, tag = str(part).encode(), b"i"
+    elif isinstance(part, str):
+        body, tag = part.encode("utf-8"), b"s"
+    else:
+        body, tag = part, b"b"
+    return tag + len(body).to_bytes(4, "big") + body
+
+
+def derive_key(master: bytes, *labels: str | int | bytes, length: int = 16) -> bytes:
+    """Derive an independent key from a master key and a label path, with HKDF-SHA256.
+
+    Labels are encoded unambiguously (type tag and length prefix per part), so distinct label tuples always give
+    independent keys: ``derive_key(k, "ab")`` and ``derive_key(k, "a", "b")`` differ.
+
+    Args:
+        master: 16 or 32 secret bytes.
+        *labels: the path of the stream, e.g. ``("share", 2)`` or ``("secagg", round, client)``.
+        length: bytes of output key (16 or 32).
+
+    Returns:
+        The derived key.
+
+    Raises:
+        KeyFormatError: ``master`` is not 16 or 32 bytes, or ``length`` is not 16 or 32.
+    """
+    master = check_key(master, what="master key")
+    if length not in (16, 32):
+        raise KeyFormatError(f"derived keys are 16 or 32 bytes long, got length={length!r}")
+    info = b"".join(_encode_label(p) for p in labels)
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=_KDF_SALT, info=info).derive(master)
+
+
+def _encryptor(key: bytes, cipher: str, nonce: bytes, offset: int) -> Any:
+    """An encryptor positioned at the start of the block that holds byte ``offset``."""
+    block = offset // _BLOCK[cipher]
+    if cipher == "aes128-ctr":
+        counter = (int.from_bytes(nonce, "big") + block) % (1 << 128)
+        return Cipher(algorithms.AES(key), modes.CTR(counter.to_bytes(16, "big"))).encryptor()
+    counter, rest = nonce[:4], nonce[4:]
+    start = int.from_bytes(counter, "little") + block
+    return Cipher(algorithms.ChaCha20(key, start.to_bytes(4, "little") + rest), None).encryptor()
+
+
+def _fill(encryptor: Any, out: memoryview, skip: int) -> None:
+    """Write keystream into ``out`` (bytes), after discarding ``skip`` bytes."""
+    if skip:
+        encryptor.update(_ZEROS[:skip])
+    n, pos = len(out), 0
+    while pos < n:
+        size = min(_CHUNK, n - pos)
+        if n - pos >= size + 15:  # update_into needs block_size - 1 bytes of room after the chunk
+            encryptor.update_into(_ZEROS[:size], out[pos:])
+        else:
+            out[pos : pos + size] = encryptor.update(_ZEROS[:size])
+        pos += size
+
+
+class Stream:
+    """A keyed counter-mode keystream, read sequentially and seekable by byte offset.
+
+    Args:
+        key: 16 bytes for ``aes128-ctr``, 32 bytes for ``chacha20``; None draws a fresh key from the OS.
+        cipher: ``"aes128-ctr"`` or ``"chacha20"``.
+        nonce: AES: the 16-byte initial counter block; ChaCha20: 12-byte nonce, or 16 bytes = 4-byte little-endian
+            initial block counter followed by the 12-byte nonce (the RFC 8439 state layout). Default all zero.
+        offset: the starting byte position.
+
+    The key is never shown by ``repr``. A stream must never be read twice at the same position for two different
+    secrets: derive a new key per purpose with :func:`derive_key`.
+    """
+
+    __slots__ = ("_key", "_cipher", "_nonce", "_position")
+
+    def __init__(self, key: bytes | None = None, *, cipher: str = "aes128-ctr", nonce: bytes | None = None,
+                 offset: int = 0) -> None:
+        self._cipher = _check_cipher(cipher)
+        klen = _KEY_LENGTH[self._cipher]
+        self._key = fresh_key(klen) if key is None else check_key(key, lengths=(klen,), what=f"{cipher} key")
+        if nonce is None:
+            nonce = bytes(16)
+        nonce = bytes(check_key(nonce, lengths=(16,) if cipher == "aes128-ctr" else (12, 16), what="nonce"))
+        self._nonce = nonce if len(nonce) == 16 else bytes(4) + nonce
+        self._position = 0
+        self.seek(offset)
+
+    @property
+    def cipher(self) -> str:
+        return self._cipher
+
+    @property
+    def position(self) -> int:
+        """Byte offset of the next byte :meth:`read` returns."""
+        return self._position
+
+    def seek(self, offset: int) -> None:
+        """Move to byte ``offset`` of the keystream."""
+        if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
+            raise ValueError(f"stream offset must be a non-negative integer, got {offset!r}")
+        self._position = int(offset)
+
+    def _check_capacity(self, nbytes: int) -> None:
+        if self._cipher == "chacha20":
+            first = int.from_bytes(self._nonce[:4], "little")
+            if first * 64 + self._position + nbytes > (1 << 32) * 64:
+                raise RefimplError(
+                    f"ChaCha20 stream exhausted: reading {nbytes} bytes at offset {self._position} passes the "
+                    "32-bit block counter (256 GiB); derive a new key"
+                )
+
+    def read_into(self, out: np.ndarray) -> None:
+        """Fill a C-contiguous integer array with keystream, read as little-endian words, and advance."""
+        if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or out.dtype.kind not in "ui":
+            raise TypeError("read_into needs a C-contiguous integer numpy array")
+        nbytes = out.nbytes
+        self._check_capacity(nbytes)
+        block = _BLOCK[self._cipher]
+        enc = _encryptor(self._key, self._cipher, self._nonce, self._position)
+        _fill(enc, memoryview(out.reshape(-1).view(np.uint8)), self._position % block)
+        if sys.byteorder == "big" and out.dtype.itemsize > 1:
+            out.byteswap(inplace=True)
+        self._position += nbytes
+
+    def read(self, nbytes: int) -> np.ndarray:
+        """The next ``nbytes`` keystream bytes as a fresh uint8 array."""
+        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+            raise ValueError(f"number of bytes must be a non-negative integer, got {nbytes!r}")
+        out = np.empty(int(nbytes), dtype=np.uint8)
+        self.read_into(out)
+        return out
+
+    def __repr__(self) -> str:
+        return f"Stream(cipher={self._cipher!r}, position={self._position})"
+
+
+def keystream(key: bytes, nbytes: int, *, cipher: str = "aes128-ctr", nonce: bytes | None = None,
+              offset: int = 0) -> np.ndarray:
+    """``nbytes`` bytes of keystream starting at byte ``offset``, as a uint8 array (a pure function).
+
+    Example:
+        >>> keystream(bytes(16), 4, offset=2).tolist() == Stream(bytes(16)).read(6)[2:].tolist()
+        True
+    """
+    return Stream(key, cipher=cipher, nonce=nonce, offset=offset).read(nbytes)

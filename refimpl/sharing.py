@@ -1,0 +1,329 @@
+"""n-of-n additive secret sharing over a ring, its homomorphic operations, and seed-compressed shares.
+
+A secret ``x`` in Z_M is split into ``n`` shares with ``x = s_0 + s_1 + ... + s_{n-1} (mod M)``. Shares
+``s_1 .. s_{n-1}`` are uniform masks expanded from keyed cryptographic streams (one derived key per party);
+``s_0 = x - sum(masks)``. Any ``n - 1`` shares are jointly uniform and independent of ``x``.
+
+Addition, subtraction and negation of sharings, adding a public value (party 0 adds it) and multiplying by a public
+integer are local: every party applies the operation to its own share.
+
+Seed compression (:func:`share_compressed`): parties ``1 .. n-1`` receive only their 16- or 32-byte stream key and
+expand it themselves; party 0 receives a full array. The dealer's upload is then about one plaintext's size however
+many parties there are.
+
+Example:
+    >>> from refimpl import share, reconstruct, Z2_64
+    >>> x = share([1, 2, 3], 3, key=bytes(16))
+    >>> x
+    Shares(ring=Z2_64, n=3, shape=(3,))
+    >>> y = share([10, 20, 30], 3)
+    >>> reconstruct(x + y), reconstruct(x + 100)
+    (array([11, 22, 33], dtype=uint64), array([101, 102, 103], dtype=uint64))
+    >>> Z2_64.lift(reconstruct(x * 2 - y))        # negative results live in the signed view
+    array([ -8, -16, -24])
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from refimpl._errors import (
+    PartyCountError,
+    RingMismatchError,
+    ShapeMismatchError,
+    check_key,
+    check_party_count,
+)
+from refimpl.prg import Stream, _check_cipher, derive_key, fresh_key, key_length
+from refimpl.ring import Z2_64, Ring
+
+__all__ = ["Shares", "CompressedShares", "share", "share_compressed", "reconstruct", "sum_shares"]
+
+
+def _check_ring(ring: Any) -> Ring:
+    if not isinstance(ring, Ring):
+        raise TypeError(f"ring must be a refimpl Ring, got {ring!r} of type {type(ring).__name__}")
+    return ring
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Shares:
+    """An immutable n-party additive sharing: one stacked array of shape ``(n, *shape)`` and its ring.
+
+    ``shares[i]`` is party ``i``'s share. ``repr`` shows ring, n and shape, never values.
+
+    Args:
+        ring: the ring of the shares.
+        data: the stacked shares, dtype ``ring.dtype``, shape ``(n, *shape)`` with ``n >= 2``.
+    """
+
+    ring: Ring
+    data: np.ndarray
+
+    def __post_init__(self) -> None:
+        _check_ring(self.ring)
+        data = self.data
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"Shares data must be a numpy array, got {type(data).__name__}")
+        if data.dtype != self.ring.dtype:
+            raise TypeError(f"Shares data for {self.ring!r} must have dtype {self.ring.dtype}, got {data.dtype}")
+        if data.ndim < 1:
+            raise ShapeMismatchError("Shares data must have a leading party axis")
+        check_party_count(data.shape[0])
+        view = data.view()
+        view.flags.writeable = False
+        object.__setattr__(self, "data", view)
+
+    # ---------------------------------------------------------------- views
+    @property
+    def n(self) -> int:
+        """The number of parties."""
+        return int(self.data.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the shared secret."""
+        return tuple(self.data.shape[1:])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all ``n`` shares when serialised."""
+        return int(self.data.size) * self.ring.element_bytes
+
+    def __getitem__(self, party: int) -> np.ndarray:
+        if isinstance(party, bool) or not isinstance(party, numbers.Integral):
+            raise TypeError(f"index a sharing by party number (int), got {party!r}")
+        if not -self.n <= party < self.n:
+            raise IndexError(f"party {party} out of range for a sharing among {self.n} parties")
+        return self.data[party]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Any:
+        return iter(self.data)
+
+    def __repr__(self) -> str:
+        return f"Shares(ring={self.ring!r}, n={self.n}, shape={self.shape})"
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TypeError("Shares do not convert to arrays; call reconstruct(shares) to open them")
+
+    def __bool__(self) -> bool:
+        raise TypeError("the truth value of a sharing is secret; reconstruct it first")
+
+    def reconstruct(self) -> np.ndarray:
+        """Open the sharing: the sum of all shares mod M."""
+        return self.ring.sum(self.data, axis=0)
+
+    # ---------------------------------------------------------------- homomorphic operations
+    def _check_compatible(self, other: Shares) -> None:
+        if other.ring != self.ring:
+            raise RingMismatchError(f"cannot combine sharings over {self.ring!r} and {other.ring!r}")
+        if other.n != self.n:
+            raise PartyCountError(f"cannot combine sharings among {self.n} and {other.n} parties")
+        if other.shape != self.shape:
+            raise ShapeMismatchError(f"cannot combine sharings of shapes {self.shape} and {other.shape}")
+
+    def _public(self, value: ArrayLike) -> np.ndarray:
+        if isinstance(value, (Shares, CompressedShares)):
+            raise TypeError("internal: expected a public value")
+        public = self.ring.element(value)
+        if np.broadcast_shapes(public.shape, self.shape) != self.shape:
+            raise ShapeMismatchError(f"public value of shape {public.shape} does not fit a sharing of shape "
+                                     f"{self.shape}")
+        return public
+
+    def __add__(self, other: Any) -> Shares:
+        if isinstance(other, Shares):
+            self._check_compatible(other)
+            return Shares(self.ring, self.ring.add(self.data, other.data))
+        public = self._public(other)
+        data = self.data.copy()
+        data[0] = self.ring.add(data[0], public)
+        return Shares(self.ring, data)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> Shares:
+        if isinstance(other, Shares):
+            self._check_compatible(other)
+            return Shares(self.ring, self.ring.sub(self.data, other.data))
+        public = self._public(other)
+        data = self.data.copy()
+        data[0] = self.ring.sub(data[0], public)
+        return Shares(self.ring, data)
+
+    def __rsub__(self, other: Any) -> Shares:
+        return (-self) + other
+
+    def __neg__(self) -> Shares:
+        return Shares(self.ring, self.ring.neg(self.data))
+
+    def __mul__(self, other: Any) -> Shares:
+        if isinstance(other, Shares):
+            raise TypeError("multiplying two sharings needs a crypto provider (Beaver triples); "
+                            "only a public integer can multiply a sharing locally")
+        return Shares(self.ring, self.ring.mul(self.data, self._public(other)))
+
+    __rmul__ = __mul__
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class CompressedShares:
+    """A seed-compressed sharing: party 0's share as an array, parties ``1 .. n-1`` as stream keys.
+
+    :meth:`expand` gives back exactly the :class:`Shares` that :func:`share` returns for the same arguments.
+    """
+
+    ring: Ring
+    first: np.ndarray
+    keys: tuple[bytes, ...]
+    prg: str = "aes128-ctr"
+
+    @property
+    def n(self) -> int:
+        return len(self.keys) + 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.first.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on the wire: one full share plus the keys."""
+        return int(self.first.size) * self.ring.element_bytes + sum(len(k) for k in self.keys)
+
+    @property
+    def expanded_nbytes(self) -> int:
+        """Bytes of the same sharing sent in full (``n`` arrays)."""
+        return self.n * int(self.first.size) * self.ring.element_bytes
+
+    def party_share(self, party: int) -> np.ndarray:
+        """Party ``party``'s share: the array for party 0, the expansion of its key otherwise."""
+        if not 0 <= party < self.n:
+            raise IndexError(f"party {party} out of range for a sharing among {self.n} parties")
+        if party == 0:
+            return self.first
+        return self.ring.sample(Stream(self.keys[party - 1], cipher=self.prg), self.shape)
+
+    def expand(self) -> Shares:
+        """The full sharing, every key expanded."""
+        data = np.empty((self.n, *self.shape), dtype=self.ring.dtype)
+        data[0] = self.first
+        for party in range(1, self.n):
+            data[party] = self.party_share(party)
+        return Shares(self.ring, data)
+
+    def __repr__(self) -> str:
+        return f"CompressedShares(ring={self.ring!r}, n={self.n}, shape={self.shape}, prg={self.prg!r})"
+
+
+def _party_keys(key: bytes | None, n: int, prg: str) -> list[bytes]:
+    master = fresh_key(16) if key is None else check_key(key)
+    return [derive_key(master, "refimpl/share", party, length=key_length(prg)) for party in range(1, n)]
+
+
+def share_compressed(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = None,
+                     prg: str = "aes128-ctr") -> CompressedShares:
+    """Share ``secret`` among ``n`` parties in seed-compressed form.
+
+    Party ``i >= 1`` gets the key ``derive_key(key, "refimpl/share", i)``; party 0 gets
+    ``secret - sum(expand(key_i)) mod M``. Arguments are those of :func:`share`.
+
+    Example:
+        >>> c = share_compressed(np.arange(1000), 5, key=bytes(16))
+        >>> c.nbytes, c.expanded_nbytes
+        (8064, 40000)
+        >>> bool((reconstruct(c) == np.arange(1000)).all())
+        True
+    """
+    ring = _check_ring(ring)
+    prg = _check_cipher(prg)
+    n = check_party_count(n)
+    x = ring.element(secret)
+    keys = _party_keys(key, n, prg)
+    first = x.copy()
+    for k in keys:
+        mask = ring.sample(Stream(k, cipher=prg), x.shape)
+        first = ring.sub(first, mask)
+    return CompressedShares(ring, np.asarray(first, dtype=ring.dtype), tuple(keys), prg)
+
+
+def share(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = None,
+          prg: str = "aes128-ctr") -> Shares:
+    """Split ``secret`` into ``n`` additive shares over ``ring``.
+
+    Args:
+        secret: integers in ``[-floor(M/2), M)`` (negatives are read in the signed view); encode reals first with
+            :class:`~refimpl.encoding.FixedPoint`.
+        n: number of parties, at least 2.
+        ring: the ring (default Z_2^64).
+        key: 16 or 32 bytes, the master key of this sharing (for reproducible shares; never reuse a key for two
+            secrets), or None for a fresh key from the OS.
+        prg: ``"aes128-ctr"`` (default) or ``"chacha20"``.
+
+    Returns:
+        The :class:`Shares`; the same key always gives the same shares, bit for bit.
+
+    Raises:
+        TypeError: non-integer secret, non-Ring ring, non-bytes key.
+        OutOfRangeError: a secret outside the ring's range.
+        PartyCountError: ``n < 2``.
+        KeyFormatError: a key that is not 16 or 32 bytes.
+    """
+    ring = _check_ring(ring)
+    prg = _check_cipher(prg)
+    n = check_party_count(n)
+    x = ring.element(secret)
+    keys = _party_keys(key, n, prg)
+    data = np.empty((n, *x.shape), dtype=ring.dtype)
+    for party, k in enumerate(keys, start=1):
+        if ring.is_power_of_two and ring.modulus in (2**32, 2**64):
+            Stream(k, cipher=prg).read_into(data[party])  # fast path: keystream straight into the share
+        else:
+            data[party] = ring.sample(Stream(k, cipher=prg), x.shape)
+    if ring.dtype != object and ring.modulus in (2**32, 2**64):
+        np.subtract(x, data[1], out=data[0])
+        for party in range(2, n):
+            np.subtract(data[0], data[party], out=data[0])
+    else:
+        data[0] = ring.sub(x, ring.sum(data[1:], axis=0))
+    return Shares(ring, data)
+
+
+def reconstruct(shares: Shares | CompressedShares) -> np.ndarray:
+    """Open a sharing: the sum of all shares mod M.
+
+    Raises:
+        TypeError: ``shares`` is not a sharing.
+    """
+    if isinstance(shares, CompressedShares):
+        shares = shares.expand()
+    if not isinstance(shares, Shares):
+        raise TypeError(f"reconstruct takes Shares or CompressedShares, got {type(shares).__name__}")
+    return shares.reconstruct()
+
+
+def sum_shares(sharings: Iterable[Shares]) -> Shares:
+    """The sharing of the sum of many sharings (same ring, n and shape), added share by share.
+
+    Raises:
+        ValueError: no sharings given; mismatched rings, party counts or shapes.
+    """
+    items = list(sharings)
+    if not items:
+        raise ValueError("sum_shares needs at least one sharing")
+    first = items[0]
+    if not isinstance(first, Shares):
+        raise TypeError(f"sum_shares takes Shares, got {type(first).__name__}")
+    for other in items[1:]:
+        if not isinstance(other, Shares):
+            raise TypeError(f"sum_shares takes Shares, got {type(other).__name__}")
+        first._check_compatible(other)
+    return Shares(first.ring, first.ring.sum(np.stack([s.data for s in items]), axis=0))
