@@ -19,6 +19,14 @@ __all__ = [
     "OutOfRangeError",
     "NotAFieldError",
     "KeyFormatError",
+    "BackendError",
+    "TripleReuseError",
+    "WireFormatError",
+    "PointerError",
+    "ThresholdError",
+    "ConfigurationError",
+    "ProtocolError",
+    "ReplayError",
 ]
 
 
@@ -48,6 +56,39 @@ class NotAFieldError(RefimplError):
 
 class KeyFormatError(RefimplError):
     """A key or nonce has the wrong length or type."""
+
+
+class BackendError(RefimplError):
+    """The array backend cannot do an operation exactly: a ring whose elements JAX cannot hold (Z_2^64 without
+    JAX's 64-bit mode, moduli above 2**64), or a stream cipher with no JAX implementation under ``jax.jit``."""
+
+
+class ThresholdError(RefimplError):
+    """A threshold is invalid, or fewer than the threshold of shares (or surviving parties) are available."""
+
+
+class ConfigurationError(RefimplError):
+    """A protocol is configured with parameters that cannot work (bad sizes, clip ranges, party counts)."""
+
+
+class ProtocolError(RefimplError):
+    """A protocol message is malformed, addressed to the wrong round or party, or arrives out of order."""
+
+
+class ReplayError(ProtocolError):
+    """A protocol message was already received (a replay); it is rejected and changes nothing."""
+
+
+class TripleReuseError(RefimplError):
+    """A crypto provider's correlated randomness (a Beaver triple, truncation pair, daBit) was used twice."""
+
+
+class WireFormatError(RefimplError):
+    """Bytes received from another party do not decode: truncated, corrupted, or not a refimpl message."""
+
+
+class PointerError(RefimplError):
+    """A pointer is stale (its object was fetched, moved or deleted) or names no object at its worker."""
 
 
 def _describe(value: Any, limit: int = 6) -> str:

@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from refimpl import _backend
 from refimpl._errors import OutOfRangeError
 from refimpl.ring import Z2_64, Ring
 
@@ -145,6 +147,13 @@ class FixedPoint:
             ...
             refimpl._errors.OutOfRangeError: value 32768.0 does not fit FixedPoint(frac_bits=16, base=2, ring=Z2_32): round(x * 65536) must lie in [-2147483647, 2147483647], i.e. |x| <= 32767.9999847
         """
+        if _backend.is_jax(x):  # JAX arrays: the same integers, under jit and vmap too (refimpl._jax_encoding)
+            return _backend.jax_encoding().encode(self, x)
+        if not isinstance(x, (np.ndarray, np.generic)):
+            # Python ints must stay exact: NumPy turns lists that mix small and >= 2**63 ints into float64
+            obj = np.array(x, dtype=object)
+            if obj.size and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in obj.flat):
+                return self._encode_integers(obj)
         arr = np.asarray(x)
         if arr.dtype.kind in "iu" or (arr.dtype == object and all(isinstance(v, numbers.Integral) and not
                                                                       isinstance(v, bool) for v in arr.ravel())):
@@ -155,13 +164,22 @@ class FixedPoint:
         bad = ~np.isfinite(arr)
         if bad.any():
             raise OutOfRangeError(f"cannot encode non-finite value {arr[bad].ravel()[0].item()!r} in {self!r}")
-        k = self._round_exact(arr)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge |x|: x * scale overflows, caught just below
+            k = self._round_exact(arr)
         limit = self.max_abs_integer
-        over = np.abs(k) > float(limit)
-        if limit >= 2**53:  # float(limit) is not exact: decide the values beyond 2**53 with exact integers
-            wide = np.abs(k) >= 2.0**53
-            if wide.any():
-                over[wide] = [abs(int(v)) > limit for v in k[wide]]
+        if (np.abs(k) >= 2.0**53).any():
+            # Beyond 2**53 neither float(limit) nor (base 10) the float product x * scale is exact: compute these
+            # integers exactly, round_half_even(Fraction(x) * scale) (int(k) is exact for a power-of-two scale).
+            exact_scale = self.scale & (self.scale - 1) == 0
+            vals = []
+            for kv, xv in zip(k.ravel(), arr.ravel()):
+                v = int(kv) if abs(kv) < 2.0**53 or (exact_scale and np.isfinite(kv)) else round(
+                    Fraction(float(xv)) * self.scale)
+                if abs(v) > limit:
+                    self._raise_range(xv.item())
+                vals.append(v)
+            return self.ring.reduce(np.array(vals, dtype=object).reshape(arr.shape))
+        over = np.abs(k) > float(limit)  # exact here: |k| < 2**53, and float(limit) only rounds above 2**53
         if over.any():
             self._raise_range(arr[over].ravel()[0].item())
         if self.ring.dtype == object:
@@ -171,6 +189,7 @@ class FixedPoint:
 
     def _raise_range(self, value: object) -> None:
         limit = self.max_abs_integer
+        value = value.item() if isinstance(value, np.generic) else value  # show 13, not np.int64(13)
         raise OutOfRangeError(
             f"value {value!r} does not fit {self!r}: round(x * {self.scale}) must lie in [{-limit}, {limit}], "
             f"i.e. |x| <= {limit / self.scale:.12g}"
@@ -199,11 +218,13 @@ class FixedPoint:
             >>> fp.decode(fp.encode([-2.001, -0.999, 1e-3])).tolist()
             [-2.001, -0.999, 0.001]
         """
+        if _backend.is_jax(r):  # JAX arrays: float64 in JAX's 64-bit mode, else float32 (refimpl._jax_encoding)
+            return _backend.jax_encoding().decode(self, r)
         k = self.ring.lift(self.ring.element(self._check_unsigned(r)))
         scale = self.scale
         if k.dtype == object:
             return np.vectorize(lambda v: v / scale, otypes=[np.float64])(k).astype(np.float64)
-        out = k.astype(np.float64) / np.float64(scale)
+        out = np.asarray(k.astype(np.float64) / np.float64(scale))  # an array even for 0-d input
         big = np.abs(k) > 2**53
         if big.any() and scale & (scale - 1):
             out[big] = [int(v) / scale for v in k[big]]

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from refimpl import _backend
 from refimpl._errors import NotAFieldError, OutOfRangeError, _describe
 
 if TYPE_CHECKING:
@@ -215,6 +216,8 @@ class Ring:
             >>> Ring(7).reduce([-1, 7, 15])
             array([6, 0, 1], dtype=uint64)
         """
+        if _backend.is_jax(x):
+            return _backend.jax_ring().reduce(self, x)
         arr = self._as_int_array(x, "Ring.reduce input")
         m, dt = self.modulus, self.dtype
         if arr.dtype == object or dt == object:
@@ -244,6 +247,8 @@ class Ring:
             ...
             refimpl._errors.OutOfRangeError: value 7 is outside Ring.prime(7)'s range [-3, 7)
         """
+        if _backend.is_jax(x):
+            return _backend.jax_ring().element(self, x)
         arr = self._as_int_array(x, "ring element")
         lo, hi = self.signed_min, self.modulus
         if arr.size:
@@ -262,13 +267,16 @@ class Ring:
         return self.reduce(arr)
 
     def lift(self, x: ArrayLike) -> np.ndarray:
-        """The signed view: ``v - M`` where ``2 v >= M``, else ``v``; int64 when it fits, else Python ints.
+        """The signed view: ``v - M`` where ``2 v >= M``, else ``v``: int64 for rings stored as uint32/uint64,
+        Python ints (object array) for the others.
 
         Example:
             >>> Z2_64.lift(Z2_64.element([0, 1, 2**63 - 1, 2**63, 2**64 - 1]))
             array([                   0,                    1,  9223372036854775807,
                    -9223372036854775808,                   -1])
         """
+        if _backend.is_jax(x):
+            return _backend.jax_ring().lift(self, x)
         arr = np.asarray(x)
         m = self.modulus
         if self.dtype == object:
@@ -293,10 +301,14 @@ class Ring:
 
     def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``(a + b) mod M`` for ring elements ``a``, ``b``."""
+        if _backend.is_jax(a) or _backend.is_jax(b):
+            return _backend.jax_ring().add(self, a, b)
         return self._wrap(np.add(a, b))  # the dtype table guarantees no intermediate overflow
 
     def sub(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``(a - b) mod M`` for ring elements ``a``, ``b``."""
+        if _backend.is_jax(a) or _backend.is_jax(b):
+            return _backend.jax_ring().sub(self, a, b)
         if self.is_power_of_two:
             return self._wrap(np.subtract(a, b))
         if self.dtype == object:
@@ -305,14 +317,20 @@ class Ring:
 
     def neg(self, a: np.ndarray) -> np.ndarray:
         """``-a mod M``."""
+        if _backend.is_jax(a):
+            return _backend.jax_ring().neg(self, a)
         return self.sub(self.zeros(np.shape(a)), a)
 
     def mul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``(a * b) mod M`` for ring elements (products of public values with shares, or plaintext products)."""
+        if _backend.is_jax(a) or _backend.is_jax(b):
+            return _backend.jax_ring().mul(self, a, b)
         return self._wrap(np.multiply(a, b))
 
     def sum(self, x: np.ndarray, axis: int = 0) -> np.ndarray:
         """Sum of ring elements along ``axis``, modulo M, with no intermediate overflow."""
+        if _backend.is_jax(x):
+            return _backend.jax_ring().sum(self, x, axis)
         if self.is_power_of_two:
             return self._wrap(np.sum(x, axis=axis, dtype=self.dtype))
         parts = np.moveaxis(np.asarray(x), axis, 0)
@@ -325,11 +343,12 @@ class Ring:
     def sample(self, stream: Stream, shape: int | tuple[int, ...]) -> np.ndarray:
         """Uniform elements drawn from a cryptographic stream, with no modulo bias.
 
-        * ``M = 2**k``: little-endian words of the dtype's width, masked to ``k`` bits.
-        * other ``M <= 2**64``: rejection sampling on little-endian 64-bit words ``w``: accept ``w < 2**64 - (2**64
+        * ``M = 2**k <= 2**64``: little-endian words of the dtype's width, masked to ``k`` bits.
+        * other ``M <= 2**32``: rejection sampling on little-endian 64-bit words ``w``: accept ``w < 2**64 - (2**64
           mod M)`` and return ``w mod M``; the stream advances exactly past the last accepted word.
-        * ``M > 2**64``: ``bytes(M) + 16`` little-endian bytes per element reduced mod M (128 bits of oversampling,
-          statistical distance below ``2**-128`` from uniform).
+        * every other ``M`` (object dtype: ``M > 2**32``, and ``2**k`` with ``k > 64``): ``bytes(M) + 16``
+          little-endian bytes per element reduced mod M (128 bits of oversampling, statistical distance below
+          ``2**-128`` from uniform; exactly uniform for ``2**k``).
 
         Args:
             stream: a :class:`refimpl.prg.Stream`; it is advanced past the bytes used.
@@ -343,7 +362,7 @@ class Ring:
         shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
         count = int(np.prod(shape, dtype=np.int64))
         m, dt = self.modulus, self.dtype
-        if self.is_power_of_two:
+        if self.is_power_of_two and dt != object:
             out = np.empty(count, dtype=dt)
             stream.read_into(out)
             return self._wrap(out).reshape(shape)

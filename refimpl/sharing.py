@@ -26,12 +26,14 @@ Example:
 from __future__ import annotations
 
 import numbers
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from refimpl import _backend
 from refimpl._errors import (
     PartyCountError,
     RingMismatchError,
@@ -39,7 +41,7 @@ from refimpl._errors import (
     check_key,
     check_party_count,
 )
-from refimpl.prg import Stream, _check_cipher, derive_key, fresh_key, key_length
+from refimpl.prg import _ZEROS, Stream, _check_cipher, _encryptor, derive_key, fresh_key, key_length
 from refimpl.ring import Z2_64, Ring
 
 __all__ = ["Shares", "CompressedShares", "share", "share_compressed", "reconstruct", "sum_shares"]
@@ -68,13 +70,19 @@ class Shares:
     def __post_init__(self) -> None:
         _check_ring(self.ring)
         data = self.data
-        if not isinstance(data, np.ndarray):
-            raise TypeError(f"Shares data must be a numpy array, got {type(data).__name__}")
+        on_jax = _backend.is_jax(data)  # JAX arrays (and tracers) are immutable already: kept as they are
+        if not (on_jax or isinstance(data, np.ndarray)):
+            raise TypeError(f"Shares data must be a numpy or jax array, got {type(data).__name__}")
+        if on_jax:
+            _backend.jax_dtype(self.ring)  # a clear error for rings JAX cannot hold
         if data.dtype != self.ring.dtype:
             raise TypeError(f"Shares data for {self.ring!r} must have dtype {self.ring.dtype}, got {data.dtype}")
         if data.ndim < 1:
             raise ShapeMismatchError("Shares data must have a leading party axis")
         check_party_count(data.shape[0])
+        if on_jax:
+            return
+        _backend.jax_loaded()  # registers Shares as a JAX pytree once JAX is imported, before any jax.jit sees one
         view = data.view()
         view.flags.writeable = False
         object.__setattr__(self, "data", view)
@@ -119,7 +127,11 @@ class Shares:
 
     def reconstruct(self) -> np.ndarray:
         """Open the sharing: the sum of all shares mod M."""
-        return self.ring.sum(self.data, axis=0)
+        data = self.data
+        if type(data) is np.ndarray and data.ndim >= 2 and data.flags.c_contiguous and \
+                self.ring.modulus in (2**32, 2**64):
+            return _sum_parties(data)  # native wrap-around: accumulate in place, chunk by chunk
+        return self.ring.sum(data, axis=0)
 
     # ---------------------------------------------------------------- homomorphic operations
     def _check_compatible(self, other: Shares) -> None:
@@ -144,6 +156,8 @@ class Shares:
             self._check_compatible(other)
             return Shares(self.ring, self.ring.add(self.data, other.data))
         public = self._public(other)
+        if _backend.is_jax(self.data) or _backend.is_jax(public):
+            return Shares(self.ring, _backend.jax_ring().set_first(self.data, self.ring.add(self.data[0], public)))
         data = self.data.copy()
         data[0] = self.ring.add(data[0], public)
         return Shares(self.ring, data)
@@ -155,6 +169,8 @@ class Shares:
             self._check_compatible(other)
             return Shares(self.ring, self.ring.sub(self.data, other.data))
         public = self._public(other)
+        if _backend.is_jax(self.data) or _backend.is_jax(public):
+            return Shares(self.ring, _backend.jax_ring().set_first(self.data, self.ring.sub(self.data[0], public)))
         data = self.data.copy()
         data[0] = self.ring.sub(data[0], public)
         return Shares(self.ring, data)
@@ -229,6 +245,54 @@ def _party_keys(key: bytes | None, n: int, prg: str) -> list[bytes]:
     return [derive_key(master, "refimpl/share", party, length=key_length(prg)) for party in range(1, n)]
 
 
+# Fused kernels for Z_2^32 / Z_2^64 (native wrap-around). They work through the arrays in chunks of this many bytes
+# per share, so each chunk of masks is still in cache when it is subtracted (or added): one pass over memory
+# instead of one per party, and no temporaries. Results are bit-identical to the unfused definitions.
+_FUSED_CHUNK_BYTES = 1 << 19
+_ZEROS_VIEW = memoryview(_ZEROS)
+
+
+def _share_words(x: np.ndarray, keys: list[bytes], prg: str, data: np.ndarray) -> None:
+    """Fill ``data`` (fresh, C-contiguous, shape ``(n, *x.shape)``, uint32/uint64, little-endian host) with the
+    sharing of ``x``: ``data[i]`` = keystream of ``keys[i - 1]`` (exactly ``Stream(key, cipher=prg).read_into``:
+    offset 0, default nonce) and ``data[0] = x - data[1] - ... - data[n-1]`` with native wrap-around."""
+    n = data.shape[0]
+    flat = data.reshape(n, -1)
+    xf = x.reshape(-1)
+    itemsize = data.dtype.itemsize
+    step = _FUSED_CHUNK_BYTES // itemsize
+    encryptors = [_encryptor(k, prg, bytes(16), 0) for k in keys]
+    rows = [memoryview(flat[party].view(np.uint8)) for party in range(1, n)]
+    first = flat[0]
+    for lo in range(0, xf.size, step):
+        hi = min(xf.size, lo + step)
+        start, nbytes = lo * itemsize, (hi - lo) * itemsize
+        for enc, row in zip(encryptors, rows):
+            if len(row) - start >= nbytes + 15:  # update_into needs block_size - 1 bytes of room (see prg._fill)
+                enc.update_into(_ZEROS_VIEW[:nbytes], row[start:])
+            else:
+                row[start : start + nbytes] = enc.update(_ZEROS_VIEW[:nbytes])
+        out = first[lo:hi]
+        np.subtract(xf[lo:hi], flat[1, lo:hi], out=out)
+        for party in range(2, n):
+            np.subtract(out, flat[party, lo:hi], out=out)
+
+
+def _sum_parties(data: np.ndarray) -> np.ndarray:
+    """``sum(data, axis=0)`` for a C-contiguous uint32/uint64 stack of shares (ndim >= 2), with wrap-around."""
+    n = data.shape[0]
+    flat = data.reshape(n, -1)
+    out = np.empty(data.shape[1:], dtype=data.dtype)
+    acc = out.reshape(-1)
+    step = _FUSED_CHUNK_BYTES // data.dtype.itemsize
+    for lo in range(0, acc.size, step):
+        part = acc[lo : lo + step]
+        np.add(flat[0, lo : lo + step], flat[1, lo : lo + step], out=part)
+        for party in range(2, n):
+            np.add(part, flat[party, lo : lo + step], out=part)
+    return out
+
+
 def share_compressed(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = None,
                      prg: str = "aes128-ctr") -> CompressedShares:
     """Share ``secret`` among ``n`` parties in seed-compressed form.
@@ -246,6 +310,9 @@ def share_compressed(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: byte
     ring = _check_ring(ring)
     prg = _check_cipher(prg)
     n = check_party_count(n)
+    if _backend.is_tracer(secret):
+        raise TypeError("share_compressed builds host-side wire data (keys and a NumPy array), so it cannot run "
+                        "under jax.jit or jax.vmap; use share() there, or call share_compressed outside")
     x = ring.element(secret)
     keys = _party_keys(key, n, prg)
     first = x.copy()
@@ -280,18 +347,27 @@ def share(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = 
     ring = _check_ring(ring)
     prg = _check_cipher(prg)
     n = check_party_count(n)
-    x = ring.element(secret)
+    if _backend.is_jax(secret):  # JAX arrays and tracers: jax-backed Shares, bit-identical (refimpl._jax_sharing)
+        return _backend.jax_sharing().share(secret, n, ring=ring, key=key, prg=prg)
+    if type(secret) is np.ndarray and secret.dtype == ring.dtype and ring.modulus in (2**32, 2**64):
+        x = secret  # every uint32 (uint64) value is already an element of Z_2^32 (Z_2^64): no checked copy
+    else:
+        x = ring.element(secret)
     keys = _party_keys(key, n, prg)
     data = np.empty((n, *x.shape), dtype=ring.dtype)
+    if ring.modulus in (2**32, 2**64) and sys.byteorder == "little":
+        _share_words(x, keys, prg, data)  # masks and party 0's share computed together, chunk by chunk
+        return Shares(ring, data)
     for party, k in enumerate(keys, start=1):
         if ring.is_power_of_two and ring.modulus in (2**32, 2**64):
-            Stream(k, cipher=prg).read_into(data[party])  # fast path: keystream straight into the share
+            Stream(k, cipher=prg).read_into(data[party, ...])  # fast path: keystream straight into the share
         else:
             data[party] = ring.sample(Stream(k, cipher=prg), x.shape)
     if ring.dtype != object and ring.modulus in (2**32, 2**64):
-        np.subtract(x, data[1], out=data[0])
+        first = data[0, ...]  # an array view even for a 0-d secret
+        np.subtract(x, data[1], out=first)
         for party in range(2, n):
-            np.subtract(data[0], data[party], out=data[0])
+            np.subtract(first, data[party], out=first)
     else:
         data[0] = ring.sub(x, ring.sum(data[1:], axis=0))
     return Shares(ring, data)
@@ -326,4 +402,6 @@ def sum_shares(sharings: Iterable[Shares]) -> Shares:
         if not isinstance(other, Shares):
             raise TypeError(f"sum_shares takes Shares, got {type(other).__name__}")
         first._check_compatible(other)
-    return Shares(first.ring, first.ring.sum(np.stack([s.data for s in items]), axis=0))
+    datas = [s.data for s in items]
+    stack = _backend.jax_ring().stack if any(_backend.is_jax(d) for d in datas) else np.stack
+    return Shares(first.ring, first.ring.sum(stack(datas), axis=0))

@@ -37,6 +37,7 @@ __all__ = [
     "RoundUpdate",
     "batch_order",
     "client_key",
+    "epoch_keys",
     "make_client_update",
     "make_loop_update",
     "make_round_update",
@@ -49,6 +50,12 @@ RoundUpdate = Callable[..., tuple[dict[str, jax.Array], jax.Array]]
 def client_key(seed: jax.Array | int, round_: jax.Array | int, client: jax.Array | int) -> jax.Array:
     """The shuffling key of one client in one round: fold_in(fold_in(PRNGKey(seed), round), client)."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), round_), client)
+
+
+def epoch_keys(seed: jax.Array | int, round_: jax.Array | int, client: jax.Array | int,
+               local_epochs: int) -> jax.Array:
+    """The shuffling keys of a client's local epochs: ``split(client_key(seed, round, client), E)``."""
+    return jax.random.split(client_key(seed, round_, client), local_epochs)
 
 
 def batch_order(key: jax.Array, n: jax.Array | int, length: int, batch_size: int,
@@ -98,7 +105,7 @@ def make_client_update(optimizer: optax.GradientTransformation, *, local_epochs:
 
     def update(params, x, y, index, n, seed, round_, client):
         length = index.shape[0]
-        epoch_keys = jax.random.split(client_key(seed, round_, client), local_epochs)
+        keys = epoch_keys(seed, round_, client, local_epochs)
 
         def step(carry, batch):
             p, s, loss_sum, count = carry
@@ -116,7 +123,7 @@ def make_client_update(optimizer: optax.GradientTransformation, *, local_epochs:
             return jax.lax.scan(step, carry, (positions, valid))[0], None
 
         init = (params, optimizer.init(params), jnp.float32(0.0), jnp.int32(0))
-        (local, _, loss_sum, count), _ = jax.lax.scan(epoch, init, epoch_keys)
+        (local, _, loss_sum, count), _ = jax.lax.scan(epoch, init, keys)
         delta = jax.tree_util.tree_map(jnp.subtract, local, params)
         return delta, loss_sum / jnp.maximum(count, 1).astype(jnp.float32)
 
@@ -124,8 +131,22 @@ def make_client_update(optimizer: optax.GradientTransformation, *, local_epochs:
 
 
 def make_round_update(optimizer: optax.GradientTransformation, *, local_epochs: int, batch_size: int,
-                      shuffle: bool = True) -> RoundUpdate:
+                      shuffle: bool = True, clients_per_chunk: int | None = None) -> RoundUpdate:
     """One jit-compiled program that trains all of a round's clients at once with ``jax.vmap``.
+
+    With ``clients_per_chunk=k`` the program instead vmaps k clients at a time and loops over the chunks inside
+    the compiled program (``jax.lax.map(..., batch_size=k)``): on a CPU with few cores, where batched matrix
+    products are no faster than a loop of small ones, k=1 can be quicker; on accelerators full vmap wins.
+
+    Args:
+        optimizer: Client optimizer.
+        local_epochs: E >= 1.
+        batch_size: B >= 1.
+        shuffle: Shuffle every epoch.
+        clients_per_chunk: None (vmap all clients) or k >= 1.
+
+    Raises:
+        ValueError: clients_per_chunk < 1 (and see `make_client_update`).
 
     Example:
         >>> import optax, numpy as np
@@ -138,7 +159,17 @@ def make_round_update(optimizer: optax.GradientTransformation, *, local_epochs: 
         ((2, 4, 3), (2,))
     """
     single = make_client_update(optimizer, local_epochs=local_epochs, batch_size=batch_size, shuffle=shuffle)
-    return jax.jit(jax.vmap(single, in_axes=(None, None, None, 0, 0, None, None, 0)))
+    if clients_per_chunk is None:
+        return jax.jit(jax.vmap(single, in_axes=(None, None, None, 0, 0, None, None, 0)))
+    if clients_per_chunk < 1:
+        raise ValueError(f"clients_per_chunk must be None or >= 1, got {clients_per_chunk}")
+
+    def chunked(params, x, y, index, sizes, seed, round_, client_ids):
+        def one(args):
+            return single(params, x, y, args[0], args[1], seed, round_, args[2])
+        return jax.lax.map(one, (index, sizes, client_ids), batch_size=clients_per_chunk)
+
+    return jax.jit(chunked)
 
 
 def make_loop_update(optimizer: optax.GradientTransformation, *, local_epochs: int, batch_size: int,

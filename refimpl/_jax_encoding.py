@@ -1,0 +1,135 @@
+"""Fixed-point encoding on JAX arrays: :meth:`FixedPoint.encode` / :meth:`FixedPoint.decode` for ``jax.Array``.
+
+Encode gives exactly NumPy's ring elements: ``k = round_half_even(x * scale)`` of the exact product, with the same
+range and finiteness checks (see :mod:`refimpl._jax_ring` for how checks report under ``jax.jit``). The float
+arithmetic is done in the widest float JAX has in the current mode:
+
+* 64-bit mode: float64 and int64, for every ring up to 2**64, bit-identical to NumPy.
+* JAX's default 32-bit mode (Z_2^32 only): float32 and int32. Inputs are float32 (or narrower), so ``x * scale``
+  is exact for a power-of-two scale and recovered exactly by Dekker's product otherwise (scale exact in float32,
+  i.e. below 2**24 for non-powers of two; larger ones raise), and beyond 2**24, where float32 holds only even
+  integers, the rounding is finished in int32. The integers are NumPy's for the same float32 inputs. What float32
+  cannot do is hold more than 24 significant bits: a float64 value's extra bits are lost when JAX makes the array
+  (``jnp.asarray(np.float64(...))`` rounds to float32), before refimpl sees it.
+
+Decode returns float64 in 64-bit mode (NumPy's values, bit for bit, except that ``|k| > 2**53`` with a
+non-power-of-two scale is rounded twice, at most 1 ulp off) and float32 in 32-bit mode (for a power-of-two scale
+exactly NumPy's float64 result rounded to float32; otherwise within 1 float32 ulp of it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from refimpl import _backend
+from refimpl import _jax_ring as R
+from refimpl._errors import BackendError, OutOfRangeError
+from refimpl.encoding import FixedPoint
+
+__all__ = ["encode", "decode"]
+
+
+def _message_of(raiser: Callable[[Any], None], value: Any) -> str:
+    """The message refimpl's NumPy path raises for ``value`` (one text for both backends)."""
+    try:
+        raiser(value)
+    except OutOfRangeError as err:
+        return str(err)
+    raise AssertionError("unreachable: the raiser did not raise")  # pragma: no cover
+
+
+def _float_types(fp: FixedPoint) -> tuple[Any, Any, int, float]:
+    """(float dtype, int dtype, int width, Veltkamp splitter) of the current mode; checks the scale is exact."""
+    if _backend.x64_enabled():
+        return jnp.float64, jnp.int64, 64, 134217729.0  # 2**27 + 1
+    scale = fp.scale
+    if scale & (scale - 1) and int(np.float32(scale)) != scale:
+        raise BackendError(f"scale {fp.base}**{fp.frac_bits} = {scale} is not exact in float32; {_backend.X64_HINT}")
+    return jnp.float32, jnp.int32, 32, 4097.0  # 2**12 + 1
+
+
+def _two_product(a: jax.Array, b: float, splitter: float) -> tuple[jax.Array, jax.Array]:
+    """``p, e`` with ``p = fl(a * b)`` and ``a * b = p + e`` exactly (Dekker), in ``a``'s float type."""
+    dt = a.dtype
+    b_ = jnp.asarray(b, dtype=dt)
+    sp = jnp.asarray(splitter, dtype=dt)
+
+    def split(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+        c = sp * v
+        hi = c - (c - v)
+        return hi, v - hi
+
+    p = a * b_
+    ah, al = split(a)
+    bh, bl = split(b_)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, e
+
+
+def encode(fp: FixedPoint, x: Any) -> jax.Array:
+    """:meth:`FixedPoint.encode` for a JAX array: the same ring elements as NumPy."""
+    ring = fp.ring
+    dt = _backend.jax_dtype(ring)
+    x = R.to_jax(x, "FixedPoint.encode input")
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        return _encode_integers(fp, x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"FixedPoint.encode takes real numbers, got dtype {x.dtype}")
+    F, I, width, splitter = _float_types(fp)
+    x = x.astype(F)
+    finite = jnp.isfinite(x)
+    R.report(~finite, x, lambda v: f"cannot encode non-finite value {v!r} in {fp!r}")
+    scale = fp.scale
+    mantissa = jnp.finfo(F).nmant + 1  # 24 or 53: from 2**mantissa on, floats are even integers
+    if scale & (scale - 1) == 0:  # power of two: the float product is exact
+        k = jnp.rint(x * jnp.asarray(scale, dtype=F))
+        corr = jnp.zeros(x.shape, dtype=I)
+    else:
+        p, e = _two_product(x, float(scale), splitter)
+        r = jnp.rint(p)
+        d = p - r  # exact
+        fix = (jnp.abs(d) == 0.5) & (e != 0) & (jnp.sign(e) == jnp.sign(d))
+        k = jnp.where(fix, r + jnp.sign(d), r)
+        # From 2**mantissa on p is an even integer and the rounding of p + e is that of e: finish it in integers.
+        big = (jnp.abs(p) >= 2.0**mantissa) & (jnp.abs(p) < 2.0 ** (width - 1))
+        corr = jnp.where(big, jnp.rint(jnp.where(big, e, 0)), 0).astype(I)
+    pre = ~(jnp.abs(k) < 2.0 ** (width - 1))  # beyond the int type (or NaN): out of range for every ring here
+    k_int = jnp.where(pre, jnp.zeros((), dtype=F), k).astype(I) + corr
+    limit = fp.max_abs_integer
+    over = finite & (pre | (k_int > jnp.asarray(limit, dtype=I)) | (k_int < jnp.asarray(-limit, dtype=I)))
+    R.report(over, x, lambda v: _message_of(fp._raise_range, v))
+    return R.reduce(ring, k_int).astype(dt)
+
+
+def _encode_integers(fp: FixedPoint, x: jax.Array) -> jax.Array:
+    ring = fp.ring
+    bound = fp.max_abs_integer // fp.scale  # |x * scale| <= limit  <=>  |x| <= bound, for integers x
+    info = jnp.iinfo(x.dtype)
+    bad = None
+    if info.max > bound:
+        bad = x > jnp.asarray(bound, dtype=x.dtype)
+    if info.min < -bound:
+        under = x < jnp.asarray(-bound, dtype=x.dtype)
+        bad = under if bad is None else bad | under
+    if bad is not None:
+        R.report(bad, x, lambda v: _message_of(fp._raise_range, v))
+    scale = jnp.asarray(fp.scale % ring.modulus, dtype=_backend.jax_dtype(ring))
+    return R.mul(ring, R.reduce(ring, x), scale)
+
+
+def decode(fp: FixedPoint, r: Any) -> jax.Array:
+    """:meth:`FixedPoint.decode` for a JAX array: float64 in 64-bit mode, float32 in JAX's default mode."""
+    ring = fp.ring
+    _backend.jax_dtype(ring)
+    r = R.to_jax(r, "FixedPoint.decode input")
+    F, _, _, _ = _float_types(fp)
+    if jnp.issubdtype(r.dtype, jnp.signedinteger) and r.size:
+        smallest = jnp.broadcast_to(jnp.min(r), r.shape)
+        R.report(r < 0, smallest, lambda v: f"decode takes ring elements in [0, {ring.modulus}), got negative "
+                 f"value {v}")
+    k = R.lift(ring, R.element(ring, r))
+    return k.astype(F) / jnp.asarray(fp.scale, dtype=F)

@@ -1,0 +1,59 @@
+"""The tutorial's federated part: two workers train an MLP on ``mnist-10k`` with FedAvg, offline, in seconds.
+
+``python -m refimpl demo`` calls `federated_demo`. Alice and Bob each hold half of the 8,000 training images (an
+IID split); each of 5 rounds, both train one local epoch from the global model and the server averages their
+updates weighted by sample counts, so every image is seen 5 times -- the tutorial's 5 epochs. The PySyft tutorial
+reached about 93% test accuracy; this reaches about 95% on the 2,000 held-out images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["federated_demo"]
+
+
+def federated_demo(out: Callable[[str], Any] = print, *, rounds: int = 5, seed: int = 0) -> float:
+    """Runs the two-worker federated demo and reports progress through ``out``.
+
+    Args:
+        out: Called with each line of the report (``print`` by default).
+        rounds: FedAvg rounds, one local epoch each.
+        seed: Seed of the split, the initial model and the shuffling.
+
+    Returns:
+        Final test accuracy in [0, 1].
+    """
+    import jax
+    import optax
+
+    from refimpl.fl import client, data, model, partition, server
+
+    ds = data.load("mnist-10k")
+    parts = partition.iid(ds.y_train, 2, seed=seed)
+    fed = partition.federate(ds.x_train, ds.y_train, parts)
+    names = ("alice", "bob")
+    hist = partition.label_histograms(ds.y_train, parts, ds.num_classes)
+    out(f"Federated learning on {ds.name} ({ds.source}): {len(ds.x_train)} train / {len(ds.x_test)} test images")
+    for name, size, h in zip(names, partition.sizes(parts), hist):
+        out(f"  {name:5s} holds {size} images; label counts {h.tolist()}")
+    params = model.init("2nn", seed=seed)
+    fedavg = server.FedAvg(
+        client.make_round_update(optax.sgd(0.1), local_epochs=1, batch_size=16),
+        server.server_optimizer("fedavg"), fraction=1.0, seed=seed)
+    state = fedavg.init(params)
+    cdata = server.to_device(fed)
+    x_test, y_test = jax.device_put(ds.x_test), jax.device_put(ds.y_test)
+    evaluate = jax.jit(lambda p: model.accuracy(p, x_test, y_test))
+    out(f"Model 784-200-200-10 ({model.num_params(params)} parameters); {rounds} rounds x 1 local epoch, "
+        "batch 16, SGD lr 0.1")
+    acc = float(evaluate(state.params))
+    for _ in range(rounds):
+        state, result = fedavg.run_round(state, cdata)
+        acc = float(evaluate(state.params))
+        out(f"  round {state.round}: train loss {result.train_loss:.4f}  test accuracy {acc:.2%}")
+    sent = 2 * 2 * rounds * model.num_params(params) * 4
+    out(f"Test accuracy after {rounds} rounds: {acc:.2%} (the PySyft tutorial: 93%); "
+        f"{sent / 1e6:.1f} MB of float32 parameters and updates exchanged")
+    return acc

@@ -1,0 +1,556 @@
+"""Single-server secure aggregation with dropout recovery (Bonawitz et al., CCS 2017), optionally SecAgg+.
+
+Clients ``u = 1..n`` hold vectors ``x_u`` over Z_R; the server learns ``sum_{u in U3} x_u`` and nothing else about
+them (honest-but-curious server, fewer than ``t`` colluding clients). One protocol round ``r`` has four named
+stages (the paper's Rounds 0, 1, 2 and 4; the consistency check of Round 3 and signatures, which protect against an
+actively malicious server, are not implemented):
+
+0. **AdvertiseKeys** -- ``u`` sends two X25519 public keys ``c_u^PK`` (encryption) and ``s_u^PK`` (masking).
+   The server forwards the list U1 to everyone.
+1. **ShareKeys** -- ``u`` draws a self-mask seed ``b_u`` and Shamir-shares ``b_u`` and its mask private key
+   ``s_u^SK`` t-of-|N[u]| among its neighbours in U1 (:mod:`refimpl.shamir`, 16-bit limbs over Z_(2^31-1)); share
+   ``v`` travels AES-128-GCM-encrypted under ``HKDF(X25519(c_u^SK, c_v^PK))`` through the server. U2 = senders.
+2. **MaskedInputCollection** -- ``u`` sends ``y_u = x_u + PRG(b_u) + sum_{v in N(u) cap U2} +-PRG(s_uv)``, with
+   ``s_uv = HKDF(X25519(s_u^SK, s_v^PK), round, min(u,v), max(u,v))`` and ``+`` iff ``u < v``. U3 = senders.
+3. **Unmasking** -- the server announces U3; each surviving ``v`` returns, for each neighbour ``u`` in U2, its share
+   of ``b_u`` if ``u`` is in U3, else its share of ``s_u^SK`` (never both). From ``t`` shares each the server
+   rebuilds the dropped clients' pairwise masks and the survivors' self masks and outputs
+   ``sum_{u in U3} y_u - sum_{u in U3} PRG(b_u) -+ (masks of dropped clients) = sum_{u in U3} x_u``.
+
+Dropouts at any stage are survived while every needed neighbourhood still has ``t`` members; otherwise the round
+aborts with :class:`~refimpl._errors.ThresholdError`. Every mask, seed and key comes from keyed streams and HKDF
+labels that include the round number, so no stream is reused across rounds, pairs or purposes.
+
+With ``degree=k`` the neighbour graph is a Harary graph H(k, n) with randomly permuted labels (SecAgg+): each
+client agrees keys with, shares with and masks against only ``k = O(log n)`` neighbours.
+
+Example:
+    >>> cfg = SecAggConfig(num_clients=5, threshold=3, length=2, clip=8.0)
+    >>> xs = {u: [float(u), -0.5] for u in range(1, 6)}
+    >>> res = run_secagg_round(cfg, xs, round_=0, dropouts={2: "MaskedInputCollection", 5: "Unmasking"})
+    >>> sorted(res.clients), res.total.tolist()          # client 2 dropped before masking; 5 after
+    ([1, 3, 4, 5], [13.0, -2.0])
+
+References:
+    K. Bonawitz, V. Ivanov, B. Kreuter, A. Marcedone, H. B. McMahan, S. Patel, D. Ramage, A. Segal, K. Seth,
+    "Practical Secure Aggregation for Privacy-Preserving Machine Learning", ACM CCS 2017.
+    J. H. Bell, K. A. Bonawitz, A. Gascon, T. Lepoint, M. Raykova, "Secure Single-Server Aggregation with
+    (Poly)Logarithmic Overhead", ACM CCS 2020 (SecAgg+).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from numpy.typing import ArrayLike
+
+from refimpl._errors import ConfigurationError, ProtocolError, ReplayError, ShapeMismatchError, ThresholdError
+from refimpl._errors import RingMismatchError, check_key
+from refimpl._secagg_common import Codec, Traffic, check_round
+from refimpl.prg import Stream, _check_cipher, derive_key, fresh_key, key_length
+from refimpl.ring import Z2_64, Ring
+from refimpl.shamir import ShamirShares, reconstruct_bytes, share_bytes, DEFAULT_FIELD
+
+__all__ = [
+    "STAGES",
+    "SecAggConfig",
+    "AdvertiseKeys",
+    "ShareKeys",
+    "MaskedInput",
+    "UnmaskingResponse",
+    "SecAggClient",
+    "SecAggServer",
+    "SecAggResult",
+    "run_secagg_round",
+    "harary_neighbours",
+]
+
+STAGES = ("AdvertiseKeys", "ShareKeys", "MaskedInputCollection", "Unmasking")
+_LIMB = np.dtype("<u4")
+_KEY_LIMBS = 16  # a 32-byte X25519 private key as 16-bit limbs
+
+
+def harary_neighbours(n: int, degree: int, key: bytes) -> dict[int, frozenset[int]]:
+    """The SecAgg+ graph: Harary graph H(k, n) on clients ``1..n`` with labels permuted by a keyed stream.
+
+    Position ``i`` links to positions ``i +- 1 .. i +- k/2 (mod n)``; clients are placed by a uniform permutation
+    (Fisher-Yates on rejection-sampled draws). Every client has exactly ``k`` neighbours.
+
+    Example:
+        >>> g = harary_neighbours(10, 4, bytes(16))
+        >>> sorted(len(v) for v in g.values()) == [4] * 10, all(u in g[v] for u in g for v in g[u])
+        (True, True)
+    """
+    if degree % 2 or not 2 <= degree < n:
+        raise ConfigurationError(f"SecAgg+ degree must be even and in [2, n-1={n - 1}], got {degree}")
+    stream = Stream(derive_key(check_key(key), "secagg/graph", n, degree))
+    perm = list(range(1, n + 1))
+    for i in range(n - 1, 0, -1):
+        j = int(Ring(i + 1).sample(stream, 1)[0]) if i + 1 < 2**32 else 0
+        perm[i], perm[j] = perm[j], perm[i]
+    half = degree // 2
+    return {perm[i]: frozenset(perm[(i + o) % n] for o in range(-half, half + 1) if o) for i in range(n)}
+
+
+@dataclass(frozen=True)
+class SecAggConfig:
+    """Public parameters of single-server SecAgg: clients ``1..num_clients``, threshold, encoding, graph.
+
+    Args:
+        num_clients: n, clients numbered ``1..n``.
+        threshold: t, shares needed to rebuild a seed: ``2 <= t <= |N[u]|`` (n, or degree + 1 with SecAgg+).
+            Security needs more than the number of colluding clients; Bonawitz et al. suggest ``t > n/2`` (and
+            ``t > 2n/3`` against an active server).
+        length: d, coordinates per input.
+        clip, frac_bits, bits, headroom, ring: the encoding, see :class:`~refimpl._secagg_common.Codec`.
+        degree: None for the complete graph (SecAgg), or an even k for the SecAgg+ Harary graph.
+        graph_key: public randomness placing clients in the SecAgg+ graph (16 bytes).
+        prg: the cipher of the mask streams.
+
+    Raises:
+        ThresholdError: ``t`` out of range; ConfigurationError: sizing, clip or degree.
+    """
+
+    num_clients: int
+    threshold: int
+    length: int
+    clip: float | None = 1.0
+    frac_bits: int = 16
+    bits: int | None = None
+    headroom: int = 0
+    ring: Ring = Z2_64
+    degree: int | None = None
+    graph_key: bytes = bytes(16)
+    prg: str = "aes128-ctr"
+    codec: Codec = field(init=False, repr=False, compare=False)
+    graph: dict[int, frozenset[int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("num_clients", "threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {v!r}")
+        n = self.num_clients
+        if n < 2:
+            raise ConfigurationError(f"SecAgg needs at least 2 clients, got num_clients={n}")
+        if not self.ring.is_power_of_two:
+            raise ConfigurationError(f"SecAgg masks live in Z_2^k; got {self.ring!r}")
+        _check_cipher(self.prg)
+        codec = Codec(self.length, n, self.clip, self.frac_bits, self.bits, self.headroom, self.ring)
+        if self.degree is None or self.degree >= n - 1:
+            graph = {u: frozenset(range(1, n + 1)) - {u} for u in range(1, n + 1)}
+        else:
+            graph = harary_neighbours(n, self.degree, self.graph_key)
+        size = min(len(v) for v in graph.values()) + 1
+        if not 2 <= self.threshold <= size:
+            raise ThresholdError(f"threshold must satisfy 2 <= t <= {size} (neighbourhood size), got t={self.threshold}")
+        object.__setattr__(self, "codec", codec)
+        object.__setattr__(self, "graph", graph)
+
+    def closed_neighbourhood(self, u: int) -> frozenset[int]:
+        """N[u]: ``u`` and its neighbours."""
+        return self.graph[u] | {u}
+
+
+class AdvertiseKeys(NamedTuple):
+    """Stage AdvertiseKeys, client -> server: the client's two X25519 public keys."""
+
+    round: int
+    client: int
+    c_public: bytes
+    s_public: bytes
+
+
+class ShareKeys(NamedTuple):
+    """Stage ShareKeys, client -> server: AES-GCM ciphertexts of the Shamir shares, one per neighbour."""
+
+    round: int
+    client: int
+    ciphertexts: Mapping[int, bytes]
+
+
+class MaskedInput(NamedTuple):
+    """Stage MaskedInputCollection, client -> server: the masked input ``y_u``."""
+
+    round: int
+    client: int
+    masked: np.ndarray
+
+
+class UnmaskingResponse(NamedTuple):
+    """Stage Unmasking, client -> server: shares of ``s_u^SK`` (dropped ``u``) and of ``b_u`` (surviving ``u``)."""
+
+    round: int
+    client: int
+    key_shares: Mapping[int, np.ndarray]
+    seed_shares: Mapping[int, np.ndarray]
+
+
+def _nbytes(msg: object) -> int:
+    if isinstance(msg, AdvertiseKeys):
+        return 64
+    if isinstance(msg, ShareKeys):
+        return sum(4 + len(c) for c in msg.ciphertexts.values())
+    if isinstance(msg, MaskedInput):
+        return int(msg.masked.nbytes)
+    if isinstance(msg, UnmaskingResponse):
+        return sum(4 + v.size * 4 for d in (msg.key_shares, msg.seed_shares) for v in d.values())
+    raise TypeError(f"not a SecAgg message: {type(msg).__name__}")
+
+
+def _mask(seed: bytes, cfg: SecAggConfig) -> np.ndarray:
+    return cfg.ring.sample(Stream(seed, cipher=cfg.prg), cfg.length)
+
+
+def _pair_seed(secret: bytes, round_: int, u: int, v: int, cfg: SecAggConfig) -> bytes:
+    return derive_key(secret, "secagg/pairwise-mask", round_, min(u, v), max(u, v), length=key_length(cfg.prg))
+
+
+def _enc_key(secret: bytes, round_: int, sender: int, receiver: int) -> bytes:
+    return derive_key(secret, "secagg/share-encryption", round_, sender, receiver, length=16)
+
+
+def _aad(round_: int, sender: int, receiver: int) -> bytes:
+    return b"refimpl/secagg" + round_.to_bytes(8, "big") + sender.to_bytes(4, "big") + receiver.to_bytes(4, "big")
+
+
+class SecAggClient:
+    """Client ``u`` of one SecAgg round; its methods are the four stages, called in order.
+
+    Args:
+        config: the public parameters.
+        client_id: ``u`` in ``1..n``.
+        round_: the round number (part of every key-derivation label and message).
+        key: the client's 16/32-byte master key (reproducible keys and masks), or None for fresh OS randomness.
+    """
+
+    def __init__(self, config: SecAggConfig, client_id: int, round_: int, key: bytes | None = None) -> None:
+        if not 1 <= client_id <= config.num_clients:
+            raise ConfigurationError(f"client id must lie in [1, {config.num_clients}], got {client_id}")
+        self.config, self.id, self.round = config, int(client_id), int(round_)
+        master = fresh_key(32) if key is None else check_key(key)
+        self._c_sk = X25519PrivateKey.from_private_bytes(derive_key(master, "secagg/x25519-c", self.round, length=32))
+        self._s_sk = X25519PrivateKey.from_private_bytes(derive_key(master, "secagg/x25519-s", self.round, length=32))
+        self._b = derive_key(master, "secagg/self-mask", self.round, length=key_length(config.prg))
+        self._shamir_key = derive_key(master, "secagg/shamir", self.round)
+        self._stage = 0
+        self._roster: dict[int, tuple[bytes, bytes]] = {}
+        self._own: tuple[np.ndarray, np.ndarray] | None = None
+        self._inbox: dict[int, bytes] = {}
+        self._u2: frozenset[int] = frozenset()
+
+    def _advance(self, stage: int) -> None:
+        if self._stage != stage:
+            raise ProtocolError(f"client {self.id} is at stage {STAGES[self._stage] if self._stage < 4 else 'done'}, "
+                                f"not {STAGES[stage]}")
+        self._stage += 1
+
+    def advertise_keys(self) -> AdvertiseKeys:
+        """Stage AdvertiseKeys."""
+        self._advance(0)
+        return AdvertiseKeys(self.round, self.id, self._c_sk.public_key().public_bytes_raw(),
+                             self._s_sk.public_key().public_bytes_raw())
+
+    def share_keys(self, roster: Mapping[int, tuple[bytes, bytes]]) -> ShareKeys:
+        """Stage ShareKeys, given U1's public keys ``{v: (c_pk, s_pk)}`` (the server's broadcast).
+
+        Raises:
+            ThresholdError: fewer than ``t`` of ``N[u]`` in U1.
+        """
+        self._advance(1)
+        cfg, u = self.config, self.id
+        holders = sorted(cfg.closed_neighbourhood(u) & set(roster))
+        if len(holders) < cfg.threshold:
+            raise ThresholdError(f"client {u}: only {len(holders)} of its neighbourhood advertised keys, fewer than "
+                                 f"t={cfg.threshold}")
+        self._roster = dict(roster)
+        sk = share_bytes(self._s_sk.private_bytes_raw(), len(holders), cfg.threshold, points=holders,
+                         key=derive_key(self._shamir_key, "s"))
+        bk = share_bytes(self._b, len(holders), cfg.threshold, points=holders, key=derive_key(self._shamir_key, "b"))
+        cts = {}
+        for v in holders:
+            plain = np.concatenate([sk.share_of(v), bk.share_of(v)]).astype(_LIMB).tobytes()
+            if v == u:
+                self._own = (sk.share_of(v), bk.share_of(v))
+                continue
+            secret = self._c_sk.exchange(X25519PublicKey.from_public_bytes(roster[v][0]))
+            cts[v] = AESGCM(_enc_key(secret, self.round, u, v)).encrypt(bytes(12), plain, _aad(self.round, u, v))
+        return ShareKeys(self.round, u, cts)
+
+    def masked_input(self, inbox: Mapping[int, bytes], values: ArrayLike | None = None, *,
+                     encoded: ArrayLike | None = None) -> MaskedInput:
+        """Stage MaskedInputCollection, given the ciphertexts addressed to ``u`` (``{sender: ciphertext}``).
+
+        U2 is taken to be the senders (plus ``u``): ``u`` masks against its neighbours among them.
+        """
+        self._advance(2)
+        cfg, u = self.config, self.id
+        if (values is None) == (encoded is None):
+            raise TypeError("give exactly one of values and encoded")
+        x = cfg.codec.encode(values) if encoded is None else cfg.codec.check_encoded(encoded)
+        unknown = sorted(set(inbox) - set(self._roster))
+        if unknown:
+            raise ProtocolError(f"client {u} got ciphertexts from clients {unknown} outside U1")
+        self._inbox = dict(inbox)
+        self._u2 = frozenset(inbox) | {u}
+        if len(cfg.closed_neighbourhood(u) & self._u2) < cfg.threshold:
+            raise ThresholdError(f"client {u}: fewer than t={cfg.threshold} neighbours shared keys")
+        ring = cfg.ring
+        y = ring.add(x, _mask(self._b, cfg))
+        for v in sorted(cfg.graph[u] & self._u2):
+            secret = self._s_sk.exchange(X25519PublicKey.from_public_bytes(self._roster[v][1]))
+            p = _mask(_pair_seed(secret, self.round, u, v, cfg), cfg)
+            y = ring.add(y, p) if u < v else ring.sub(y, p)
+        return MaskedInput(self.round, u, np.asarray(y, dtype=ring.dtype))
+
+    def unmask(self, survivors: Iterable[int]) -> UnmaskingResponse:
+        """Stage Unmasking, given U3 (the clients whose masked inputs the server holds).
+
+        Raises:
+            ProtocolError: U3 is not a subset of U2; ThresholdError: fewer than ``t`` of ``N[u]`` in U3.
+        """
+        self._advance(3)
+        cfg, u = self.config, self.id
+        u3 = frozenset(survivors)
+        outside = (u3 & cfg.closed_neighbourhood(u)) - self._u2
+        if outside:
+            raise ProtocolError(f"client {u}: U3 has neighbours {sorted(outside)} that never shared keys (not in U2)")
+        if len(cfg.closed_neighbourhood(u) & u3) < cfg.threshold:
+            raise ThresholdError(f"client {u}: fewer than t={cfg.threshold} neighbours survive; refusing to unmask")
+        nk = _KEY_LIMBS
+        key_shares, seed_shares = {}, {}
+        for w in sorted(cfg.closed_neighbourhood(u) & self._u2):
+            if w == u:
+                assert self._own is not None
+                sk_share, b_share = self._own
+            else:
+                secret = self._c_sk.exchange(X25519PublicKey.from_public_bytes(self._roster[w][0]))
+                try:
+                    plain = AESGCM(_enc_key(secret, self.round, w, u)).decrypt(bytes(12), self._inbox[w],
+                                                                              _aad(self.round, w, u))
+                except InvalidTag as err:
+                    raise ProtocolError(f"client {u}: the share ciphertext from client {w} does not authenticate") \
+                        from err
+                limbs = np.frombuffer(plain, dtype=_LIMB).astype(np.uint64)
+                sk_share, b_share = limbs[:nk], limbs[nk:]
+            if w in u3:
+                seed_shares[w] = b_share
+            else:
+                key_shares[w] = sk_share
+        return UnmaskingResponse(self.round, u, key_shares, seed_shares)
+
+
+class SecAggResult(NamedTuple):
+    """A completed SecAgg round: the decoded total over ``clients`` (= U3), the ring total, the traffic and the
+    client sets after each stage."""
+
+    total: np.ndarray
+    ring_total: np.ndarray
+    clients: frozenset[int]
+    traffic: Traffic
+    stage_sets: tuple[frozenset[int], ...]
+
+
+class SecAggServer:
+    """The server of one SecAgg round: collects each stage's messages, validates them, and finishes the stage.
+
+    :meth:`receive` rejects a message for another round, from an unknown client or a client outside the stage's
+    set, at the wrong stage, malformed, or replayed -- with a specific error and no change of state.
+    """
+
+    def __init__(self, config: SecAggConfig, round_: int) -> None:
+        self.config, self.round = config, int(round_)
+        self.stage = 0
+        self.sets: list[frozenset[int]] = [frozenset(range(1, config.num_clients + 1))]
+        self._got: dict[int, object] = {}
+        self._keys: dict[int, tuple[bytes, bytes]] = {}
+        self._cts: dict[int, Mapping[int, bytes]] = {}
+        self._masked: dict[int, np.ndarray] = {}
+
+    @property
+    def stage_name(self) -> str:
+        """The stage whose messages the server is collecting ("done" after Unmasking)."""
+        return STAGES[self.stage] if self.stage < len(STAGES) else "done"
+
+    def receive(self, msg: AdvertiseKeys | ShareKeys | MaskedInput | UnmaskingResponse) -> None:
+        """Validate and store one client message of the current stage.
+
+        Raises:
+            TypeError: not a SecAgg message. ProtocolError: wrong round, stage or sender, malformed content.
+            ReplayError: the sender already sent this stage's message. ShapeMismatchError / RingMismatchError:
+            a masked input of the wrong shape or dtype.
+        """
+        expected = (AdvertiseKeys, ShareKeys, MaskedInput, UnmaskingResponse)
+        if not isinstance(msg, expected):
+            raise TypeError(f"expected a SecAgg message, got {type(msg).__name__}")
+        check_round(self.round, msg.round, f"{type(msg).__name__} from client {msg.client}")
+        if self.stage >= len(STAGES) or not isinstance(msg, expected[self.stage]):
+            raise ProtocolError(f"{type(msg).__name__} from client {msg.client} arrived during stage "
+                                f"{self.stage_name}")
+        if msg.client not in self.sets[-1]:
+            raise ProtocolError(f"client {msg.client} is not in the set of stage {self.stage_name}")
+        if msg.client in self._got:
+            raise ReplayError(f"{type(msg).__name__} from client {msg.client} in round {self.round} already "
+                              "received; replay rejected")
+        cfg = self.config
+        if isinstance(msg, AdvertiseKeys):
+            if not (isinstance(msg.c_public, bytes) and isinstance(msg.s_public, bytes)
+                    and len(msg.c_public) == len(msg.s_public) == 32):
+                raise ProtocolError(f"client {msg.client}'s public keys must be 32-byte X25519 keys")
+        elif isinstance(msg, ShareKeys):
+            extra = sorted(set(msg.ciphertexts) - (cfg.graph[msg.client] & self.sets[-1]))
+            if extra:
+                raise ProtocolError(f"client {msg.client} sent ciphertexts for clients {extra} outside its "
+                                    "neighbourhood in U1")
+        elif isinstance(msg, MaskedInput):
+            y = msg.masked
+            if not isinstance(y, np.ndarray) or y.dtype != cfg.ring.dtype:
+                raise RingMismatchError(f"masked input from client {msg.client} must be a {cfg.ring.dtype} array "
+                                        f"of {cfg.ring!r}, got {getattr(y, 'dtype', type(y).__name__)}")
+            if y.shape != (cfg.length,):
+                raise ShapeMismatchError(f"masked input from client {msg.client} has shape {y.shape}, expected "
+                                         f"({cfg.length},)")
+        else:
+            both = set(msg.key_shares) & set(msg.seed_shares)
+            if both:
+                raise ProtocolError(f"client {msg.client} revealed both key and seed shares of {sorted(both)}")
+            hood = cfg.closed_neighbourhood(msg.client)
+            bad = sorted(set(msg.key_shares) - ((self.sets[2] - self.sets[3]) & hood)) + \
+                sorted(set(msg.seed_shares) - (self.sets[3] & hood))
+            if bad:
+                raise ProtocolError(f"client {msg.client} sent shares for clients {bad} the server did not ask for")
+        self._got[msg.client] = msg
+
+    def finish_stage(self) -> object:
+        """Close the current stage; return what the server broadcasts next (or the result after Unmasking).
+
+        Returns:
+            After AdvertiseKeys: U1's public keys ``{v: (c_pk, s_pk)}``. After ShareKeys: each client's inbox
+            ``{v: {u: ciphertext}}``. After MaskedInputCollection: U3. After Unmasking: the ring total.
+
+        Raises:
+            ThresholdError: fewer than ``t`` clients sent this stage's message, or a secret cannot be rebuilt.
+        """
+        cfg, got = self.config, self._got
+        name = self.stage_name
+        if self.stage >= len(STAGES):
+            raise ProtocolError("the round is already finished")
+        senders = frozenset(got)
+        if self.stage < 3 and len(senders) < cfg.threshold:
+            raise ThresholdError(f"only {len(senders)} clients completed stage {name} of round {self.round}, fewer "
+                                 f"than the threshold t={cfg.threshold}; the round aborts")
+        if name == "Unmasking":
+            total = self._unmask(got)  # type: ignore[arg-type]  # may abort: the state is left untouched
+            self._got, self.stage = {}, self.stage + 1
+            self.sets.append(senders)
+            return total
+        self._got = {}
+        self.stage += 1
+        if name == "AdvertiseKeys":
+            self._keys = {u: (m.c_public, m.s_public) for u, m in got.items()}  # type: ignore[attr-defined]
+            self.sets.append(senders)
+            return dict(self._keys)
+        if name == "ShareKeys":
+            self._cts = {u: m.ciphertexts for u, m in got.items()}  # type: ignore[attr-defined]
+            self.sets.append(senders)
+            return {v: {u: c[v] for u, c in self._cts.items() if v in c} for v in senders}
+        if name == "MaskedInputCollection":
+            self._masked = {u: m.masked for u, m in got.items()}  # type: ignore[attr-defined]
+            self.sets.append(senders)
+            return senders
+        raise AssertionError(name)  # pragma: no cover
+
+    def _rebuild(self, owner: int, responses: Mapping[int, UnmaskingResponse], kind: str) -> bytes:
+        cfg = self.config
+        pts, rows = [], []
+        for v, r in sorted(responses.items()):
+            shares = r.key_shares if kind == "key" else r.seed_shares
+            if owner in shares:
+                pts.append(v)
+                rows.append(np.asarray(shares[owner], dtype=np.uint64))
+        if len(pts) < cfg.threshold:
+            what = "mask private key" if kind == "key" else "self-mask seed"
+            raise ThresholdError(f"only {len(pts)} shares of client {owner}'s {what} came back, fewer than "
+                                 f"t={cfg.threshold}; the round aborts")
+        return reconstruct_bytes(ShamirShares(DEFAULT_FIELD, cfg.threshold, tuple(pts), np.stack(rows)))
+
+    def _unmask(self, responses: Mapping[int, UnmaskingResponse]) -> np.ndarray:
+        cfg, ring = self.config, self.config.ring
+        u2, u3 = self.sets[2], self.sets[3]
+        total = ring.sum(np.stack([self._masked[u] for u in sorted(u3)]), axis=0)
+        for u in sorted(u3):
+            total = ring.sub(total, _mask(self._rebuild(u, responses, "seed"), cfg))
+        for u in sorted(u2 - u3):
+            sk = X25519PrivateKey.from_private_bytes(self._rebuild(u, responses, "key"))
+            for v in sorted(cfg.graph[u] & u3):
+                secret = sk.exchange(X25519PublicKey.from_public_bytes(self._keys[v][1]))
+                p = _mask(_pair_seed(secret, self.round, u, v, cfg), cfg)
+                total = ring.sub(total, p) if v < u else ring.add(total, p)  # v added +p iff v < u
+        return np.asarray(total, dtype=ring.dtype)
+
+
+def run_secagg_round(config: SecAggConfig, contributions: Mapping[int, ArrayLike], *, round_: int = 0,
+                     keys: Mapping[int, bytes] | None = None, encoded: bool = False,
+                     dropouts: Mapping[int, str] | None = None, traffic: Traffic | None = None) -> SecAggResult:
+    """Run one SecAgg round in process, with clients dropping out before the named stage.
+
+    Args:
+        config: the public parameters.
+        contributions: ``{u: values}`` for the clients taking part (ids in ``1..n``); others count as dropped.
+        round_: the round number.
+        keys: optional per-client master keys.
+        encoded: contributions are pre-encoded integers.
+        dropouts: ``{u: stage}``: client ``u`` sends nothing from stage ``stage`` (one of :data:`STAGES`) on.
+        traffic: a ledger to extend.
+
+    Returns:
+        :class:`SecAggResult`, whose total is exactly the sum over U3.
+
+    Raises:
+        ThresholdError: too few clients remain at some stage.
+    """
+    dropouts = dict(dropouts or {})
+    bad = {u: s for u, s in dropouts.items() if s not in STAGES}
+    if bad:
+        raise ValueError(f"dropout stages must be among {STAGES}, got {bad}")
+    traffic = Traffic() if traffic is None else traffic
+    server = SecAggServer(config, round_)
+    clients = {u: SecAggClient(config, u, round_, None if keys is None else keys[u]) for u in sorted(contributions)}
+
+    def alive(stage: int) -> list[int]:
+        return [u for u in clients if u not in dropouts or STAGES.index(dropouts[u]) > stage]
+
+    def send(u: int, msg: object) -> None:
+        server.receive(msg)  # type: ignore[arg-type]
+        traffic.record(round_, f"client {u}", "server", _nbytes(msg))
+
+    def reached(stage: int) -> list[int]:
+        return sorted(u for u in alive(stage) if u in server.sets[-1])
+
+    for u in reached(0):
+        send(u, clients[u].advertise_keys())
+    roster = server.finish_stage()
+    for u in reached(1):
+        traffic.record(round_, "server", f"client {u}", 68 * len(roster))  # type: ignore[arg-type]
+        send(u, clients[u].share_keys(roster))  # type: ignore[arg-type]
+    inboxes = server.finish_stage()
+    for u in reached(2):
+        inbox = inboxes[u]  # type: ignore[index]
+        traffic.record(round_, "server", f"client {u}", sum(4 + len(c) for c in inbox.values()))
+        vals = contributions[u]
+        send(u, clients[u].masked_input(inbox, encoded=vals) if encoded else clients[u].masked_input(inbox, vals))
+    u3 = server.finish_stage()
+    for u in reached(3):
+        traffic.record(round_, "server", f"client {u}", 4 * len(u3))  # type: ignore[arg-type]
+        send(u, clients[u].unmask(u3))  # type: ignore[arg-type]
+    ring_total = server.finish_stage()
+    return SecAggResult(config.codec.decode_sum(ring_total), ring_total, frozenset(u3),  # type: ignore[arg-type]
+                        traffic, tuple(server.sets))
