@@ -5,6 +5,7 @@ JAX and the federated-learning modules are optional and are imported only when u
 """
 
 from refimpl._errors import (
+    BackendError,
     KeyFormatError,
     NotAFieldError,
     OutOfRangeError,
@@ -17,6 +18,7 @@ from refimpl.encoding import FixedPoint
 from refimpl.prg import Stream, derive_key, fresh_key, keystream
 from refimpl.ring import Z2_32, Z2_64, Ring
 from refimpl.sharing import CompressedShares, Shares, reconstruct, share, share_compressed, sum_shares
+from refimpl.tree import reconstruct_tree, share_tree
 
 __version__ = "0.1.0"
 
@@ -35,6 +37,8 @@ __all__ = [
     "share_compressed",
     "reconstruct",
     "sum_shares",
+    "share_tree",
+    "reconstruct_tree",
     "RefimplError",
     "RingMismatchError",
     "PartyCountError",
@@ -42,4 +46,5 @@ __all__ = [
     "OutOfRangeError",
     "NotAFieldError",
     "KeyFormatError",
+    "BackendError",
 ]

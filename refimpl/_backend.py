@@ -81,17 +81,23 @@ def register_pytrees() -> None:
 
     from refimpl.sharing import Shares
 
+    def aux(s: Shares) -> tuple[Ring, int]:
+        # A Shares rebuilt by JAX keeps its party count: its leaf may be a placeholder or carry a batch axis.
+        n = s.__dict__.get("_pytree_n")
+        return s.ring, int(s.data.shape[0]) if n is None else n
+
     def flatten_with_keys(s: Shares) -> tuple[tuple[tuple[Any, Any], ...], tuple[Ring, int]]:
-        return ((jax.tree_util.GetAttrKey("data"), s.data),), (s.ring, int(s.data.shape[0]))
+        return ((jax.tree_util.GetAttrKey("data"), s.data),), aux(s)
 
     def flatten(s: Shares) -> tuple[tuple[Any], tuple[Ring, int]]:
-        return (s.data,), (s.ring, int(s.data.shape[0]))
+        return (s.data,), aux(s)
 
-    def unflatten(aux: tuple[Ring, int], children: Any) -> Shares:
+    def unflatten(aux_data: tuple[Ring, int], children: Any) -> Shares:
         # No validation: JAX rebuilds pytrees with placeholder leaves (None, object(), axis specs) in transforms.
         obj = object.__new__(Shares)
-        object.__setattr__(obj, "ring", aux[0])
+        object.__setattr__(obj, "ring", aux_data[0])
         object.__setattr__(obj, "data", children[0])
+        object.__setattr__(obj, "_pytree_n", aux_data[1])
         return obj
 
     _REGISTERED = True  # set first: registering twice raises, and register_pytree_* never calls back into us

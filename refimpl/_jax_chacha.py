@@ -104,10 +104,10 @@ def chacha20_block(key: jax.Array, counters: jax.Array, nonce: jax.Array) -> jax
     return jnp.stack([f + i for f, i in zip(final, init)], axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("nwords", "counter"))
-def _words(key: jax.Array, nonce: jax.Array, nwords: int, counter: int) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("nwords",))
+def _words(key: jax.Array, nonce: jax.Array, nwords: int, counter: jax.Array) -> jax.Array:
     blocks = -(-nwords // 16)
-    counters = jnp.arange(blocks, dtype=jnp.uint32) + jnp.uint32(counter)
+    counters = jnp.arange(blocks, dtype=jnp.uint32) + counter
     out = chacha20_block(key, counters, nonce)
     return out.reshape(*out.shape[:-2], blocks * 16)[..., :nwords]
 
@@ -122,7 +122,7 @@ def chacha20_words(key: jax.Array | np.ndarray, nwords: int, *, counter: int = 0
     Args:
         key: ``uint32`` key words, shape ``(*batch, 8)`` (see :func:`key_words`); may be traced.
         nwords: number of 32-bit words (static).
-        counter: first block counter (static).
+        counter: first block counter (a host integer; one compiled function serves every counter).
         nonce: 12 bytes, or ``uint32`` nonce words of shape ``(*batch, 3)``; default zero.
 
     Raises:
@@ -138,4 +138,5 @@ def chacha20_words(key: jax.Array | np.ndarray, nwords: int, *, counter: int = 0
             f"ChaCha20 stream exhausted: {4 * nwords} bytes from block {counter} pass the 32-bit block counter "
             "(256 GiB); derive a new key"
         )
-    return _words(jnp.asarray(key, dtype=jnp.uint32), jnp.asarray(nonce, dtype=jnp.uint32), nwords, counter)
+    return _words(jnp.asarray(key, dtype=jnp.uint32), jnp.asarray(nonce, dtype=jnp.uint32), nwords,
+                  jnp.asarray(counter, dtype=jnp.uint32))

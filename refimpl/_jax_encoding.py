@@ -24,6 +24,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from refimpl import _backend
 from refimpl import _jax_ring as R
@@ -131,5 +132,11 @@ def decode(fp: FixedPoint, r: Any) -> jax.Array:
         smallest = jnp.broadcast_to(jnp.min(r), r.shape)
         R.report(r < 0, smallest, lambda v: f"decode takes ring elements in [0, {ring.modulus}), got negative "
                  f"value {v}")
-    k = R.lift(ring, R.element(ring, r))
-    return k.astype(F) / jnp.asarray(fp.scale, dtype=F)
+    k = R.lift(ring, R.element(ring, r)).astype(F)
+    scale = fp.scale
+    if scale & (scale - 1) == 0:
+        return k * jnp.asarray(1.0 / scale, dtype=F)  # exact: a power of two
+    # XLA turns a division by a broadcast scalar into a multiplication by its (rounded) reciprocal, which is not
+    # the correctly rounded quotient NumPy computes. A full divisor array hidden behind an optimization barrier
+    # keeps the true IEEE division.
+    return lax.div(k, lax.optimization_barrier(jnp.full(k.shape, scale, dtype=F)))

@@ -160,7 +160,11 @@ class FixedPoint:
             return self._encode_integers(arr)
         if arr.dtype.kind != "f":
             raise TypeError(f"FixedPoint.encode takes real numbers, got dtype {arr.dtype}")
-        arr = arr.astype(np.float64)
+        arr = arr.astype(np.float64, copy=False)  # read only below
+        if arr.ndim and self.ring.dtype != object:
+            fast = self._encode_in_range(arr)
+            if fast is not None:
+                return fast
         bad = ~np.isfinite(arr)
         if bad.any():
             raise OutOfRangeError(f"cannot encode non-finite value {arr[bad].ravel()[0].item()!r} in {self!r}")
@@ -187,6 +191,27 @@ class FixedPoint:
             return self.ring.reduce(ints)
         return self.ring.reduce(k.astype(np.int64))
 
+    def _encode_in_range(self, arr: np.ndarray) -> np.ndarray | None:
+        """The common case of :meth:`encode` in few passes and no temporaries: float64 ``arr`` (ndim >= 1) into a
+        uint32/uint64 ring, when every ``k = round_half_even(x * scale)`` is finite with ``|k| <= min(limit,
+        2**53 - 1)``; None otherwise (NaN, infinities, huge or out-of-range values: the general path decides, and
+        raises). The result is bit-identical to the general path's."""
+        with np.errstate(all="ignore"):
+            if self.scale & (self.scale - 1) == 0:  # power of two: the float product is exact
+                k = np.multiply(arr, float(self.scale))
+                np.rint(k, out=k)
+            else:
+                k = self._round_exact(arr)
+            if k.size:
+                bound = float(min(self.max_abs_integer, 2**53 - 1))  # exact in float64
+                if not (-bound <= np.min(k) and np.max(k) <= bound):  # False for NaN too
+                    return None
+        if self.ring.modulus == 2**64:  # int64 -> uint64 is two's complement: convert in place, then reinterpret
+            ints = k.view(np.int64)
+            np.trunc(k, out=ints, casting="unsafe")  # k holds integers below 2**53: the cast is exact
+            return ints.view(np.uint64)
+        return self.ring.reduce(k.astype(np.int64))
+
     def _raise_range(self, value: object) -> None:
         limit = self.max_abs_integer
         value = value.item() if isinstance(value, np.generic) else value  # show 13, not np.int64(13)
@@ -196,7 +221,7 @@ class FixedPoint:
         )
 
     def _encode_integers(self, arr: np.ndarray) -> np.ndarray:
-        ints = arr.astype(object) * self.scale
+        ints = np.array(arr.astype(object) * self.scale, dtype=object)  # stays an array for 0-d input
         limit = self.max_abs_integer
         for v, s in zip(ints.ravel(), arr.ravel()):
             if abs(v) > limit:

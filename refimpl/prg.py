@@ -188,6 +188,8 @@ class Stream:
             raise TypeError("read_into needs a C-contiguous integer numpy array")
         nbytes = out.nbytes
         self._check_capacity(nbytes)
+        if nbytes == 0:  # nothing to draw (and at the very end of a ChaCha20 stream no block counter to start)
+            return
         block = _BLOCK[self._cipher]
         enc = _encryptor(self._key, self._cipher, self._nonce, self._position)
         _fill(enc, memoryview(out.reshape(-1).view(np.uint8)), self._position % block)

@@ -299,16 +299,25 @@ class Ring:
             return out % m
         return out % np.uint64(m)
 
+    def _exact(self, a: Any, b: Any) -> tuple[Any, Any]:
+        """Object rings: both operands as object arrays. A 0-d object result comes back from NumPy as a Python int,
+        and a ufunc on two Python ints computes in int64: silently wrong above 2**63, or an OverflowError."""
+        if self.dtype != object:
+            return a, b
+        return np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+
     def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``(a + b) mod M`` for ring elements ``a``, ``b``."""
         if _backend.is_jax(a) or _backend.is_jax(b):
             return _backend.jax_ring().add(self, a, b)
+        a, b = self._exact(a, b)
         return self._wrap(np.add(a, b))  # the dtype table guarantees no intermediate overflow
 
     def sub(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``(a - b) mod M`` for ring elements ``a``, ``b``."""
         if _backend.is_jax(a) or _backend.is_jax(b):
             return _backend.jax_ring().sub(self, a, b)
+        a, b = self._exact(a, b)
         if self.is_power_of_two:
             return self._wrap(np.subtract(a, b))
         if self.dtype == object:
@@ -325,6 +334,7 @@ class Ring:
         """``(a * b) mod M`` for ring elements (products of public values with shares, or plaintext products)."""
         if _backend.is_jax(a) or _backend.is_jax(b):
             return _backend.jax_ring().mul(self, a, b)
+        a, b = self._exact(a, b)
         return self._wrap(np.multiply(a, b))
 
     def sum(self, x: np.ndarray, axis: int = 0) -> np.ndarray:

@@ -122,6 +122,9 @@ class Shares:
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise TypeError("Shares do not convert to arrays; call reconstruct(shares) to open them")
 
+    # NumPy's binary operators defer to Shares (so ``array + shares`` calls Shares.__radd__), and ufuncs refuse it
+    __array_ufunc__ = None
+
     def __bool__(self) -> bool:
         raise TypeError("the truth value of a sharing is secret; reconstruct it first")
 
@@ -146,7 +149,11 @@ class Shares:
         if isinstance(value, (Shares, CompressedShares)):
             raise TypeError("internal: expected a public value")
         public = self.ring.element(value)
-        if np.broadcast_shapes(public.shape, self.shape) != self.shape:
+        try:
+            fits = np.broadcast_shapes(public.shape, self.shape) == self.shape
+        except ValueError:
+            fits = False
+        if not fits:
             raise ShapeMismatchError(f"public value of shape {public.shape} does not fit a sharing of shape "
                                      f"{self.shape}")
         return public
@@ -159,7 +166,7 @@ class Shares:
         if _backend.is_jax(self.data) or _backend.is_jax(public):
             return Shares(self.ring, _backend.jax_ring().set_first(self.data, self.ring.add(self.data[0], public)))
         data = self.data.copy()
-        data[0] = self.ring.add(data[0], public)
+        data[0, ...] = self.ring.add(data[0], public)  # [0, ...]: never nests a 0-d array in an object array
         return Shares(self.ring, data)
 
     __radd__ = __add__
@@ -172,7 +179,7 @@ class Shares:
         if _backend.is_jax(self.data) or _backend.is_jax(public):
             return Shares(self.ring, _backend.jax_ring().set_first(self.data, self.ring.sub(self.data[0], public)))
         data = self.data.copy()
-        data[0] = self.ring.sub(data[0], public)
+        data[0, ...] = self.ring.sub(data[0], public)
         return Shares(self.ring, data)
 
     def __rsub__(self, other: Any) -> Shares:
@@ -231,9 +238,9 @@ class CompressedShares:
     def expand(self) -> Shares:
         """The full sharing, every key expanded."""
         data = np.empty((self.n, *self.shape), dtype=self.ring.dtype)
-        data[0] = self.first
+        data[0, ...] = self.first
         for party in range(1, self.n):
-            data[party] = self.party_share(party)
+            data[party, ...] = self.party_share(party)
         return Shares(self.ring, data)
 
     def __repr__(self) -> str:
@@ -362,14 +369,14 @@ def share(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = 
         if ring.is_power_of_two and ring.modulus in (2**32, 2**64):
             Stream(k, cipher=prg).read_into(data[party, ...])  # fast path: keystream straight into the share
         else:
-            data[party] = ring.sample(Stream(k, cipher=prg), x.shape)
+            data[party, ...] = ring.sample(Stream(k, cipher=prg), x.shape)
     if ring.dtype != object and ring.modulus in (2**32, 2**64):
         first = data[0, ...]  # an array view even for a 0-d secret
         np.subtract(x, data[1], out=first)
         for party in range(2, n):
             np.subtract(first, data[party], out=first)
     else:
-        data[0] = ring.sub(x, ring.sum(data[1:], axis=0))
+        data[0, ...] = ring.sub(x, ring.sum(data[1:], axis=0))
     return Shares(ring, data)
 
 

@@ -321,6 +321,7 @@ class Pointer:
     """
 
     __slots__ = ("location", "id", "owner", "_finalizer", "__weakref__")
+    __array_ufunc__ = None  # ndarray + pointer defers to Pointer.__radd__
 
     def __init__(self, location: VirtualWorker, obj_id: int, owner: VirtualWorker) -> None:
         self.location, self.id, self.owner = location, obj_id, owner
@@ -360,6 +361,9 @@ class Pointer:
 
     def move(self, worker: VirtualWorker) -> Pointer:
         """Move the object to ``worker`` (it travels directly from its location); returns the new pointer."""
+        if not isinstance(worker, VirtualWorker) or worker.ledger is not self.owner.ledger:
+            raise ValueError(f"cannot move to {worker!r}: it is not a worker on this pointer's ledger (workers on "
+                             "different ledgers cannot talk)")
         new = self.owner.ledger.new_id()
         self._request("move", to=worker.name, new=new)
         self._detach()
@@ -395,7 +399,7 @@ class Pointer:
                                  "move one of them first")
             arg: Any = {"ref": other.id}
         else:
-            arg = {"value": other}
+            arg = other
         args = [arg, {"ref": self.id}] if swap else [{"ref": self.id}, arg]
         out = self.owner.ledger.new_id()
         self.owner.deliver(self.location, "command", {"op": "exec", "fn": op, "args": args, "out": out})

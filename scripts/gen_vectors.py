@@ -238,13 +238,17 @@ def _encodes(fp: FixedPoint, x: float) -> bool:
 
 
 def max_encodable(fp: FixedPoint) -> float:
-    """The largest float64 that ``fp`` encodes (the next float up raises)."""
-    x = float(Fraction(fp.max_abs_integer, fp.scale))
-    while not _encodes(fp, x):
-        x = float(np.nextafter(x, 0.0))
-    while _encodes(fp, float(np.nextafter(x, np.inf))):
-        x = float(np.nextafter(x, np.inf))
-    return x
+    """The largest float64 that ``fp`` encodes (the next float up raises): bisection on the bit patterns of
+    positive floats, which are ordered like the floats themselves."""
+    lo = 0  # bits of 0.0, which encodes
+    hi = int(np.float64(2.0 * (fp.max_abs_integer + 1) / fp.scale + 1.0).view(np.int64))  # does not encode
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _encodes(fp, float(np.int64(mid).view(np.float64))):
+            lo = mid
+        else:
+            hi = mid
+    return float(np.int64(lo).view(np.float64))
 
 
 def encoding_inputs(fp: FixedPoint) -> list[float]:

@@ -130,7 +130,7 @@ def test_large_base_10_values_are_exact():
 def test_grid_negatives_decode_exactly(fp):
     """Every grid value k / scale (negatives whose fractional part sits at or next to an integer included) decodes
     to exactly the float it was encoded from. A decoder that floor-divides before lifting is off by one here."""
-    limit = min(fp.max_abs_integer, 10**5)
+    limit = min(fp.max_abs_integer, 3 * 10**4)
     ks = np.arange(-limit, 1, dtype=np.int64)
     xs = np.array([float(Fraction(int(k), fp.scale)) for k in ks])
     encoded = fp.encode(xs)
@@ -210,6 +210,17 @@ def test_integers_encode_exactly(fp):
         assert k_of(fp, fp.encode(np.array(vals, dtype=np.int64))) == [v * fp.scale for v in vals]
     with pytest.raises(OutOfRangeError, match=f"value {limit + 1} does not fit"):
         fp.encode([0, limit + 1])
+
+
+def test_python_int_lists_stay_exact():
+    """NumPy turns [0, 2**63 - 1] into float64 (rounding to 2**63); encode must keep Python ints exact."""
+    fp = FixedPoint(frac_bits=0)
+    assert k_of(fp, fp.encode([0, 2**63 - 1, -(2**63) + 1])) == [0, 2**63 - 1, -(2**63) + 1]
+    big = FixedPoint(base=10, frac_bits=3, ring=Ring(Q))
+    v = big.max_abs_integer // 1000
+    assert k_of(big, big.encode([0, v, -v])) == [0, v * 1000, -v * 1000]
+    with pytest.raises(OutOfRangeError, match=f"value {v + 1} does not fit"):
+        big.encode([0, v + 1])
 
 
 # ------------------------------------------------------------------------------------------------ range and bad input

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -29,10 +30,16 @@ def toy_data(n: int = 60, seed: int = 0):
     return x, y
 
 
+@functools.lru_cache(maxsize=None)
+def round_update(local_epochs: int, batch_size: int, shuffle: bool):
+    """Shared compiled client programs (jit caches by function object, so reuse saves compilations)."""
+    return client.make_round_update(optax.sgd(0.1), local_epochs=local_epochs, batch_size=batch_size,
+                                    shuffle=shuffle)
+
+
 def run_rounds(fed, rounds, *, aggregate=server.weighted_mean, fraction=1.0, seed=0, opt="fedavg",
-               local_epochs=1, batch_size=8, shuffle=True, update=client.make_round_update):
-    fedavg = server.FedAvg(update(optax.sgd(0.1), local_epochs=local_epochs, batch_size=batch_size,
-                                  shuffle=shuffle),
+               local_epochs=1, batch_size=8, shuffle=True):
+    fedavg = server.FedAvg(round_update(local_epochs, batch_size, shuffle),
                            server.server_optimizer(opt), fraction=fraction, seed=seed, aggregate=aggregate)
     state = fedavg.init(model.init(SIZES, seed=seed))
     data = server.to_device(fed)
@@ -237,7 +244,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
     fed = partition.federate(x, y, partition.iid(y, 6, seed=0), pad_multiple=4)
     update = client.make_round_update(optax.sgd(0.1), local_epochs=1, batch_size=4)
     p = model.init((8, 6, 3), seed=0)
-    mesh = jax.make_mesh((4,), ("clients",))
+    mesh = client.client_mesh()
     idx, n, ids, m = client.shard_clients(mesh, fed.index, fed.sizes, np.arange(6, dtype=np.int32))
     xs, ys = server.to_device(fed, mesh)[:2]
     d_sh, l_sh = update(p, xs, ys, idx, n, 0, 0, ids)

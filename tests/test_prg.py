@@ -142,7 +142,7 @@ def test_nonce_separates_streams(cipher):
 
 
 @given(cipher=rst.prgs(), data=st.data(),
-       start=st.one_of(st.integers(0, 300), st.integers(0, 2**40)),
+       start=st.one_of(st.integers(0, 300), st.integers(0, 2**37)),
        pieces=st.lists(st.integers(0, 150), min_size=1, max_size=8))
 @example(cipher="chacha20", data=None, start=63, pieces=[1, 64, 0, 65]).via("block boundaries")
 @example(cipher="aes128-ctr", data=None, start=15, pieces=[1, 16, 0, 17]).via("block boundaries")
@@ -217,6 +217,14 @@ def test_chacha20_capacity_error_at_the_32_bit_block_counter():
         s.read(11)
     assert s.position == end - 10  # a refused read does not advance
     assert len(s.read(10)) == 10
+
+
+def test_empty_reads_at_the_end_of_a_chacha20_stream():
+    end = (1 << 32) * 64
+    assert len(Stream(bytes(32), cipher="chacha20", offset=end).read(0)) == 0
+    assert len(keystream(bytes(32), 0, cipher="chacha20", offset=end)) == 0
+    with pytest.raises(RefimplError, match="exhausted"):
+        Stream(bytes(32), cipher="chacha20", offset=end).read(1)
 
 
 def test_chacha20_capacity_counts_the_initial_counter():

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from refimpl.fl import model as mlp
 
@@ -37,6 +37,7 @@ __all__ = [
     "RoundUpdate",
     "batch_order",
     "client_key",
+    "client_mesh",
     "epoch_keys",
     "make_client_update",
     "make_loop_update",
@@ -189,6 +190,22 @@ def make_loop_update(optimizer: optax.GradientTransformation, *, local_epochs: i
     return loop
 
 
+def client_mesh(num_devices: int | None = None, axis: str = "clients") -> Mesh:
+    """A 1-D mesh over the first ``num_devices`` local devices (all if None), for `shard_clients`.
+
+    The axis is of type ``Auto``, so XLA's partitioner propagates the client sharding through the vmapped
+    program (no sharding annotations are needed inside it).
+
+    Raises:
+        ValueError: num_devices < 1 or more than the available devices.
+    """
+    available = jax.devices()
+    n = len(available) if num_devices is None else num_devices
+    if not 1 <= n <= len(available):
+        raise ValueError(f"num_devices must be in [1, {len(available)}] (local devices), got {num_devices}")
+    return Mesh(np.array(available[:n]), (axis,), axis_types=(AxisType.Auto,))
+
+
 def shard_clients(mesh: Mesh, index: np.ndarray, sizes: np.ndarray, client_ids: np.ndarray,
                   axis: str = "clients") -> tuple[jax.Array, jax.Array, jax.Array, int]:
     """Places a round's per-client inputs on a device mesh, split along the client axis.
@@ -198,7 +215,7 @@ def shard_clients(mesh: Mesh, index: np.ndarray, sizes: np.ndarray, client_ids: 
     clients on that device (XLA SPMD partitioning follows the input shardings).
 
     Args:
-        mesh: A 1-D mesh, e.g. ``jax.make_mesh((jax.device_count(),), ("clients",))``.
+        mesh: A 1-D mesh, e.g. from `client_mesh`.
         index: (m, L) padded index rows.
         sizes: (m,) client sizes.
         client_ids: (m,) client ids.

@@ -129,10 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     fed = partition.federate(ds.x_train, ds.y_train, parts, pad_multiple=args.batch_size)
     mesh = None
     if args.devices != 1:
-        n_dev = jax.device_count() if args.devices == 0 else args.devices
-        if n_dev > jax.device_count():
-            raise ValueError(f"--devices {n_dev} but only {jax.device_count()} devices are available")
-        mesh = jax.make_mesh((n_dev,), ("clients",), devices=jax.devices()[:n_dev])
+        mesh = client.client_mesh(None if args.devices == 0 else args.devices)
     client_data = server.to_device(fed, mesh)
     client_opt = optax.sgd(args.client_lr, momentum=args.client_momentum or None)
     fedavg = server.FedAvg(

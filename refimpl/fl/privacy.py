@@ -1,0 +1,205 @@
+"""Differential privacy for federated averaging: L2 clipping, Gaussian / discrete Gaussian noise, accounting.
+
+* :func:`clip_l2` -- per-client clipping ``u * min(1, C / ||u||_2)``: one client's (weighted, ``w <= 1``)
+  contribution to the sum then has L2 sensitivity ``C``.
+* **Central DP** -- :func:`gaussian_noise` adds ``N(0, (z C)^2)`` to the aggregate (the party adding it sees the
+  noiseless sum).
+* **Distributed DP** -- each of ``K`` clients adds :func:`discrete_gaussian` noise of variance ``(z C s)^2 / K`` to its
+  fixed-point encoding (scale ``s``) before secure aggregation, so no party ever sees a noiseless sum
+  (Kairouz, Liu, Steinke, ICML 2021). The sum of K discrete Gaussians is not exactly a discrete Gaussian; for
+  ``sigma / sqrt(K) >= 1`` (integer units) the difference is negligible (their Theorem 14 bounds it) and the
+  accountant treats the summed noise as ``N(0, (z C)^2)``.
+* :class:`PrivacyAccountant` -- (epsilon, delta) after each round, with ``dp_accounting`` (RDP or PLD), for Poisson
+  client sampling at rate ``q`` and noise multiplier ``z``.
+
+All noise is drawn from keyed :class:`~refimpl.prg.Stream` s (AES-128-CTR / ChaCha20), never from ``np.random``.
+Uniforms are 53-bit: ``u = (w >> 11 + 1/2) 2^-53`` for 64-bit keystream words ``w``, so ``0 < u < 1``.
+
+Example:
+    >>> import numpy as np
+    >>> clip_l2(np.array([[3.0, 4.0], [0.3, 0.4]]), 1.0)[0].tolist()
+    [[0.6000000000000001, 0.8], [0.3, 0.4]]
+    >>> discrete_gaussian(5, 2.0, key=bytes(16)).tolist()
+    [1, -1, 1, 1, 0]
+
+References:
+    C. Dwork, A. Roth, "The Algorithmic Foundations of Differential Privacy", 2014 (Gaussian mechanism).
+    C. Canonne, G. Kamath, T. Steinke, "The Discrete Gaussian for Differential Privacy", NeurIPS 2020, Alg. 3.
+    P. Kairouz, Z. Liu, T. Steinke, "The Distributed Discrete Gaussian Mechanism for Federated Learning with
+    Secure Aggregation", ICML 2021.
+    I. Mironov, "Renyi Differential Privacy", CSF 2017; M. Abadi et al., "Deep Learning with Differential Privacy",
+    CCS 2016.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from refimpl._errors import ConfigurationError
+from refimpl.prg import Stream, check_key, derive_key
+
+__all__ = [
+    "clip_l2",
+    "uniform01",
+    "gaussian_noise",
+    "discrete_gaussian",
+    "distributed_sigma",
+    "PrivacyAccountant",
+    "epsilon_after",
+]
+
+
+def clip_l2(updates: ArrayLike, clip: float) -> tuple[np.ndarray, np.ndarray]:
+    """Clip each row of ``updates`` (shape ``(m, d)``) to L2 norm at most ``clip``.
+
+    Returns:
+        ``(clipped, norms)``: the clipped rows (float64) and each row's norm before clipping.
+
+    Raises:
+        ConfigurationError: ``clip`` not positive and finite. ValueError: non-finite updates.
+    """
+    c = _positive(clip, "clip")
+    u = np.asarray(updates, dtype=np.float64)
+    if u.ndim != 2:
+        raise ValueError(f"clip_l2 takes a (clients, coordinates) array, got shape {u.shape}")
+    if not np.all(np.isfinite(u)):
+        raise ValueError("updates hold non-finite values; cannot clip NaN or infinity")
+    norms = np.linalg.norm(u, axis=1)
+    factor = np.minimum(1.0, c / np.maximum(norms, np.finfo(np.float64).tiny))
+    return u * factor[:, None], norms
+
+
+def _positive(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{what} must be positive and finite, got {value!r}")
+    return float(value)
+
+
+def _stream(key: bytes, purpose: str, cipher: str) -> Stream:
+    klen = 16 if cipher == "aes128-ctr" else 32
+    return Stream(derive_key(check_key(key), "fl/privacy", purpose, length=klen), cipher=cipher)
+
+
+def uniform01(stream: Stream, n: int) -> np.ndarray:
+    """``n`` uniforms in the open interval (0, 1) with 53 random bits each, from a keyed stream."""
+    w = np.empty(int(n), dtype=np.uint64)
+    stream.read_into(w)
+    return ((w >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+def gaussian_noise(shape: int | tuple[int, ...], std: float, *, key: bytes, cipher: str = "aes128-ctr") -> np.ndarray:
+    """Continuous Gaussian noise ``N(0, std^2)`` by Box-Muller on stream uniforms (central DP).
+
+    Floating-point Gaussian samplers leak through their low-order bits (Mironov, CCS 2012); for noise that protects
+    values that a party might inspect bit by bit, prefer :func:`discrete_gaussian` on integer encodings.
+    """
+    std = _positive(std, "std") if std != 0 else 0.0
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    s = _stream(key, "gaussian", cipher)
+    u1, u2 = uniform01(s, n), uniform01(s, n)
+    return (std * np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).reshape(shape)
+
+
+def discrete_gaussian(shape: int | tuple[int, ...], sigma: float, *, key: bytes,
+                      cipher: str = "aes128-ctr") -> np.ndarray:
+    """Discrete Gaussian noise: ``P(X = x)`` proportional to ``exp(-x^2 / (2 sigma^2))`` on the integers.
+
+    Canonne-Kamath-Steinke Algorithm 3, vectorised: with ``t = floor(sigma) + 1``, draw a discrete Laplace
+    ``Y`` of scale ``t`` (a difference of two geometric variables with ratio ``exp(-1/t)``) and accept it with
+    probability ``exp(-(|Y| - sigma^2 / t)^2 / (2 sigma^2))``; repeat for the rejected ones. The geometric and the
+    Bernoulli draws use 53-bit stream uniforms and float64 ``log``/``exp`` (CKS's Algorithm 1 decides them exactly
+    with rational arithmetic; here each probability is off by at most a few units in the 53rd bit).
+
+    Args:
+        shape: output shape.
+        sigma: the scale (the variance is close to ``sigma^2`` for ``sigma >= 1``).
+        key: 16 or 32 bytes; the same key gives the same noise.
+        cipher: the stream cipher.
+
+    Returns:
+        int64 array.
+    """
+    sigma = _positive(sigma, "sigma")
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    s = _stream(key, "discrete-gaussian", cipher)
+    t = math.floor(sigma) + 1
+    log_q = -1.0 / t
+    out = np.empty(n, dtype=np.int64)
+    todo = np.arange(n)
+    while todo.size:
+        m = todo.size
+        g1 = np.floor(np.log(uniform01(s, m)) / log_q)
+        g2 = np.floor(np.log(uniform01(s, m)) / log_q)
+        y = g1 - g2
+        accept = uniform01(s, m) < np.exp(-((np.abs(y) - sigma**2 / t) ** 2) / (2 * sigma**2))
+        out[todo[accept]] = y[accept].astype(np.int64)
+        todo = todo[~accept]
+    return out.reshape(shape)
+
+
+def distributed_sigma(central_sigma: float, num_clients: int) -> float:
+    """Each client's discrete-Gaussian scale so that the K clients' noise sums to variance ``central_sigma^2``."""
+    if num_clients < 1:
+        raise ConfigurationError(f"num_clients must be at least 1, got {num_clients}")
+    return _positive(central_sigma, "central_sigma") / math.sqrt(num_clients)
+
+
+def epsilon_after(rounds: int, noise_multiplier: float, sampling_rate: float, delta: float, *,
+                  method: str = "rdp") -> float:
+    """epsilon of ``rounds`` rounds of the Poisson-subsampled Gaussian mechanism at (z, q), for ``delta``.
+
+    Example:
+        >>> round(epsilon_after(10000, 4.0, 0.01, 1e-5), 2)   # Abadi et al. 2016 report 1.26 (moments acct.)
+        1.04
+    """
+    import dp_accounting
+    from dp_accounting import pld, rdp
+
+    if method not in ("rdp", "pld"):
+        raise ValueError(f"method must be 'rdp' or 'pld', got {method!r}")
+    if rounds == 0:
+        return 0.0
+    z = _positive(noise_multiplier, "noise_multiplier")
+    if not 0 < sampling_rate <= 1:
+        raise ConfigurationError(f"sampling_rate must lie in (0, 1], got {sampling_rate!r}")
+    if not 0 < delta < 1:
+        raise ConfigurationError(f"delta must lie in (0, 1), got {delta!r}")
+    event: Any = dp_accounting.GaussianDpEvent(z)
+    if sampling_rate < 1:
+        event = dp_accounting.PoissonSampledDpEvent(sampling_rate, event)
+    acct: Any = rdp.RdpAccountant() if method == "rdp" else pld.PLDAccountant()
+    acct.compose(dp_accounting.SelfComposedDpEvent(event, int(rounds)))
+    return float(acct.get_epsilon(delta))
+
+
+class PrivacyAccountant:
+    """Tracks (epsilon, delta) round by round for FedAvg with client sampling rate q and noise multiplier z.
+
+    Example:
+        >>> acc = PrivacyAccountant(noise_multiplier=1.1, sampling_rate=0.01, delta=1e-5)
+        >>> [round(acc.step()[0], 3) for _ in range(2)]
+        [0.775, 0.816]
+    """
+
+    def __init__(self, noise_multiplier: float, sampling_rate: float, delta: float, *, method: str = "rdp") -> None:
+        self.noise_multiplier, self.sampling_rate, self.delta, self.method = (
+            _positive(noise_multiplier, "noise_multiplier"), float(sampling_rate), float(delta), method)
+        epsilon_after(1, self.noise_multiplier, self.sampling_rate, self.delta, method=method)  # validates
+        self.rounds = 0
+
+    def step(self) -> tuple[float, float]:
+        """Account one more round; return ``(epsilon, delta)`` spent so far."""
+        self.rounds += 1
+        return self.spent()
+
+    def spent(self) -> tuple[float, float]:
+        """``(epsilon, delta)`` after the rounds so far."""
+        eps = epsilon_after(self.rounds, self.noise_multiplier, self.sampling_rate, self.delta, method=self.method)
+        return eps, self.delta

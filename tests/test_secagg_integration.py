@@ -1,0 +1,114 @@
+"""Secure aggregation as FedAvg's aggregation step (refimpl.fl.secure): equal to plaintext within the documented
+encoding bound, dropout-tolerant, DP and quantization options, reproducible."""
+
+import numpy as np
+import pytest
+
+from refimpl._errors import ConfigurationError
+from refimpl.fl.secure import make_secure_aggregator
+
+
+def _updates(m=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return ({"w": rng.normal(0, 0.1, (m, 20, 5)).astype(np.float32), "b": rng.normal(0, 0.1, (m, 5)).astype(np.float32)},
+            rng.integers(50, 600, m).astype(np.float64))
+
+
+def _weighted(upd, w, clients=None):
+    idx = np.arange(len(w)) if clients is None else np.array(sorted(clients))
+    ww = w[idx] / w[idx].sum()
+    return {k: np.tensordot(ww, v[idx].astype(np.float64), axes=1) for k, v in upd.items()}
+
+
+@pytest.mark.parametrize("protocol,servers", [("additive", 2), ("additive", 4), ("secagg", 2)])
+def test_secure_mean_equals_plaintext_weighted_mean_within_the_fixed_point_bound(protocol, servers):
+    upd, w = _updates()
+    agg = make_secure_aggregator(protocol, servers=servers, key=b"a" * 16)
+    out = agg(upd, w)
+    ref = _weighted(upd, w)
+    # each client's weighted coordinate is rounded once (error <= 2^-17); the mean divides the sum of m such errors
+    # by sum_k w_k / max w, which is >= 1
+    bound = len(w) * 2.0**-33
+    for k in ref:
+        assert out[k].dtype == np.float32 and out[k].shape == ref[k].shape
+        assert np.max(np.abs(out[k] - ref[k])) <= bound + 1e-6  # + float32 rounding of the output
+    assert agg.history[0].upload_ratio <= 1.05 or upd["w"][0].size < 1000
+
+
+@pytest.mark.parametrize("protocol", ["additive", "secagg"])
+def test_thirty_percent_dropout_every_round_completes_with_the_survivors_mean(protocol):
+    upd, w = _updates(m=10, seed=1)
+    agg = make_secure_aggregator(protocol, dropout=0.3, threshold=4, key=b"d" * 16)
+    dropped_any = False
+    for r in range(6):
+        out = agg(upd, w)
+        rep = agg.history[-1]
+        assert not rep.aborted and rep.round == r
+        dropped_any |= rep.survivors < 10
+        drops = agg._dropouts(10, r)
+        if protocol == "additive":
+            survivors = set(range(10)) - set(drops)
+        else:  # SecAgg: clients dropping at Unmasking (stage 3) are still in the sum
+            survivors = {i for i in range(10) if drops.get(i, 3) == 3}
+        assert rep.survivors == len(survivors)
+        ref = _weighted(upd, w, survivors)
+        assert all(np.max(np.abs(out[k] - ref[k])) < 1e-4 for k in ref)
+    assert dropped_any
+
+
+def test_quantized_and_rotated_aggregation_is_close_and_cheaper_ring():
+    upd, w = _updates()
+    agg = make_secure_aggregator("additive", bits=16, clip=2.0, rotate=True, key=b"q" * 16)
+    out = agg(upd, w)
+    ref = _weighted(upd, w)
+    step = 4.0 / (2**16 - 1)
+    assert all(np.max(np.abs(out[k] - ref[k])) < len(w) * step for k in ref)
+
+
+def test_distributed_and_central_noise_have_the_configured_scale():
+    upd, w = _updates(m=8)
+    zero = {k: np.zeros_like(v) for k, v in upd.items()}
+    for noise in ("distributed", "central"):
+        agg = make_secure_aggregator("additive", clip=1.0, noise_multiplier=2.0, noise=noise, key=b"n" * 16)
+        out = np.concatenate([v.ravel() for v in agg(zero, w).values()])
+        # the mean of 8 clients carries noise of std z * C / 8 = 0.25; 105 coordinates: std estimate within 30%
+        assert 0.7 * 0.25 < out.std() < 1.3 * 0.25, (noise, out.std())
+    a = make_secure_aggregator("additive", clip=1.0, noise_multiplier=1.0, key=b"r" * 16)(upd, w)
+    b = make_secure_aggregator("additive", clip=1.0, noise_multiplier=1.0, key=b"r" * 16)(upd, w)
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # same key, same noise: reproducible
+
+
+def test_abort_returns_zero_update_and_bad_options_raise():
+    upd, w = _updates(m=4)
+    agg = make_secure_aggregator("secagg", threshold=4, dropout=0.9, key=b"x" * 16)
+    out = agg(upd, w)
+    assert agg.history[-1].aborted and all(not v.any() for v in out.values())
+    with pytest.raises(ConfigurationError, match="protocol"):
+        make_secure_aggregator("magic")
+    with pytest.raises(ConfigurationError, match="needs an L2 clip"):
+        make_secure_aggregator(noise_multiplier=1.0)
+    with pytest.raises(ConfigurationError, match="dropout"):
+        make_secure_aggregator(dropout=1.0)
+
+
+def test_plugs_into_fedavg_and_tracks_plaintext_training():
+    jax = pytest.importorskip("jax", reason="jax is not installed (pip install 'refimpl[fl]')")
+    optax = pytest.importorskip("optax", reason="optax is not installed (pip install 'refimpl[fl]')")
+    from refimpl.fl import client, model, partition, server
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
+    fed = partition.federate(x, y, partition.iid(y, 6, seed=0), pad_multiple=8)
+    data = server.to_device(fed)
+    upd = client.make_round_update(optax.sgd(0.1), local_epochs=1, batch_size=8)
+    results = {}
+    for name, agg in [("plain", server.weighted_mean), ("secure", make_secure_aggregator(key=b"f" * 16))]:
+        fedavg = server.FedAvg(upd, server.server_optimizer("fedavg"), fraction=1.0, seed=0, aggregate=agg)
+        state = fedavg.init(model.init((8, 6, 3), seed=0))
+        for _ in range(3):
+            state, _ = fedavg.run_round(state, data)
+        results[name] = {k: np.asarray(v) for k, v in state.params.items()}
+    for k in results["plain"]:
+        np.testing.assert_allclose(results["secure"][k], results["plain"][k], atol=1e-3)
+    del jax
