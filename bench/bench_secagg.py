@@ -34,10 +34,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import refimpl.secagg_additive as additive  # noqa: E402
-import refimpl.secagg_bonawitz as bonawitz  # noqa: E402
-from refimpl.prg import Stream  # noqa: E402
-from refimpl.secagg import AdditiveConfig, SecAggConfig, run_additive_round, run_secagg_round  # noqa: E402
+import refimpl.secagg_additive as additive
+import refimpl.secagg_bonawitz as bonawitz
+import refimpl.secagg_bonawitz_server as bonawitz_server
+from refimpl.prg import Stream
+from refimpl.secagg import (
+    AdditiveConfig,
+    SecAggConfig,
+    run_additive_round,
+    run_secagg_round,
+)
 
 ACC: dict[str, float] = defaultdict(float)
 
@@ -59,7 +65,7 @@ def _instrument(cls: type, names: tuple[str, ...], bucket: str) -> None:
 _instrument(additive.AdditiveClient, ("contribute",), "client")
 _instrument(additive.AdditiveServer, ("receive", "partial_sum"), "server")
 _instrument(bonawitz.SecAggClient, ("advertise_keys", "share_keys", "masked_input", "unmask"), "client")
-_instrument(bonawitz.SecAggServer, ("receive", "finish_stage"), "server")
+_instrument(bonawitz_server.SecAggServer, ("receive", "finish_stage"), "server")
 _orig_combine = additive.combine_partial_sums
 
 
@@ -169,7 +175,7 @@ def main(argv=None) -> int:
 
     for s in (2, 3):
         cfg = AdditiveConfig(length=d, servers=s, max_clients=k, clip=1.0)
-        c_s, s_s, tot, r = run_protocol(lambda: run_additive_round(cfg, xs, keys=keys), rep, k, s)
+        c_s, s_s, tot, r = run_protocol(lambda cfg=cfg: run_additive_round(cfg, xs, keys=keys), rep, k, s)
         up = r.traffic.sent("client 1")
         assert np.allclose(r.total, stacked.sum(axis=0), atol=k * 2.0**-16)
         res[f"additive_S{s}"] = {"client_s": c_s, "server_s": s_s, "round_s": tot, "upload_bytes": up,
@@ -181,7 +187,8 @@ def main(argv=None) -> int:
     for name, dr, c2 in [("secagg", {}, cfg2), ("secagg_30pct_dropout", drops, cfg2)] + (
             [("secagg+_deg4", {}, SecAggConfig(num_clients=k, threshold=3, length=d, clip=1.0, degree=4))]
             if k >= 6 else []):
-        c_s, s_s, tot, r = run_protocol(lambda: run_secagg_round(c2, xs, keys=keys, dropouts=dr), rep, k, 1)
+        c_s, s_s, tot, r = run_protocol(lambda c2=c2, dr=dr: run_secagg_round(c2, xs, keys=keys, dropouts=dr),
+                                        rep, k, 1)
         alive = [u for u in xs if u not in dr]
         c_s = c_s * k / len(alive)  # dropped clients stop early: average over the ones that ran every stage
         up = r.traffic.sent(f"client {alive[0]}")

@@ -68,7 +68,10 @@ def report(bad: jax.Array, values: jax.Array, make_message: Callable[[Any], str]
     if _backend.is_tracer(bad) or _backend.is_tracer(values):
         flat_bad = bad.reshape(-1)
         first = jnp.broadcast_to(values, bad.shape).reshape(-1)[jnp.argmax(flat_bad)]
-        jax.debug.callback(functools.partial(_raise_from_callback, make_message, error), jnp.any(flat_bad), first)
+        callback = functools.partial(_raise_from_callback, make_message, error)
+        flag = jnp.any(flat_bad)
+        # the host callback runs only when a value is bad (under vmap, cond becomes select and it always runs)
+        lax.cond(flag, lambda f, v: jax.debug.callback(callback, f, v), lambda f, v: None, flag, first)
         return
     if bool(jnp.any(bad)):
         first = np.asarray(jnp.broadcast_to(values, bad.shape))[np.asarray(bad)].ravel()[0]

@@ -1,8 +1,8 @@
 """Multiplication on shares with a crypto provider (Beaver triples), and truncation of fixed-point products.
 
 The **dealer** (the tutorial's ``crypto_provider``) holds its own key and hands out correlated randomness, each item
-drawn from its own derived stream (``derive_key(key, "refimpl/dealer", kind, index)``) and shared among the ``n``
-parties: triples ``(a, b, a*b)`` for elementwise products, ``(A, B, A@B)`` for matrix products, pairs ``(a, a**2)``
+drawn from its own derived stream (``derive_key(key, "refimpl/dealer", kind, index)``: first the item's values,
+then the shares of parties ``1 .. n-1``, party 0 getting the difference) and shared among the ``n`` parties: triples ``(a, b, a*b)`` for elementwise products, ``(A, B, A@B)`` for matrix products, pairs ``(a, a**2)``
 for squares, AND triples on 64-bit words, daBits and truncation pairs. Every item can be consumed exactly once;
 using it twice raises :class:`~refimpl._errors.TripleReuseError` (a reused triple leaks ``x - x'``).
 
@@ -66,10 +66,10 @@ from refimpl._errors import (
     check_key,
     check_party_count,
 )
-from refimpl.binary import BinaryShares, share_binary
+from refimpl.binary import BinaryShares
 from refimpl.prg import Stream, derive_key, fresh_key
 from refimpl.ring import Z2_64, Ring
-from refimpl.sharing import Shares, share
+from refimpl.sharing import Shares
 
 __all__ = [
     "Dealer",
@@ -83,6 +83,9 @@ __all__ = [
     "truncate_local",
     "local_truncation_failure_probability",
     "beaver_parts",
+    "MaskedOperand",
+    "mask_operand",
+    "matmul_masked",
     "truncation_parts",
     "truncation_offset",
 ]
@@ -175,6 +178,7 @@ class Dealer:
         self.ring = ring
         self._key = fresh_key(16) if key is None else check_key(key, what="dealer key")
         self._count = 0
+        self._masks: dict[int, np.ndarray] = {}
         self.issued: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -186,19 +190,27 @@ class Dealer:
         self.issued[kind] = self.issued.get(kind, 0) + 1
         return index, Stream(derive_key(self._key, "refimpl/dealer", kind, index))
 
-    def _share(self, value: np.ndarray, kind: str, index: int, part: int) -> Shares:
-        return share(value, self.n, ring=self.ring, key=derive_key(self._key, "refimpl/dealer-share", kind, index, part))
+    def _share(self, value: np.ndarray, stream: Stream) -> Shares:
+        """Share ``value``: the masks of parties 1..n-1 are the item stream's next elements; party 0 gets the rest."""
+        ring = self.ring
+        data = np.empty((self.n, *value.shape), dtype=ring.dtype)
+        data[1:] = ring.sample(stream, (self.n - 1, *value.shape))
+        data[0] = ring.sub(value, ring.sum(data[1:], axis=0))
+        return Shares(ring, data)
 
-    def _share_bits(self, words: np.ndarray, kind: str, index: int, part: int) -> BinaryShares:
-        return share_binary(words, self.n, key=derive_key(self._key, "refimpl/dealer-share", kind, index, part))
+    def _share_bits(self, words: np.ndarray, stream: Stream) -> BinaryShares:
+        data = np.empty((self.n, *words.shape), dtype=np.uint64)
+        stream.read_into(data[1:])
+        data[0] = np.bitwise_xor.reduce(data[1:], axis=0) ^ words
+        return BinaryShares(data)
 
     def mul_triple(self, shape: int | tuple[int, ...]) -> Triple:
         """A triple ``([a], [b], [a * b])`` for elementwise products of arrays of ``shape``."""
         shape = _shape(shape, "triple shape")
         index, stream = self._next("mul")
         a, b = self.ring.sample(stream, shape), self.ring.sample(stream, shape)
-        parts = (self._share(a, "mul", index, 0), self._share(b, "mul", index, 1),
-                 self._share(self.ring.mul(a, b), "mul", index, 2))
+        parts = (self._share(a, stream), self._share(b, stream),
+                 self._share(self.ring.mul(a, b), stream))
         return Triple("mul", index, (shape, shape), parts)
 
     def matmul_triple(self, shape_x: tuple[int, ...], shape_y: tuple[int, ...]) -> Triple:
@@ -211,16 +223,42 @@ class Dealer:
         _matmul_shape(shape_x, shape_y)
         index, stream = self._next("matmul")
         a, b = self.ring.sample(stream, shape_x), self.ring.sample(stream, shape_y)
-        parts = (self._share(a, "matmul", index, 0), self._share(b, "matmul", index, 1),
-                 self._share(ring_matmul(self.ring, a, b), "matmul", index, 2))
+        parts = (self._share(a, stream), self._share(b, stream),
+                 self._share(ring_matmul(self.ring, a, b), stream))
         return Triple("matmul", index, (shape_x, shape_y), parts)
+
+    def operand_mask(self, shape: tuple[int, ...]) -> Triple:
+        """Shares of a fresh random ``B`` for masking a fixed right operand once (:func:`mask_operand`).
+
+        The dealer remembers ``B`` (by the item's index) to make :meth:`masked_matmul_triple` items for it.
+        """
+        shape = _shape(shape, "mask shape")
+        if len(shape) != 2:
+            raise ShapeMismatchError(f"a matmul operand mask must be 2-d, got shape {shape}")
+        index, stream = self._next("mask")
+        b = self.ring.sample(stream, shape)
+        self._masks[index] = b
+        return Triple("mask", index, (shape,), (self._share(b, stream),))
+
+    def masked_matmul_triple(self, shape_x: tuple[int, ...], mask_index: int) -> Triple:
+        """``([A], [A @ B])`` for ``x @ y`` where ``y`` was masked once with the dealer's mask ``mask_index``."""
+        if mask_index not in self._masks:
+            raise ValueError(f"dealer has no operand mask #{mask_index}")
+        b = self._masks[mask_index]
+        shape_x = _shape(shape_x, "matmul shape")
+        _matmul_shape(shape_x, b.shape)
+        index, stream = self._next("masked-matmul")
+        a = self.ring.sample(stream, shape_x)
+        parts = (self._share(a, stream),
+                 self._share(ring_matmul(self.ring, a, b), stream))
+        return Triple("masked-matmul", index, (shape_x, b.shape), parts)
 
     def square_pair(self, shape: int | tuple[int, ...]) -> Triple:
         """A pair ``([a], [a**2])`` for squaring arrays of ``shape`` (one opening instead of two)."""
         shape = _shape(shape, "square shape")
         index, stream = self._next("square")
         a = self.ring.sample(stream, shape)
-        parts = (self._share(a, "square", index, 0), self._share(self.ring.mul(a, a), "square", index, 1))
+        parts = (self._share(a, stream), self._share(self.ring.mul(a, a), stream))
         return Triple("square", index, (shape,), parts)
 
     def and_triple(self, shape: int | tuple[int, ...]) -> Triple:
@@ -230,8 +268,8 @@ class Dealer:
         a, b = np.empty(shape, np.uint64), np.empty(shape, np.uint64)
         stream.read_into(a)
         stream.read_into(b)
-        parts = (self._share_bits(a, "and", index, 0), self._share_bits(b, "and", index, 1),
-                 self._share_bits(a & b, "and", index, 2))
+        parts = (self._share_bits(a, stream), self._share_bits(b, stream),
+                 self._share_bits(a & b, stream))
         return Triple("and", index, (shape,), parts)
 
     def dabits(self, shape: int | tuple[int, ...]) -> Triple:
@@ -239,7 +277,7 @@ class Dealer:
         shape = _shape(shape, "daBit shape")
         index, stream = self._next("dabit")
         bits = stream.read(int(np.prod(shape, dtype=np.int64))).reshape(shape).astype(np.uint64) & np.uint64(1)
-        parts = (self._share_bits(bits, "dabit", index, 0), self._share(bits, "dabit", index, 1))
+        parts = (self._share_bits(bits, stream), self._share(bits, stream))
         return Triple("dabit", index, (shape,), parts)
 
     def trunc_pair(self, shape: int | tuple[int, ...], frac_bits: int) -> Triple:
@@ -249,8 +287,8 @@ class Dealer:
         index, stream = self._next("trunc")
         r = self.ring.sample(stream, shape).astype(np.uint64)
         low = r & np.uint64(2 ** (l_bits - 1) - 1)
-        parts = (self._share(r, "trunc", index, 0), self._share(low >> np.uint64(frac_bits), "trunc", index, 1),
-                 self._share(r >> np.uint64(l_bits - 1), "trunc", index, 2))
+        parts = (self._share(r, stream), self._share(low >> np.uint64(frac_bits), stream),
+                 self._share(r >> np.uint64(l_bits - 1), stream))
         return Triple("trunc", index, (shape,), parts)
 
 
@@ -376,6 +414,59 @@ def matmul(x: Shares, y: Shares, dealer: Dealer, channel: Channel | None = None,
     a, b, c = channel.take(_check_triple(triple, "matmul", (x.shape, y.shape), dealer))
     eps, delta = channel.open(x - a, y - b)
     return _with_public(x.ring, *beaver_parts(x.ring, "matmul", eps, delta, a.data, b.data, c.data))
+
+
+class MaskedOperand:
+    """A shared right operand ``y`` opened once as ``delta = y - B`` for many products ``x @ y`` (fixed weights).
+
+    Made by :func:`mask_operand`. Each later product (:func:`matmul_masked`) opens only ``x - A``: for a model's
+    weights this halves the rounds' data and removes the weight-sized opening from every inference. ``B`` masks
+    ``y`` exactly once, so ``delta`` reveals nothing; every ``A`` is fresh.
+    """
+
+    __slots__ = ("y", "b", "delta", "mask_index")
+
+    def __init__(self, y: Shares, b: Shares, delta: np.ndarray, mask_index: int) -> None:
+        self.y, self.b, self.delta, self.mask_index = y, b, delta, mask_index
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.y.shape
+
+    def __repr__(self) -> str:
+        return f"MaskedOperand(shape={self.shape}, mask={self.mask_index})"
+
+
+def mask_operand(y: Shares, dealer: Dealer, channel: Channel | None = None) -> MaskedOperand:
+    """Open ``y - B`` once (one round) for a fresh dealer mask ``B``; see :class:`MaskedOperand`."""
+    _check_pair(y, y, dealer)
+    channel = channel or Channel()
+    item = dealer.operand_mask(y.shape)
+    (b,) = channel.take(item)
+    (delta,) = channel.open(y - b)
+    return MaskedOperand(y, b, delta, item.index)
+
+
+def matmul_masked(x: Shares, y: MaskedOperand, dealer: Dealer, channel: Channel | None = None) -> Shares:
+    """``x @ y`` for a :class:`MaskedOperand` ``y``: one round opening only ``eps = x - A``.
+
+    ``[z] = [A @ B] + eps @ [B] + [A] @ delta + eps @ delta`` (the last term by party 0).
+
+    Example:
+        >>> from refimpl import share, Z2_64
+        >>> dealer, ch = Dealer(2), Channel()
+        >>> w = mask_operand(share([[1, 2], [3, 4]], 2), dealer, ch)
+        >>> Z2_64.lift(matmul_masked(share([[1, -1]], 2), w, dealer, ch).reconstruct()).tolist()
+        [[-2, -2]]
+        >>> ch.rounds                       # one round to mask the weights, one per product after that
+        2
+    """
+    _check_pair(x, y.y, dealer)
+    _matmul_shape(x.shape, y.shape)
+    channel = channel or Channel()
+    a, c = channel.take(dealer.masked_matmul_triple(x.shape, y.mask_index))
+    (eps,) = channel.open(x - a)
+    return _with_public(x.ring, *beaver_parts(x.ring, "matmul", eps, y.delta, a.data, y.b.data, c.data))
 
 
 def square(x: Shares, dealer: Dealer, channel: Channel | None = None, *, triple: Triple | None = None) -> Shares:

@@ -51,7 +51,7 @@ _ONE = np.uint64(1)
 
 def and_many(pairs: Sequence[tuple[BinaryShares, BinaryShares]], dealer: Dealer,
              channel: Channel | None = None) -> list[BinaryShares]:
-    """Bitwise ANDs of several pairs of binary sharings, all in one round (one AND triple per pair).
+    """Bitwise ANDs of several pairs of binary sharings, all in one round (one AND triple for all the pairs).
 
     For a pair ``(x, y)`` and triple ``(a, b, c = a & b)``: open ``e = x ^ a`` and ``d = y ^ b``, then
     ``[x & y] = [c] ^ (e & [b]) ^ (d & [a]) ^ (e & d)`` (the last term by party 0).
@@ -61,20 +61,23 @@ def and_many(pairs: Sequence[tuple[BinaryShares, BinaryShares]], dealer: Dealer,
         ShapeMismatchError: the two sharings of a pair have different shapes.
     """
     channel = channel or Channel()
-    triples = []
     for x, y in pairs:
         if x.n != dealer.n or y.n != dealer.n:
             raise PartyCountError(f"AND of sharings among {x.n} and {y.n} parties with a dealer for {dealer.n}")
         if x.shape != y.shape:
             raise ShapeMismatchError(f"AND needs equal shapes, got {x.shape} and {y.shape}")
-        triples.append(channel.take(dealer.and_triple(x.shape)))
-    opened = channel.open(*[s for (x, y), (a, b, _) in zip(pairs, triples) for s in (x ^ a, y ^ b)])
-    out = []
-    for i, (a, b, c) in enumerate(triples):
-        e, d = opened[2 * i], opened[2 * i + 1]
-        data = c.data ^ (e & b.data) ^ (d & a.data)
-        data[0] ^= e & d
-        out.append(BinaryShares(data))
+    n = dealer.n
+    xs = np.concatenate([x.data.reshape(n, -1) for x, _ in pairs], axis=1)  # all pairs as one flat batch:
+    ys = np.concatenate([y.data.reshape(n, -1) for _, y in pairs], axis=1)  # one triple, one opening
+    a, b, c = channel.take(dealer.and_triple(xs.shape[1]))
+    e, d = channel.open(BinaryShares(xs) ^ a, BinaryShares(ys) ^ b)
+    data = c.data ^ (e & b.data) ^ (d & a.data)
+    data[0] ^= e & d
+    out, start = [], 0
+    for x, _ in pairs:
+        size = int(np.prod(x.shape, dtype=np.int64))
+        out.append(BinaryShares(np.ascontiguousarray(data[:, start : start + size]).reshape(n, *x.shape)))
+        start += size
     return out
 
 

@@ -196,7 +196,7 @@ class FixedPoint:
         uint32/uint64 ring, when every ``k = round_half_even(x * scale)`` is finite with ``|k| <= min(limit,
         2**53 - 1)``; None otherwise (NaN, infinities, huge or out-of-range values: the general path decides, and
         raises). The result is bit-identical to the general path's."""
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # NaN, infinities, overflow: rejected below, the general path warns
             if self.scale & (self.scale - 1) == 0:  # power of two: the float product is exact
                 k = np.multiply(arr, float(self.scale))
                 np.rint(k, out=k)
@@ -204,11 +204,11 @@ class FixedPoint:
                 k = self._round_exact(arr)
             if k.size:
                 bound = float(min(self.max_abs_integer, 2**53 - 1))  # exact in float64
-                if not (-bound <= np.min(k) and np.max(k) <= bound):  # False for NaN too
+                if not (-bound <= np.minimum.reduce(k, axis=None) and np.maximum.reduce(k, axis=None) <= bound):
                     return None
         if self.ring.modulus == 2**64:  # int64 -> uint64 is two's complement: convert in place, then reinterpret
             ints = k.view(np.int64)
-            np.trunc(k, out=ints, casting="unsafe")  # k holds integers below 2**53: the cast is exact
+            np.copyto(ints, k, casting="unsafe")  # k holds integers below 2**53: the cast is exact
             return ints.view(np.uint64)
         return self.ring.reduce(k.astype(np.int64))
 

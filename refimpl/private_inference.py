@@ -4,7 +4,8 @@ The model owner secret-shares the weights and biases of an MLP (fixed point, Z_2
 ``n`` servers; a client secret-shares a batch of images among the same servers. The servers run the forward pass
 on shares, with a crypto provider (dealer) supplying correlated randomness:
 
-* ``h @ W``: Beaver matrix product (one round), then dealer-assisted truncation (one round, error below 1 ulp,
+* ``h @ W``: Beaver matrix product (one round; the weights are masked once at set-up as ``W - B`` for a dealer
+  mask ``B``, so each inference opens only ``h - A``), then dealer-assisted truncation (one round, error below 1 ulp,
   any ``n``; or SecureML local truncation for two servers, zero rounds, failure probability ``|x| / 2**64`` per
   element), then ``+ b`` locally;
 * ``relu``: exact, by CrypTen's arithmetic-to-binary conversion, a Kogge-Stone adder on bit-packed AND triples,
@@ -25,8 +26,10 @@ Example:
     >>> logits = model.logits(x)
     >>> bool(np.abs(logits - plaintext_logits(params, x)).max() < 1e-3)
     True
-    >>> model.channel.rounds        # hidden layer: 2 + 10 (ReLU, with a carry-save round for 3 servers); output: 2
+    >>> model.channel.rounds - model.setup["rounds"]   # hidden layer: 2 + 10 (ReLU, with a carry-save round
     14
+    >>> model.setup["rounds"]                          # for 3 servers); output layer: 2.  Set-up: mask 2 weights
+    2
 
 References:
     B. Knott et al., "CrypTen: Secure Multi-Party Computation Meets Machine Learning", NeurIPS 2021.
@@ -41,7 +44,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from refimpl._errors import ShapeMismatchError, check_party_count
-from refimpl.beaver import Channel, Dealer, matmul, truncate, truncate_local
+from refimpl.beaver import Channel, Dealer, MaskedOperand, mask_operand, matmul_masked, truncate, truncate_local
 from refimpl.comparison import relu
 from refimpl.encoding import FixedPoint
 from refimpl.prg import derive_key, fresh_key
@@ -160,10 +163,13 @@ class EncryptedMLP:
         self.channel = channel or Channel()
         self._inputs = 0
         ring, fp = self.encoding.ring, self.encoding
-        self.layers: list[tuple[Shares, Shares]] = []
+        self.layers: list[tuple[MaskedOperand, Shares]] = []
         for i, (w, b) in enumerate(_layers(params)):
-            self.layers.append((share(fp.encode(w), self.n, ring=ring, key=derive_key(self._key, "model", i, "w")),
-                                share(fp.encode(b), self.n, ring=ring, key=derive_key(self._key, "model", i, "b"))))
+            w_shares = share(fp.encode(w), self.n, ring=ring, key=derive_key(self._key, "model", i, "w"))
+            b_shares = share(fp.encode(b), self.n, ring=ring, key=derive_key(self._key, "model", i, "b"))
+            # set-up, once per model: open W - B for a dealer mask B, so inferences open only x - A
+            self.layers.append((mask_operand(w_shares, self.dealer, self.channel), b_shares))
+        self.setup = self.channel.summary()
 
     @property
     def input_size(self) -> int:
@@ -188,7 +194,7 @@ class EncryptedMLP:
         """The servers' side: logits (fixed point) as shares, from shared inputs; no value is opened."""
         h = x
         for i, (w, b) in enumerate(self.layers):
-            h = self._truncate(matmul(h, w, self.dealer, self.channel))
+            h = self._truncate(matmul_masked(h, w, self.dealer, self.channel))
             h = Shares(h.ring, h.ring.add(h.data, b.data[:, None, :]))  # + b, share by share (batch broadcast)
             if i < len(self.layers) - 1:
                 h = relu(h, self.dealer, self.channel)

@@ -1,5 +1,6 @@
 """Secure aggregation protocols: the public face of :mod:`refimpl.secagg_additive` and
-:mod:`refimpl.secagg_bonawitz`.
+:mod:`refimpl.secagg_bonawitz` (client) /
+:mod:`refimpl.secagg_bonawitz_server`.
 
 * **Multi-server additive** (:class:`AdditiveConfig`, :func:`run_additive_round`): each client shares its encoded
   update among S >= 2 non-colluding aggregators with seed-compressed shares (upload ~1x the encoded update); the
@@ -37,13 +38,11 @@ from refimpl.secagg_bonawitz import (
     MaskedInput,
     SecAggClient,
     SecAggConfig,
-    SecAggResult,
-    SecAggServer,
     ShareKeys,
     UnmaskingResponse,
     harary_neighbours,
-    run_secagg_round,
 )
+from refimpl.secagg_bonawitz_server import SecAggResult, SecAggServer, run_secagg_round
 
 __all__ = [
     "HEADER_BYTES",

@@ -33,8 +33,9 @@ References:
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -200,7 +201,7 @@ class AdditiveClient:
         cfg = self.config
         if (values is None) == (encoded is None):
             raise TypeError("give exactly one of values and encoded")
-        x = cfg.encode(values) if encoded is None else cfg.check_encoded(encoded)
+        x = cfg.check_encoded(encoded) if encoded is not None else cfg.encode(values)  # type: ignore[arg-type]
         round_key = derive_key(self._key, "secagg/additive", int(round_), self.id)
         cs = share_compressed(x, cfg.servers, ring=cfg.ring, key=round_key, prg=cfg.prg)
         self._rounds_sent.add(round_)

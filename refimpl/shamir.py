@@ -31,8 +31,9 @@ References:
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -137,10 +138,10 @@ class ShamirShares:
 
     def subset(self, parties: Sequence[int]) -> ShamirShares:
         """The shares of the parties at the given evaluation points (what those parties could pool)."""
-        rows = [self.xs.index(p) if p in self.xs else None for p in parties]
-        missing = [p for p, r in zip(parties, rows) if r is None]
+        missing = [p for p in parties if p not in self.xs]
         if missing:
             raise KeyError(f"no share for parties {missing}; parties are {list(self.xs)}")
+        rows = [self.xs.index(p) for p in parties]
         return ShamirShares(self.field, self.threshold, tuple(parties), self.data[rows])
 
     def __repr__(self) -> str:
@@ -251,7 +252,7 @@ def shamir_reconstruct(shares: ShamirShares) -> np.ndarray:
     lam = lagrange_coefficients(xs, field)
     total = field.zeros(shares.shape)
     for coef, row in zip(lam, rows):
-        c = field.dtype.type(coef) if field.dtype != object else coef
+        c = np.asarray(coef, dtype=field.dtype)
         total = field.add(total, field.mul(row, c))
     return np.asarray(total, dtype=field.dtype)
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from refimpl import FixedPoint, OutOfRangeError, Ring, Z2_32, Z2_64
+from refimpl import Z2_32, Z2_64, FixedPoint, OutOfRangeError, Ring
 from refimpl.testing import strategies as rst
 
 Q = 23740629843760239486723

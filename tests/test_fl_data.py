@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -49,6 +50,12 @@ def isolated(monkeypatch, tmp_path):
                                                "fashion_mnist": (str(tmp_path / "sys-fashion"),)})
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import raises ImportError
     return tmp_path
+
+
+def test_data_and_partition_do_not_import_jax():
+    code = "import sys, refimpl, refimpl.fl.data, refimpl.fl.partition; print('jax' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
 
 
 def test_mnist_10k_builtin_split():

@@ -30,7 +30,7 @@ def toy_data(n: int = 60, seed: int = 0):
     return x, y
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def round_update(local_epochs: int, batch_size: int, shuffle: bool):
     """Shared compiled client programs (jit caches by function object, so reuse saves compilations)."""
     return client.make_round_update(optax.sgd(0.1), local_epochs=local_epochs, batch_size=batch_size,
@@ -246,7 +246,8 @@ SHARDED_SCRIPT = textwrap.dedent("""
     p = model.init((8, 6, 3), seed=0)
     mesh = client.client_mesh()
     idx, n, ids, m = client.shard_clients(mesh, fed.index, fed.sizes, np.arange(6, dtype=np.int32))
-    xs, ys = server.to_device(fed, mesh)[:2]
+    cd = server.to_device(fed, mesh)
+    xs, ys = cd.x, cd.y
     d_sh, l_sh = update(p, xs, ys, idx, n, 0, 0, ids)
     d, l = update(p, x, y, fed.index, fed.sizes, 0, 0, np.arange(6, dtype=np.int32))
     fedavg = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=1.0, seed=0)
@@ -266,7 +267,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
 def test_clients_sharded_across_four_host_devices():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["devices"] == 4 and r["m"] == 6 and r["padded"] == 8 and r["out_devices"] == 4

@@ -72,14 +72,14 @@ def test_numpy_reference_against_finite_differences():
     x, y = rng.normal(size=(5, 3)), rng.integers(0, 2, 5)
     _, grads = model.numpy_loss_and_grad(params, x, y)
     eps = 1e-6
-    for k in params:
-        flat = params[k].reshape(-1)
+    for k, value in params.items():
+        flat = value.reshape(-1)
         for i in range(flat.size):
             plus = {**params, k: flat.copy()}
             minus = {**params, k: flat.copy()}
             plus[k][i] += eps
             minus[k][i] -= eps
-            plus[k], minus[k] = plus[k].reshape(params[k].shape), minus[k].reshape(params[k].shape)
+            plus[k], minus[k] = plus[k].reshape(value.shape), minus[k].reshape(value.shape)
             fd = (model.numpy_loss_and_grad(plus, x, y)[0] - model.numpy_loss_and_grad(minus, x, y)[0]) / (2 * eps)
             assert abs(fd - grads[k].reshape(-1)[i]) < 1e-6, (k, i)
 

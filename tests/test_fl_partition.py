@@ -123,7 +123,7 @@ def test_federated_dataset_padding_and_mask(lk, pad_multiple):
         xc, yc = fed.client(c)
         np.testing.assert_array_equal(xc, x[p])
         np.testing.assert_array_equal(yc, labels[p])
-    xs, ys, ms = fed.padded([0])
+    xs, _, ms = fed.padded([0])
     assert xs.shape == (1, fed.index.shape[1], 3) and ms.dtype == bool
     np.testing.assert_array_equal(xs[0][ms[0]], x[parts[0]])
 

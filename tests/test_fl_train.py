@@ -56,6 +56,9 @@ def test_outputs(uninterrupted):
     assert (uninterrupted / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((uninterrupted / "config.json").read_text())
     assert config["dataset"] == "mnist-10k" and config["server_opt"] == "fedavgm" and "rounds" not in config
+    part = json.loads((uninterrupted / "partition.json").read_text())
+    assert sum(part["sizes"]) == 8000 and len(part["sizes"]) == 8
+    assert [sum(h) for h in part["label_histograms"]] == part["sizes"]
     state = final_state(uninterrupted)
     assert state.round == 4 and set(state.params) == {"w0", "b0", "w1", "b1"}
 
@@ -91,7 +94,9 @@ def test_checkpoint_rejects_other_optimizer(uninterrupted):
 
 @pytest.mark.parametrize("flags, message", [(["--rounds", "0"], "--rounds must be >= 1, got 0"),
                                             (["--fraction", "0"], "--fraction must be in"),
-                                            (["--partition", "random"], "invalid choice: 'random'")])
+                                            (["--partition", "random"], "invalid choice: 'random'"),
+                                            (["--model", "784,x,10"], "--model '784,x,10'"),
+                                            (["--model", "784"], "layer sizes must be")])
 def test_bad_flags_exit_2(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as info:
         run(tmp_path, *flags)

@@ -11,7 +11,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from refimpl import KeyFormatError, RefimplError, Stream, derive_key, fresh_key, keystream
+from refimpl import (
+    KeyFormatError,
+    RefimplError,
+    Stream,
+    derive_key,
+    fresh_key,
+    keystream,
+)
 from refimpl.prg import CIPHERS, key_length
 from refimpl.testing import strategies as rst
 

@@ -11,12 +11,13 @@ from refimpl.fl.privacy import (
     PrivacyAccountant,
     clip_l2,
     discrete_gaussian,
+    discrete_gaussian_exact,
     distributed_sigma,
     epsilon_after,
     gaussian_noise,
 )
 
-dp_accounting = pytest.importorskip("dp_accounting", reason="dp-accounting is not installed (pip install 'refimpl[dp]')")
+NEEDS_DP = "dp-accounting is not installed (pip install 'refimpl[dp]')"
 scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is not installed")
 
 
@@ -55,6 +56,25 @@ def test_discrete_gaussian_mean_variance_and_pmf(sigma):
     assert chi2 < df + 6 * math.sqrt(2 * df), (chi2, df)
 
 
+def test_exact_sampler_matches_the_pmf():
+    """CKS's rational-arithmetic sampler (4,000 draws at sigma = 2): chi-square over cells with expected count >= 20
+    below df + 6 sqrt(2 df); mean within 6 standard errors."""
+    sigma, n = 2.0, 4000
+    x = discrete_gaussian_exact(n, sigma, key=b"e" * 16)
+    support = np.arange(-30, 31)
+    w = np.exp(-support.astype(float) ** 2 / (2 * sigma**2))
+    pmf = w / w.sum()
+    counts = np.array([(x == k).sum() for k in support])
+    keep = pmf * n >= 20
+    chi2 = float((((counts - pmf * n) ** 2) / (pmf * n))[keep].sum())
+    df = int(keep.sum()) - 1
+    assert chi2 < df + 6 * math.sqrt(2 * df), (chi2, df)
+    assert abs(x.mean()) < 6 * sigma / math.sqrt(n)
+    assert np.array_equal(x[:10], discrete_gaussian_exact(10, sigma, key=b"e" * 16))
+    with pytest.raises(ConfigurationError, match="positive"):
+        discrete_gaussian_exact(1, 0.0, key=bytes(16))
+
+
 def test_gaussian_noise_statistics_and_keys():
     x = gaussian_noise(N, 2.0, key=b"n" * 16)
     assert abs(x.mean()) < 6 * 2.0 / math.sqrt(N)
@@ -82,24 +102,27 @@ def _exact_gaussian_epsilon(mu, delta):
     from scipy.optimize import brentq
 
     phi = scipy_stats.norm.cdf
-    f = lambda e: phi(-e / mu + mu / 2) - math.exp(e) * phi(-e / mu - mu / 2) - delta  # noqa: E731
+    f = lambda e: phi(-e / mu + mu / 2) - math.exp(e) * phi(-e / mu - mu / 2) - delta
     return brentq(f, 0.0, 100.0)
 
 
 def test_accountant_full_participation_matches_the_analytic_gaussian():
     """T rounds of the Gaussian mechanism with multiplier z compose to one with z / sqrt(T) (q = 1)."""
+    pytest.importorskip("dp_accounting", reason=NEEDS_DP)
     t, z, delta = 100, 10.0, 1e-5
     exact = _exact_gaussian_epsilon(math.sqrt(t) / z, delta)
     assert abs(exact - 4.3772) < 1e-3
     assert abs(epsilon_after(t, z, 1.0, delta, method="pld") - exact) < 0.02
     rdp = epsilon_after(t, z, 1.0, delta, method="rdp")
-    mironov = min(t * a / (2 * z * z) + math.log(1 / delta) / (a - 1) for a in np.linspace(1.01, 500, 200_000))
+    a = np.linspace(1.01, 500, 200_000)
+    mironov = float(np.min(t * a / (2 * z * z) + math.log(1 / delta) / (a - 1)))
     assert exact <= rdp <= mironov + 1e-6  # RDP is an upper bound, at least as tight as Mironov's Prop. 3
 
 
 def test_accountant_against_abadi_et_al():
     """Abadi et al. (CCS 2016, sec. 3.1): q = 0.01, sigma = 4, T = 10,000, delta = 1e-5 gives eps ~ 1.26 with the
     moments accountant; RDP with the improved conversion is tighter, PLD tighter still."""
+    pytest.importorskip("dp_accounting", reason=NEEDS_DP)
     rdp = epsilon_after(10_000, 4.0, 0.01, 1e-5)
     pld = epsilon_after(10_000, 4.0, 0.01, 1e-5, method="pld")
     assert pld <= rdp <= 1.26
@@ -107,6 +130,7 @@ def test_accountant_against_abadi_et_al():
 
 
 def test_privacy_accountant_reports_per_round():
+    pytest.importorskip("dp_accounting", reason=NEEDS_DP)
     acc = PrivacyAccountant(1.1, 0.01, 1e-5)
     eps = [acc.step()[0] for _ in range(3)]
     assert eps == sorted(eps) and eps[0] > 0 and acc.spent() == (eps[-1], 1e-5)

@@ -8,13 +8,13 @@ import re
 
 import numpy as np
 import pytest
+from _stats import chi_square_critical, chi_square_uniform
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from refimpl import NotAFieldError, OutOfRangeError, Ring, Stream, Z2_32, Z2_64
+from refimpl import Z2_32, Z2_64, NotAFieldError, OutOfRangeError, Ring, Stream
 from refimpl.ring import is_probable_prime
 from refimpl.testing import strategies as rst
-from _stats import chi_square_critical, chi_square_uniform
 
 Q = 23740629843760239486723  # the tutorial's modulus: 3 * 7913543281253413162241
 
@@ -28,9 +28,11 @@ RINGS = [
 RING_IDS = [repr(r) if len(repr(r)) < 30 else f"Ring({r.bits}bits)" for r in RINGS]
 
 
-def ints(a) -> list:
-    """Elements as Python ints, flattened."""
-    return [int(v) for v in np.asarray(a).ravel()]
+def ints(a) -> list[int]:
+    """Elements as Python ints, flattened; an array nested inside an object array is an error, not an int."""
+    flat = np.asarray(a).ravel()
+    assert not any(isinstance(v, np.ndarray) for v in flat), f"nested array in {a!r}"
+    return [int(v) for v in flat]
 
 
 # ------------------------------------------------------------------------------------------------ construction
@@ -154,6 +156,21 @@ def test_arithmetic_matches_python_integers(args):
     neg = ring.neg(a)
     assert (not np.ndim(a) or neg.dtype == ring.dtype) and ints(neg) == [(-x) % m for x in ia]
     assert ints(ring.add(a, neg)) == [0] * len(ia)
+
+
+def test_scalar_operands_on_object_rings_stay_exact():
+    """Python ints and 0-d arrays: NumPy would compute on two Python ints in int64 (wrapping silently past 2**63)."""
+    ring = Ring(2**64 + 13)
+    a = 2**62 + 2**61
+    assert int(ring.add(a, a)) == 2 * a % ring.modulus
+    assert int(ring.mul(2**40, 2**40)) == 2**80 % ring.modulus
+    assert int(ring.sub(0, a)) == -a % ring.modulus
+    assert int(ring.neg(np.array(a, dtype=object))) == -a % ring.modulus
+    big = Ring(2**89 - 1)
+    v = np.array(2**88 + 5, dtype=object)
+    assert int(big.add(v, v)) == 2 * (2**88 + 5) % big.modulus
+    assert int(big.sum(np.array([2**88, 2**88, 2**88], dtype=object))) == 3 * 2**88 % big.modulus
+    assert int(Ring(2**65).add(2**64, 2**64)) == 0
 
 
 @given(st.data())

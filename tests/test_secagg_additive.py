@@ -7,8 +7,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refimpl import KeyFormatError, PartyCountError, Ring, RingMismatchError, ShapeMismatchError, Z2_32, Z2_64
-from refimpl._errors import ConfigurationError, OutOfRangeError, ProtocolError, ReplayError, ThresholdError
+from refimpl import (
+    Z2_32,
+    Z2_64,
+    KeyFormatError,
+    PartyCountError,
+    Ring,
+    RingMismatchError,
+    ShapeMismatchError,
+)
+from refimpl._errors import (
+    ConfigurationError,
+    OutOfRangeError,
+    ProtocolError,
+    ReplayError,
+    ThresholdError,
+)
 from refimpl.secagg import (
     HEADER_BYTES,
     AdditiveClient,
@@ -131,7 +145,8 @@ def test_malformed_messages_are_rejected_and_leave_the_aggregate_intact():
     good = arr_msg.payload
 
     def forge(m, **kw):
-        fields = dict(round=m.round, client=m.client, server=m.server, ring=m.ring, payload=m.payload, prg=m.prg)
+        fields = {"round": m.round, "client": m.client, "server": m.server, "ring": m.ring, "payload": m.payload,
+                  "prg": m.prg}
         fields.update(kw)
         return ShareMessage(**fields)
 

@@ -10,8 +10,8 @@ from refimpl.fl.secure import make_secure_aggregator
 
 def _updates(m=6, seed=0):
     rng = np.random.default_rng(seed)
-    return ({"w": rng.normal(0, 0.1, (m, 20, 5)).astype(np.float32), "b": rng.normal(0, 0.1, (m, 5)).astype(np.float32)},
-            rng.integers(50, 600, m).astype(np.float64))
+    upd = {"w": rng.normal(0, 0.1, (m, 20, 5)).astype(np.float32), "b": rng.normal(0, 0.1, (m, 5)).astype(np.float32)}
+    return upd, rng.integers(50, 600, m).astype(np.float64)
 
 
 def _weighted(upd, w, clients=None):

@@ -14,7 +14,6 @@ from refimpl.shamir import (
     ShamirShares,
     _evaluate,
     combine,
-    lagrange_coefficients,
     reconstruct_bytes,
     shamir_reconstruct,
     shamir_share,

@@ -8,12 +8,14 @@ import re
 
 import numpy as np
 import pytest
+from _stats import chi_square_critical, chi_square_two_sample, chi_square_uniform
 from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from _stats import chi_square_critical, chi_square_two_sample, chi_square_uniform
 from refimpl import (
+    Z2_32,
+    Z2_64,
     CompressedShares,
     KeyFormatError,
     OutOfRangeError,
@@ -23,8 +25,6 @@ from refimpl import (
     ShapeMismatchError,
     Shares,
     Stream,
-    Z2_32,
-    Z2_64,
     derive_key,
     reconstruct,
     share,
@@ -42,7 +42,10 @@ K0, K1 = bytes(16), bytes([1]) + bytes(15)
 
 
 def ints(a) -> list[int]:
-    return [int(v) for v in np.asarray(a).ravel()]
+    """Elements as Python ints, flattened; an array nested inside an object array is an error, not an int."""
+    flat = np.asarray(a).ravel()
+    assert not any(isinstance(v, np.ndarray) for v in flat), f"nested array in {a!r}"
+    return [int(v) for v in flat]
 
 
 def boundaries(ring: Ring) -> np.ndarray:
@@ -82,9 +85,22 @@ def test_integer_dtypes_are_accepted(dtype):
 
 
 def test_scalar_secret():
-    for ring in (Z2_64, Z2_32, Ring(Q), Ring(7)):
+    for ring in (Z2_64, Z2_32, Ring(Q), Ring(7), Ring(2**65), Ring.prime(2**89 - 1)):
         x = share(5, 3, ring=ring, key=K0)
         assert x.shape == () and x.data.shape == (3,) and int(reconstruct(x)) == 5
+        assert ints(x.data)  # no 0-d array nested in an object array
+
+
+@pytest.mark.parametrize("ring", [Ring(Q), Ring(2**65), Ring.prime(2**89 - 1), Ring(2**64 + 1)], ids=str)
+def test_scalar_sharings_over_big_rings_stay_exact(ring):
+    m = ring.modulus
+    x = share(np.array(m - 1, dtype=object), 3, ring=ring, key=K0)
+    y = share(m // 2, 3, ring=ring, key=K1)
+    cases = [(x, m - 1), (x + y, m - 1 + m // 2), (x - y, m - 1 - m // 2), (-x, 1), (x * (m - 1), (m - 1) ** 2),
+             (x + np.array(5, dtype=object), m + 4), (x - 3, m - 4), (7 - x, 8), (sum_shares([x, y, x]), 2 * m - 2 + m // 2),
+             (share_compressed(m - 1, 3, ring=ring, key=K0).expand(), m - 1)]
+    for z, expected in cases:
+        assert ints(z.data) and ints(reconstruct(z)) == [expected % m]
 
 
 def test_empty_secret():

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from refimpl import FixedPoint, Ring, Shares, Z2_32, Z2_64, reconstruct
+from refimpl import Z2_32, Z2_64, FixedPoint, Ring, Shares, reconstruct
 from refimpl.testing import strategies as rst
 
 

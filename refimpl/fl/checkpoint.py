@@ -43,7 +43,7 @@ def save(path: str | os.PathLike[str], state: ServerState, config: dict[str, Any
     arrays["config"] = np.asarray(json.dumps(config, sort_keys=True))
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
 
 
@@ -74,11 +74,11 @@ def load(path: str | os.PathLike[str], optimizer: optax.GradientTransformation
     params = {k.split("/", 1)[1]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("params/")}
     template = optimizer.init(params)
     leaves, treedef = jax.tree_util.tree_flatten(template)
-    stored = [arrays.get(f"opt_state/{i}") for i in range(len(leaves))]
-    extra = sum(1 for k in arrays if k.startswith("opt_state/")) - len(leaves)
-    if extra or any(s is None for s in stored):
+    names = [f"opt_state/{i}" for i in range(len(leaves))]
+    if sum(1 for k in arrays if k.startswith("opt_state/")) != len(leaves) or any(n not in arrays for n in names):
         raise CheckpointError(f"{path}: optimizer state has a different number of leaves than the optimizer "
                               f"expects ({len(leaves)}); was it saved with another server optimizer?")
+    stored = [arrays[n] for n in names]
     for i, (t, s) in enumerate(zip(leaves, stored)):
         if np.shape(t) != s.shape or jnp.asarray(t).dtype != s.dtype:
             raise CheckpointError(f"{path}: optimizer state leaf {i} is {s.dtype}{s.shape}, expected "

@@ -35,10 +35,10 @@ import numpy as np
 
 __all__ = [
     "DATASETS",
+    "ENV_VAR",
     "DataError",
     "Dataset",
     "DatasetNotFoundError",
-    "ENV_VAR",
     "load",
     "read_idx",
 ]
@@ -188,9 +188,9 @@ def _check_digest(name: str, part: str, raw: bytes, where: str, verify: bool) ->
         if other != name and other_part == part and digest == known:
             raise DataError(f"{where}: this file is {other!r} data, not {name!r}; refusing to substitute one "
                             "dataset for another")
-    known = _SHA256.get((name, part))
-    if verify and known is not None and digest != known:
-        raise DataError(f"{where}: SHA-256 of the decompressed content is {digest}, expected {known} for "
+    expected = _SHA256.get((name, part))
+    if verify and expected is not None and digest != expected:
+        raise DataError(f"{where}: SHA-256 of the decompressed content is {digest}, expected {expected} for "
                         f"{name!r} {part}; the file is corrupt or holds other data")
 
 
@@ -294,7 +294,7 @@ def load(name: str, *, data_dir: str | os.PathLike[str] | None = None, use_tfds:
     if use_tfds is not False:
         try:
             return _load_tfds(name, data_dir)
-        except Exception as e:  # noqa: BLE001 - any tfds failure falls back to IDX files, and is reported
+        except Exception as e:
             if use_tfds:
                 raise DatasetNotFoundError(f"tensorflow-datasets could not load {name!r}: "
                                            f"{type(e).__name__}: {e}") from e

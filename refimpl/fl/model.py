@@ -13,7 +13,8 @@ Models:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -73,19 +74,19 @@ def init(model: str | Sequence[int], seed: int = 0) -> dict[str, np.ndarray]:
     sizes = sizes_of(model)
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
-    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (d_in, d_out) in enumerate(itertools.pairwise(sizes)):
         bound = 1.0 / np.sqrt(d_in)
         params[f"w{i}"] = rng.uniform(-bound, bound, size=(d_in, d_out)).astype(np.float32)
         params[f"b{i}"] = rng.uniform(-bound, bound, size=(d_out,)).astype(np.float32)
     return params
 
 
-def num_params(params: dict[str, ArrayLike]) -> int:
+def num_params(params: Mapping[str, ArrayLike]) -> int:
     """Total number of scalars in the parameters."""
     return int(sum(np.size(v) for v in params.values()))
 
 
-def _num_layers(params: dict[str, ArrayLike]) -> int:
+def _num_layers(params: Mapping[str, ArrayLike]) -> int:
     n = sum(1 for k in params if k.startswith("w"))
     if n == 0 or set(params) != {f"{c}{i}" for i in range(n) for c in "wb"}:
         raise ValueError(f"params must have keys w0, b0, ..., got {sorted(params)}")
@@ -121,7 +122,7 @@ def accuracy(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.mean(jnp.argmax(apply(params, x), axis=-1) == y)
 
 
-def numpy_loss_and_grad(params: dict[str, ArrayLike], x: ArrayLike, y: ArrayLike,
+def numpy_loss_and_grad(params: Mapping[str, ArrayLike], x: ArrayLike, y: ArrayLike,
                         mask: ArrayLike | None = None) -> tuple[float, dict[str, np.ndarray]]:
     """Reference forward and backward pass in float64 NumPy, written out by hand.
 

@@ -20,8 +20,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
-    "FederatedDataset",
     "PARTITIONS",
+    "FederatedDataset",
     "dirichlet",
     "federate",
     "iid",

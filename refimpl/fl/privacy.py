@@ -10,7 +10,8 @@
   ``sigma / sqrt(K) >= 1`` (integer units) the difference is negligible (their Theorem 14 bounds it) and the
   accountant treats the summed noise as ``N(0, (z C)^2)``.
 * :class:`PrivacyAccountant` -- (epsilon, delta) after each round, with ``dp_accounting`` (RDP or PLD), for Poisson
-  client sampling at rate ``q`` and noise multiplier ``z``.
+  client sampling at rate ``q`` and noise multiplier ``z``. FedAvg samples a fixed-size cohort without
+  replacement; accounting it as Poisson sampling at ``q = m / K`` is the usual approximation (McMahan et al. 2018).
 
 All noise is drawn from keyed :class:`~refimpl.prg.Stream` s (AES-128-CTR / ChaCha20), never from ``np.random``.
 Uniforms are 53-bit: ``u = (w >> 11 + 1/2) 2^-53`` for 64-bit keystream words ``w``, so ``0 < u < 1``.
@@ -35,19 +36,21 @@ from __future__ import annotations
 
 import math
 import numbers
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refimpl._errors import ConfigurationError
-from refimpl.prg import Stream, check_key, derive_key
+from refimpl._errors import ConfigurationError, check_key
+from refimpl.prg import Stream, derive_key
 
 __all__ = [
     "clip_l2",
     "uniform01",
     "gaussian_noise",
     "discrete_gaussian",
+    "discrete_gaussian_exact",
     "distributed_sigma",
     "PrivacyAccountant",
     "epsilon_after",
@@ -75,7 +78,8 @@ def clip_l2(updates: ArrayLike, clip: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _positive(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and float(value) > 0):
         raise ConfigurationError(f"{what} must be positive and finite, got {value!r}")
     return float(value)
 
@@ -99,7 +103,7 @@ def gaussian_noise(shape: int | tuple[int, ...], std: float, *, key: bytes, ciph
     values that a party might inspect bit by bit, prefer :func:`discrete_gaussian` on integer encodings.
     """
     std = _positive(std, "std") if std != 0 else 0.0
-    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    shape = (int(shape),) if isinstance(shape, int) else tuple(shape)
     n = int(np.prod(shape, dtype=np.int64))
     s = _stream(key, "gaussian", cipher)
     u1, u2 = uniform01(s, n), uniform01(s, n)
@@ -126,7 +130,7 @@ def discrete_gaussian(shape: int | tuple[int, ...], sigma: float, *, key: bytes,
         int64 array.
     """
     sigma = _positive(sigma, "sigma")
-    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    shape = (int(shape),) if isinstance(shape, int) else tuple(shape)
     n = int(np.prod(shape, dtype=np.int64))
     s = _stream(key, "discrete-gaussian", cipher)
     t = math.floor(sigma) + 1
@@ -142,6 +146,86 @@ def discrete_gaussian(shape: int | tuple[int, ...], sigma: float, *, key: bytes,
         out[todo[accept]] = y[accept].astype(np.int64)
         todo = todo[~accept]
     return out.reshape(shape)
+
+
+class _Uniforms:
+    """Uniform integers below any bound from a keyed stream: 64-bit words, rejection below ``2^64``; above it,
+    ``bits + 128`` random bits reduced (statistical distance < ``2^-128``)."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream, self._buf, self._pos = stream, np.empty(0, np.uint64), 0
+
+    def _word(self) -> int:
+        if self._pos == self._buf.size:
+            self._buf = np.empty(4096, dtype=np.uint64)
+            self._stream.read_into(self._buf)
+            self._pos = 0
+        self._pos += 1
+        return int(self._buf[self._pos - 1])
+
+    def below(self, n: int) -> int:
+        if n <= 2**64:
+            limit = 2**64 - 2**64 % n
+            while True:
+                w = self._word()
+                if w < limit:
+                    return w % n
+        words = (n.bit_length() + 128 + 63) // 64
+        return sum(self._word() << (64 * i) for i in range(words)) % n
+
+    def bernoulli(self, p: Fraction) -> bool:
+        return self.below(p.denominator) < p.numerator
+
+
+def _bernoulli_exp(u: _Uniforms, gamma: Fraction) -> bool:
+    """Bernoulli(exp(-gamma)) for rational gamma >= 0, exactly (CKS Algorithm 1)."""
+    while gamma > 1:
+        if not _bernoulli_exp(u, Fraction(1)):
+            return False
+        gamma -= 1
+    k = 1
+    while u.bernoulli(gamma / k):
+        k += 1
+    return k % 2 == 1
+
+
+def discrete_gaussian_exact(n: int, sigma: float | Fraction, *, key: bytes, cipher: str = "aes128-ctr") -> np.ndarray:
+    """``n`` exact discrete Gaussian samples (CKS Algorithms 1-3 with rational arithmetic), the reference sampler.
+
+    ``sigma`` is used as the exact rational it denotes (a float is its binary value). Uniform integers come from a
+    keyed stream by rejection, so the only deviation from the ideal distribution is the stream's own
+    (computational) one, plus at most ``2^-128`` statistical distance for denominators above ``2^64``. Pure Python,
+    a few thousand samples per second; :func:`discrete_gaussian` is the vectorised version.
+
+    Example:
+        >>> discrete_gaussian_exact(6, 1.5, key=bytes(16)).tolist()
+        [0, 3, 1, 1, 0, 2]
+    """
+    sig = Fraction(sigma)
+    if not sig > 0:
+        raise ConfigurationError(f"sigma must be positive, got {sigma!r}")
+    u = _Uniforms(_stream(key, "discrete-gaussian-exact", cipher))
+    s2 = sig * sig
+    t = math.floor(sig) + 1
+    out = np.empty(int(n), dtype=np.int64)
+    for i in range(int(n)):
+        while True:
+            # discrete Laplace of scale t (CKS Algorithm 2 with s = 1)
+            x = u.below(t)
+            if not _bernoulli_exp(u, Fraction(x, t)):
+                continue
+            v = 0
+            while _bernoulli_exp(u, Fraction(1)):
+                v += 1
+            y = x + t * v
+            negative = u.below(2) == 1
+            if negative and y == 0:
+                continue
+            y = -y if negative else y
+            if _bernoulli_exp(u, (abs(y) - s2 / t) ** 2 / (2 * s2)):
+                out[i] = y
+                break
+    return out
 
 
 def distributed_sigma(central_sigma: float, num_clients: int) -> float:

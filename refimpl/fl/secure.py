@@ -13,6 +13,9 @@ a leading client axis; ``weights``: the clients' sample counts) and plugs into `
 5. decode the survivors' total, add central Gaussian noise if asked, divide by the survivors' total weight
    (the weights are public in this server) -- or by their number when DP is on, as in DP-FedAvg.
 
+Distributed noise is calibrated to the ``floor(m (1 - dropout))`` clients expected to survive, so the noise in
+the total has variance at least ``(z C)^2`` while that many survive (Kairouz et al. 2021, sec. 5).
+
 Every random choice (dropouts, dither, noise, rotation signs, share and mask streams) comes from streams keyed by
 ``derive_key(key, ..., round, client)``. A round that aborts (too few survivors for the threshold) returns a zero
 update and is recorded in :attr:`SecureAggregator.history`.
@@ -43,7 +46,13 @@ from refimpl._errors import ConfigurationError, ThresholdError
 from refimpl.fl import compress, privacy
 from refimpl.prg import Stream, derive_key, fresh_key
 from refimpl.ring import Z2_64, Ring
-from refimpl.secagg import STAGES, AdditiveConfig, SecAggConfig, run_additive_round, run_secagg_round
+from refimpl.secagg import (
+    STAGES,
+    AdditiveConfig,
+    SecAggConfig,
+    run_additive_round,
+    run_secagg_round,
+)
 
 __all__ = ["SecureAggregator", "RoundReport", "make_secure_aggregator", "PROTOCOLS"]
 
@@ -127,7 +136,7 @@ class SecureAggregator:
             self.history.append(RoundReport(r, m, 0, 0.0, 0.0, True))
             return {k: np.zeros(s, np.float32) for k, s in zip(names, shapes)}
         if dp and self.noise == "central":
-            total = total + privacy.gaussian_noise(total.shape, self.noise_multiplier * float(self.clip),
+            total = total + privacy.gaussian_noise(total.shape, self.noise_multiplier * self._range,
                                                    key=derive_key(self.key, "central-noise", r))
         denom = float(len(survivors)) if dp else float(scale_w[sorted(survivors)].sum())
         mean = total / denom
@@ -156,18 +165,20 @@ class SecureAggregator:
             x = np.clip(x, -c, c)  # a rotated vector keeps its L2 norm <= c, so this only guards rounding
             enc = np.stack([compress.stochastic_quantize(x[i], self.bits, c, key=derive_key(self.key, "dither", r, i))
                             for i in range(m)])
-            codec: dict[str, Any] = dict(bits=self.bits, clip=None)
+            codec: dict[str, Any] = {"bits": self.bits, "clip": None}
         else:
             enc_fp = np.rint(contrib * 2.0**self.frac_bits).astype(np.int64)
             headroom = 0
             if self.noise_multiplier > 0 and self.noise == "distributed":
-                sigma = privacy.distributed_sigma(self.noise_multiplier * float(self.clip) * 2**self.frac_bits, m)
+                # calibrated to the clients expected to survive, so the survivors' noise still reaches sigma^2
+                expected = max(1, math.floor(m * (1 - self.dropout)))
+                sigma = privacy.distributed_sigma(self.noise_multiplier * c * 2**self.frac_bits, expected)
                 headroom = math.ceil(12 * sigma)
                 for i in range(m):
                     noise = privacy.discrete_gaussian(d, sigma, key=derive_key(self.key, "dgauss", r, i))
                     enc_fp[i] += np.clip(noise, -headroom, headroom)
             enc = enc_fp
-            codec = dict(clip=c, frac_bits=self.frac_bits, headroom=headroom)
+            codec = {"clip": c, "frac_bits": self.frac_bits, "headroom": headroom}
         length = enc.shape[1]
         ring = self.ring
         if self.bits is not None and m * (2**self.bits - 1) <= 2**32 - 1:

@@ -36,11 +36,11 @@ from refimpl.fl.client import RoundUpdate, shard_clients
 from refimpl.fl.partition import FederatedDataset
 
 __all__ = [
+    "SERVER_OPTIMIZERS",
     "Aggregator",
     "ClientData",
     "FedAvg",
     "RoundResult",
-    "SERVER_OPTIMIZERS",
     "ServerState",
     "num_sampled",
     "sample_clients",
@@ -120,7 +120,7 @@ def num_sampled(num_clients: int, fraction: float) -> int:
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    return max(1, int(round(fraction * num_clients)))
+    return max(1, round(fraction * num_clients))
 
 
 def sample_clients(num_clients: int, fraction: float, seed: int, round_: int) -> np.ndarray:
@@ -144,7 +144,8 @@ class ServerState(NamedTuple):
     round: int
 
 
-class ClientData(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class ClientData:
     """A `FederatedDataset` with its images and labels on device (replicated over ``mesh`` when given)."""
 
     x: jax.Array
@@ -212,10 +213,11 @@ class FedAvg:
         """Runs round ``state.round``: sample, train locally, aggregate, apply the server optimizer."""
         ids = sample_clients(len(data.sizes), self.fraction, self.seed, state.round)
         index, sizes = data.index[ids], data.sizes[ids]
+        args: tuple[Any, Any, Any, int] = (index, sizes, ids, len(ids))
         if data.mesh is not None:
-            index_d, sizes_d, ids_d, m = shard_clients(data.mesh, index, sizes, ids)
-        else:
-            index_d, sizes_d, ids_d, m = index, sizes, ids, len(ids)
+            args = shard_clients(data.mesh, index, sizes, ids)
+        index_d, sizes_d, ids_d, m = args
+        deltas: Params
         deltas, losses = self.round_update(state.params, data.x, data.y, index_d, sizes_d, self.seed,
                                            state.round, ids_d)
         if len(losses) != m:

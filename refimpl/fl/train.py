@@ -1,6 +1,6 @@
 """Command-line federated training: ``python -m refimpl train [flags]`` calls `main`.
 
-Writes into ``--out``: ``metrics.jsonl`` (one JSON object per round: round, test_accuracy, test_loss, train_loss,
+Writes into ``--out``: ``partition.json`` (per-client sizes and label histograms), ``metrics.jsonl`` (one JSON object per round: round, test_accuracy, test_loss, train_loss,
 seconds, eval_seconds, clients, bytes_up_per_client, bytes_down_per_client), ``curves.png`` (test accuracy and
 loss against rounds), ``config.json`` and ``checkpoint.npz`` (every ``--checkpoint-every`` rounds and at the end).
 ``--resume`` continues from ``checkpoint.npz`` to the bit-identical result of an uninterrupted run: all randomness
@@ -78,6 +78,11 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--fraction must be in (0, 1], got {args.fraction}")
     if not args.client_lr > 0:
         parser.error(f"--client-lr must be > 0, got {args.client_lr}")
+    try:
+        from refimpl.fl.model import sizes_of
+        sizes_of(_model_spec(args.model))
+    except ValueError as e:
+        parser.error(f"--model {args.model!r}: {e}")
 
 
 def _model_spec(text: str) -> str | list[int]:
@@ -127,6 +132,10 @@ def _run(args: argparse.Namespace) -> int:
     parts = partition.make_partition(args.partition, ds.y_train, args.clients, seed=args.seed, alpha=args.alpha,
                                      shards_per_client=args.shards_per_client)
     fed = partition.federate(ds.x_train, ds.y_train, parts, pad_multiple=args.batch_size)
+    hist = partition.label_histograms(ds.y_train, parts, ds.num_classes)
+    (out / "partition.json").write_text(json.dumps({
+        "dataset": ds.name, "source": ds.source, "sizes": partition.sizes(parts).tolist(),
+        "label_histograms": hist.tolist(), "labels_per_client": (hist > 0).sum(axis=1).tolist()}) + "\n")
     mesh = None
     if args.devices != 1:
         mesh = client.client_mesh(None if args.devices == 0 else args.devices)

@@ -13,4 +13,4 @@ hypothesis nor pytest; import the submodule you use, e.g. ``from refimpl.testing
 
 from refimpl.testing._vectors import VECTOR_NAMES, load_vectors
 
-__all__: list[str] = ["load_vectors", "VECTOR_NAMES"]
+__all__: list[str] = ["VECTOR_NAMES", "load_vectors"]

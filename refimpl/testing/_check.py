@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-__all__ = ["CheckResult", "ConformanceError", "PropertyFailure", "Checker", "to_ints", "dkw_uniformity"]
+__all__ = ["CheckResult", "Checker", "ConformanceError", "PropertyFailure", "dkw_uniformity", "to_ints"]
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,13 @@ class Checker:
     def __init__(self, name: str, *, examples: int, seed: int | None) -> None:
         if isinstance(examples, bool) or not isinstance(examples, numbers.Integral) or examples < 0:
             raise ValueError(f"examples must be a non-negative integer, got {examples!r}")
-        self.name = name
-        self.examples = int(examples)
-        self.seed = seed
+        self.name: str = name
+        self.examples: int = int(examples)
+        self.seed: int | None = seed
         self.checked: list[str] = []
         self.skipped: list[str] = []
         self.failure: PropertyFailure | None = None
-        self.note = ""
+        self.note: str = ""
 
     def skip(self, prop: str, reason: str) -> None:
         self.skipped.append(f"{prop} ({reason})")
@@ -139,13 +140,18 @@ class Checker:
             body(value)
         except PropertyFailure:
             raise
-        except Exception as exc:  # noqa: BLE001 - the implementation under test raised
+        except Exception as exc:
             raise PropertyFailure(prop, {"input": _plain(value), "exception": f"{type(exc).__name__}: {exc}"},
                                   f"raised {type(exc).__name__}: {exc} on input {_plain(value)!r}") from exc
 
     def run(self, prop: str, body: Callable[[Any], None], *, fixed: Iterable[Any] = (),
-            strategy: st.SearchStrategy[Any] | None = None, examples: int | None = None) -> bool:
-        """Check one property; return False (and remember the failure) if it does not hold."""
+            strategy: st.SearchStrategy[Any] | None = None, examples: int | None = None,
+            narrow: Callable[[Any, PropertyFailure], Any] | None = None) -> bool:
+        """Check one property; return False (and remember the failure) if it does not hold.
+
+        ``narrow(value, failure)`` may return a smaller input to retry when a fixed example fails (e.g. the one
+        element that failed); the smaller counterexample is reported if it fails too.
+        """
         if self.failure is not None:
             return False
         self.checked.append(prop)
@@ -154,6 +160,12 @@ class Checker:
                 self._call(prop, body, value)
         except PropertyFailure as failure:
             self.failure = failure
+            smaller = narrow(value, failure) if narrow is not None else None
+            if smaller is not None:
+                try:
+                    self._call(prop, body, smaller)
+                except PropertyFailure as retry:
+                    self.failure = retry
             return False
         budget = self.examples if examples is None else examples
         if strategy is None or budget == 0:
@@ -177,7 +189,7 @@ class Checker:
         except PropertyFailure as failure:
             self.failure = failure  # hypothesis re-raises the failure of the shrunk (minimal) example
             return False
-        except Exception as exc:  # noqa: BLE001 - e.g. a flaky failure of a nondeterministic implementation
+        except Exception as exc:
             if not seen:
                 raise
             self.failure = seen[-1]

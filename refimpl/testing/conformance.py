@@ -55,8 +55,9 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -78,11 +79,11 @@ from refimpl.testing._vectors import load_vectors
 __all__ = [
     "CheckResult",
     "ConformanceError",
-    "check_sharing",
     "check_fixed_point",
-    "check_stream",
     "check_kdf",
     "check_sampling",
+    "check_sharing",
+    "check_stream",
 ]
 
 def _ring_array(ring: Ring, values: Iterable[int]) -> np.ndarray:
@@ -90,7 +91,8 @@ def _ring_array(ring: Ring, values: Iterable[int]) -> np.ndarray:
 
 
 def _party_counts(n: int | Sequence[int]) -> list[int]:
-    ns = [n] if isinstance(n, (int, np.integer)) and not isinstance(n, bool) else list(n)
+    single = isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+    ns: list[Any] = [n] if single else list(n)  # type: ignore[arg-type]
     if not ns or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2 for v in ns):
         raise ValueError(f"n must be a party count >= 2 or a non-empty sequence of them, got n={n!r}")
     return [int(v) for v in ns]
@@ -160,6 +162,13 @@ def check_sharing(share_fn: Callable[[np.ndarray, int], Any], reconstruct_fn: Ca
     def ints(a: np.ndarray) -> list[int]:
         return [int(v) for v in a.ravel()]
 
+    def narrow(value: tuple[Any, ...], failure: PropertyFailure) -> tuple[Any, ...] | None:
+        """The failing element alone (arrays cut to index i), to report a one-element counterexample."""
+        i = failure.counterexample.get("index")
+        if i is None:
+            return None
+        return tuple(v[i:i + 1] if isinstance(v, np.ndarray) else v for v in value)
+
     # --- reconstruction
     def reconstruct_body(case: tuple[np.ndarray, int]) -> None:
         x, parties = case
@@ -168,7 +177,7 @@ def check_sharing(share_fn: Callable[[np.ndarray, int], Any], reconstruct_fn: Ca
                ints(x), ctx)
 
     chk.run("reconstruct", reconstruct_body, fixed=[(bounds, p) for p in ns],
-            strategy=st.tuples(secrets, n_st))
+            strategy=st.tuples(secrets, n_st), narrow=narrow)
 
     # --- the shares themselves
     if shares_of is None:
@@ -195,7 +204,8 @@ def check_sharing(share_fn: Callable[[np.ndarray, int], Any], reconstruct_fn: Ca
             expect("party_shares", "the sum of the party shares", total, ints(x),
                    {**ctx, "shares": [[v % m for v in p] for p in parts]})
 
-        chk.run("party_shares", party_body, fixed=[(bounds, p) for p in ns], strategy=st.tuples(secrets, n_st))
+        chk.run("party_shares", party_body, fixed=[(bounds, p) for p in ns], strategy=st.tuples(secrets, n_st),
+                narrow=narrow)
 
         if m < 2**32:
             chk.skip("shares_hide_secret", f"M = {m} < 2**32: a share equals the secret too often by chance")
@@ -249,7 +259,7 @@ def check_sharing(share_fn: Callable[[np.ndarray, int], Any], reconstruct_fn: Ca
             want = [f(a, b) % m for a, b in zip(ints(x), ints(y))]
             expect(prop, f"reconstruct({desc}) [a {sym} b]", reconstruct_fn(out), want, ctx)
 
-        chk.run(prop, body, fixed=[(bounds, rotated, p) for p in ns], strategy=pairs)
+        chk.run(prop, body, fixed=[(bounds, rotated, p) for p in ns], strategy=pairs, narrow=narrow)
 
     binary("add", add, lambda a, b: a + b, "+", False)
     binary("sub", sub, lambda a, b: a - b, "-", False)
@@ -261,7 +271,7 @@ def check_sharing(share_fn: Callable[[np.ndarray, int], Any], reconstruct_fn: Ca
             expect("neg", "reconstruct(neg(share(a))) [-a]", reconstruct_fn(neg(share_fn(x.copy(), parties))),
                    [(-v) % m for v in ints(x)], {"a": ints(x), "n": parties})
 
-        chk.run("neg", neg_body, fixed=[(bounds, p) for p in ns], strategy=st.tuples(secrets, n_st))
+        chk.run("neg", neg_body, fixed=[(bounds, p) for p in ns], strategy=st.tuples(secrets, n_st), narrow=narrow)
     binary("add_public", add_public, lambda a, b: a + b, "+", True)
     binary("mul_public", mul_public, lambda a, b: a * b, "*", True)
     return chk.result()
@@ -435,6 +445,7 @@ def check_fixed_point(encode_fn: Callable[[np.ndarray], Any] | None, decode_fn: 
                 out = encode_fn(np.array(xs, dtype=np.float64))
             except Exception:  # noqa: BLE001 - any exception is a refusal
                 return
+            shown: Any
             try:
                 shown = [int(v) % m for v in np.asarray(out).ravel()]
                 how = f"returned {shown} (signed {[signed(v) for v in shown]})"
@@ -485,11 +496,13 @@ def check_stream(keystream_fn: Callable[..., Any], *, cipher: str = "aes128-ctr"
             key, nonce = bytes.fromhex(case["key"]), _nonce_arg(cipher, case["nonce"], case["counter"])
             want = bytes.fromhex(case["keystream"]) if "keystream" in case else keystream(
                 key, case["nbytes"], cipher=cipher, nonce=nonce, offset=case["offset"]).tobytes()
-            got = bytes(np.asarray(keystream_fn(key=key, nbytes=case["nbytes"], nonce=nonce, offset=case["offset"]),
-                                   dtype=np.uint8).ravel().tobytes())
+            raw = keystream_fn(key=key, nbytes=case["nbytes"], nonce=nonce, offset=case["offset"])
+            got = bytes(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else \
+                np.asarray(raw, dtype=np.uint8).ravel().tobytes()
             if got != want:
                 where = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-                ce = {k: case[k] for k in ("source", "key", "nonce", "counter", "offset", "nbytes") if k in case}
+                names = ("source", "key", "nonce", "counter", "offset", "nbytes")
+                ce: dict[str, Any] = {k: case[k] for k in names if k in case}
                 raise PropertyFailure(prop, {**ce, "nonce_arg": nonce.hex(), "expected": want.hex(),
                                              "got": got.hex(), "first_difference": where},
                                       f"keystream(key={case['key']}, nonce={nonce.hex()}, offset={case['offset']}, "

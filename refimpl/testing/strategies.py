@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from fractions import Fraction
@@ -90,9 +91,11 @@ def _check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def _check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
+def _check_optional_int(name: str, value: Any, *, minimum: int | None = None) -> int | None:
+    return None if value is None else _check_int(name, value, minimum=minimum)
+
+
+def _check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidArgument(f"{name} must be an integer, got {name}={value!r} of type {type(value).__name__}")
     if minimum is not None and value < minimum:
@@ -154,14 +157,19 @@ def rings(*, include_fields: bool = True, include_big: bool = True, include_powe
                         ("include_power_of_two", include_power_of_two), ("include_composite", include_composite)):
         _check_bool(name, value)
     min_bits = _check_int("min_bits", min_bits, minimum=1)
-    max_bits = _check_int("max_bits", max_bits, minimum=1, allow_none=True)
+    max_bits = _check_optional_int("max_bits", max_bits, minimum=1)
     top = max_bits if max_bits is not None else (256 if include_big else 64)
     if not include_big:
         top = min(top, 64)
     if top < min_bits:
         raise InvalidArgument(f"no ring has between min_bits={min_bits} and max_bits={max_bits} bits"
                               + ("" if include_big else " and at most 64 bits (include_big=False)"))
+    return _rings(include_fields, include_big, include_power_of_two, include_composite, min_bits, top)
 
+
+@functools.lru_cache(maxsize=64)
+def _rings(include_fields: bool, include_big: bool, include_power_of_two: bool, include_composite: bool,
+           min_bits: int, top: int) -> st.SearchStrategy[Ring]:
     def keep(m: int) -> bool:
         return min_bits <= (m - 1).bit_length() <= top and (include_big or m <= _BIG)
 
@@ -221,8 +229,12 @@ def ring_values(ring: Ring, *, signed: bool = False) -> st.SearchStrategy[int]:
         ring: the ring.
         signed: draw from the signed view ``[-floor(M/2), ceil(M/2) - 1]`` instead of ``[0, M)``.
     """
-    ring = _check_ring("ring", ring)
-    _check_bool("signed", signed)
+    return _ring_values(_check_ring("ring", ring), _check_bool("signed", signed))
+
+
+@functools.lru_cache(maxsize=256)
+def _ring_values(ring: Ring, signed: bool) -> st.SearchStrategy[int]:
+    # cached: strategies are immutable, and building one per example costs more than drawing from it
     m = ring.modulus
     bounds = boundary_values(ring)
     near = st.tuples(st.sampled_from(bounds), st.integers(-3, 3)).map(lambda t: (t[0] + t[1]) % m)
@@ -252,13 +264,16 @@ def ring_elements(ring: Ring, *, shape: Any = None, signed: bool = False) -> st.
     else:
         dtype = ring.dtype
 
-    def build(shp: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
-        size = math.prod(shp)
-        return st.lists(values, min_size=size, max_size=size).map(
-            lambda vs: np.array(vs, dtype=object).astype(dtype).reshape(shp)
-        )
+    return shapes.flatmap(functools.partial(_arrays_of_shape, values, dtype))
 
-    return shapes.flatmap(build)
+
+@functools.lru_cache(maxsize=1024)
+def _arrays_of_shape(values: st.SearchStrategy[int], dtype: np.dtype,
+                     shp: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    size = math.prod(shp)
+    return st.lists(values, min_size=size, max_size=size).map(
+        lambda vs: np.array(vs, dtype=object).astype(dtype).reshape(shp)
+    )
 
 
 # ------------------------------------------------------------------------------------------------ fixed point
