@@ -41,6 +41,8 @@ except ImportError:  # running from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import refimpl
 
+from refimpl import _wire
+from refimpl.beaver import Dealer
 from refimpl.fl.data import load
 from refimpl.multiparty import LedgerChannel
 from refimpl.private_inference import EncryptedMLP, mnist_mlp, plaintext_logits
@@ -71,15 +73,65 @@ def agreement(params: dict[str, np.ndarray], x: np.ndarray, n: int, truncation: 
             "max_logit_error": max_err, "seconds": time.perf_counter() - start}
 
 
+class _Replay:
+    """Stands in for the dealer with items made beforehand, in the order the forward pass asks for them, so that
+    the timed run is the online phase only (the dealer's work is offline preprocessing in a deployment).
+
+    A dry run through :meth:`recorder` notes the dealer calls (their items are used up there); :meth:`prepare`
+    then makes fresh items for the same calls, which the timed run takes in order, each once.
+    """
+
+    def __init__(self, dealer: Dealer) -> None:
+        self._dealer = dealer
+        self.n, self.ring, self._masks = dealer.n, dealer.ring, dealer._masks
+        self._calls: list[tuple[str, tuple[Any, ...]]] = []
+        self._items: list[Any] = []
+
+    def recorder(self) -> Any:
+        dealer, calls = self._dealer, self._calls
+
+        class _Recorder:
+            n, ring, _masks = dealer.n, dealer.ring, dealer._masks
+
+            def __getattr__(self, name: str) -> Any:
+                def call(*args: Any) -> Any:
+                    calls.append((name, args))
+                    return getattr(dealer, name)(*args)
+                return call
+        return _Recorder()
+
+    def prepare(self) -> None:
+        self._items = [getattr(self._dealer, name)(*args) for name, args in self._calls]
+
+    def __getattr__(self, name: str) -> Any:
+        def next_item(*args: Any) -> Any:
+            return self._items.pop(0)
+        return next_item
+
+
 def timing(params: dict[str, np.ndarray], x: np.ndarray, n: int, truncation: str, batch: int,
            repeats: int) -> dict[str, Any]:
     model = EncryptedMLP(params, n=n, truncation=truncation)
     xb = x[:batch]
     model.logits(xb)  # warm-up
     wall, cpu = _best(lambda: model.logits(xb), repeats)
-    p_wall, p_cpu = _best(lambda: plaintext_logits(params, xb), max(repeats, 5))
+    # online phase only: the dealer's items for each run are made beforehand (outside the timer)
+    replay, dealer = _Replay(model.dealer), model.dealer
+    model.dealer = replay.recorder()
+    model.forward(model.share_input(xb))
+    model.dealer = replay  # type: ignore[assignment]
+    online = []
+    for _ in range(repeats):
+        replay.prepare()
+        shared = model.share_input(xb)
+        t0 = time.perf_counter()
+        model.encoding.decode(model.forward(shared).reconstruct())
+        online.append(time.perf_counter() - t0)
+    model.dealer = dealer
+    p_wall, _ = _best(lambda: plaintext_logits(params, xb), 100 if batch < 1000 else 20)
     return {"n": n, "truncation": truncation, "batch": batch,
             "ms_per_image": 1e3 * wall / batch, "cpu_ms_per_image": 1e3 * cpu / batch,
+            "online_ms_per_image": 1e3 * min(online) / batch,
             "images_per_s": batch / wall, "plaintext_ms_per_image": 1e3 * p_wall / batch,
             "slowdown_vs_plaintext": wall / p_wall, "speedup_vs_tutorial": TUTORIAL_MS_PER_IMAGE / (1e3 * wall / batch)}
 
@@ -98,8 +150,6 @@ def communication(params: dict[str, np.ndarray], x: np.ndarray, n: int, truncati
     logits = model.forward(xs)
     with ledger.round():  # the servers return the logits' shares to the client only
         for i, s in enumerate(servers):
-            from refimpl import _wire
-
             ledger.record(s.name, client.name, "output", len(_wire.encode(logits.data[i])))
     after = ledger.summary()
 
@@ -152,12 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         for b in batches:
             times.append(timing(params, x_all, n, trunc, b, repeats if b < 1000 else max(1, repeats - 1)))
     print("\ntime per image (wall: best of repeats; CPU: process time)")
-    print(f"{'n':>2} {'trunc':>6} {'batch':>6} {'ms/img':>8} {'cpu ms':>8} {'img/s':>8} {'plain ms':>9} "
-          f"{'x plain':>8} {'vs 33ms':>8}")
+    print(f"{'n':>2} {'trunc':>6} {'batch':>6} {'ms/img':>8} {'cpu ms':>8} {'online':>8} {'img/s':>8} "
+          f"{'plain ms':>9} {'x plain':>8} {'vs 33ms':>8}")
     for t in times:
         print(f"{t['n']:>2} {t['truncation']:>6} {t['batch']:>6} {t['ms_per_image']:>8.2f} {t['cpu_ms_per_image']:>8.2f} "
-              f"{t['images_per_s']:>8.0f} {t['plaintext_ms_per_image']:>9.4f} {t['slowdown_vs_plaintext']:>8.0f} "
-              f"{t['speedup_vs_tutorial']:>7.1f}x")
+              f"{t['online_ms_per_image']:>8.2f} {t['images_per_s']:>8.0f} {t['plaintext_ms_per_image']:>9.4f} "
+              f"{t['slowdown_vs_plaintext']:>8.0f} {t['speedup_vs_tutorial']:>7.1f}x")
+    print("(ms/img: wall clock, dealer included; cpu ms: process time; online: wall clock with the dealer's items "
+          "made beforehand)")
 
     comms = [communication(params, x_all, 2, "dealer", b) for b in (1, 100)]
     comms += [communication(params, x_all, 3, "dealer", 100), communication(params, x_all, 2, "local", 100)]

@@ -14,7 +14,7 @@ Measured in one process (a shared, noisy machine: only ratios from the same run 
 * ``clients_vmap``      -- K = 16 clients each sharing a d-vector under its own key: a NumPy loop vs one jitted
   ``jax.vmap`` of ``share_with_party_keys`` (the keys are batched data).
 
-Compile time is ``jit(f).lower(...).compile()``; steady time the best of several ``block_until_ready`` calls.
+Compile time is ``jit(f).lower(...).compile()``; steady time the best of at least 7 ``block_until_ready`` calls.
 
 Usage: ``nice python bench/bench_jax.py [--sizes 1000 100000 1000000] [--out bench/results/jax-DATE.json]``
 """
@@ -28,20 +28,21 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-import refimpl  # noqa: E402
-from refimpl import Z2_32, FixedPoint, keystream, reconstruct, share  # noqa: E402
-from refimpl._jax_chacha import chacha20_words, key_words  # noqa: E402
-from refimpl._jax_sharing import party_key_words, share_with_party_keys  # noqa: E402
+import refimpl
+from refimpl import Z2_32, FixedPoint, keystream, reconstruct, share
+from refimpl._jax_chacha import chacha20_words, key_words
+from refimpl._jax_sharing import party_key_words, share_with_party_keys
 
 KEY = bytes(range(16))
 FP = FixedPoint(ring=Z2_32)
@@ -53,7 +54,7 @@ def _block(x: Any) -> Any:
     return jax.block_until_ready(x)
 
 
-def steady(fn: Callable[[], Any], budget: float = 0.25, min_runs: int = 3, max_runs: int = 50) -> float:
+def steady(fn: Callable[[], Any], budget: float = 0.4, min_runs: int = 7, max_runs: int = 60) -> float:
     """Best wall time of ``fn()`` (results blocked on) over a few runs, in seconds."""
     _block(fn())
     best, spent, runs = float("inf"), 0.0, 0
@@ -166,7 +167,7 @@ def main() -> None:
                     "jax_devices": [str(dev) for dev in jax.devices()]},
         "versions": {"refimpl": refimpl.__version__, "numpy": np.__version__, "jax": jax.__version__},
         "settings": {"ring": "Z2_32", "parties": N, "prg": "chacha20", "jax_x64": bool(jax.config.jax_enable_x64),
-                     "timing": "best of >= 3 runs (block_until_ready); compile_s = trace+lower+compile"},
+                     "timing": "best of >= 7 runs (block_until_ready); compile_s = trace+lower+compile"},
         "total_s": None,
         "results": rows,
     }

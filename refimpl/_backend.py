@@ -32,8 +32,18 @@ from refimpl._errors import BackendError
 if TYPE_CHECKING:
     from refimpl.ring import Ring
 
-__all__ = ["is_jax", "any_jax", "is_tracer", "jax_loaded", "x64_enabled", "jax_dtype", "register_pytrees",
-           "jax_ring", "jax_sharing", "jax_encoding"]
+__all__ = [
+    "any_jax",
+    "is_jax",
+    "is_tracer",
+    "jax_dtype",
+    "jax_encoding",
+    "jax_loaded",
+    "jax_ring",
+    "jax_sharing",
+    "register_pytrees",
+    "x64_enabled",
+]
 
 _REGISTERED = False
 X64_HINT = ('enable JAX\'s 64-bit mode first: jax.config.update("jax_enable_x64", True) at start-up, '

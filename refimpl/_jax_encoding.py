@@ -19,7 +19,8 @@ exactly NumPy's float64 result rounded to float32; otherwise within 1 float32 ul
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,7 @@ from refimpl import _jax_ring as R
 from refimpl._errors import BackendError, OutOfRangeError
 from refimpl.encoding import FixedPoint
 
-__all__ = ["encode", "decode"]
+__all__ = ["decode", "encode"]
 
 
 def _message_of(raiser: Callable[[Any], None], value: Any) -> str:

@@ -15,7 +15,8 @@ function and reports through ``jax.debug.callback``, so a bad value makes the ca
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,7 @@ from refimpl import _backend
 from refimpl._errors import BackendError, OutOfRangeError
 from refimpl.ring import Ring
 
-__all__ = ["to_jax", "report", "reduce", "element", "lift", "add", "sub", "neg", "mul", "sum", "set_first", "stack"]
+__all__ = ["add", "element", "lift", "mul", "neg", "reduce", "report", "set_first", "stack", "sub", "sum", "to_jax"]
 
 
 def to_jax(x: Any, what: str = "value") -> jax.Array:
@@ -173,7 +174,7 @@ def mul(ring: Ring, a: Any, b: Any) -> jax.Array:
     return _wrap(ring, a * b)
 
 
-def sum(ring: Ring, x: Any, axis: int = 0) -> jax.Array:  # noqa: A001 - mirrors Ring.sum
+def sum(ring: Ring, x: Any, axis: int = 0) -> jax.Array:
     """Sum along ``axis`` mod M: wrap-around sums for powers of two; exact ``uint64`` sums otherwise (each element
     is below 2**32, so up to 2**32 of them cannot overflow)."""
     (x,) = _operands(ring, x)

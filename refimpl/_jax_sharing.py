@@ -86,7 +86,7 @@ def share_with_party_keys(secret: Any, party_keys: Any, *, ring: Ring) -> Shares
     if keys.ndim != 2 or keys.shape[1] != 8 or keys.dtype != jnp.uint32 or keys.shape[0] < 1:
         raise KeyFormatError(f"party keys must be uint32 words of shape (n - 1, 8), got {keys.dtype} {keys.shape}")
     x = R.element(ring, secret)
-    return Shares(ring, _share_from_keys(x, keys, ring))
+    return Shares(ring, _share_from_keys(x, keys, ring))  # type: ignore[arg-type]  # Shares holds jax arrays too
 
 
 def share(secret: Any, n: int, *, ring: Ring, key: bytes | None, prg: str) -> Shares:
@@ -109,4 +109,5 @@ def share(secret: Any, n: int, *, ring: Ring, key: bytes | None, prg: str) -> Sh
             "prg='chacha20' on the JAX path (same key -> the same shares as NumPy with prg='chacha20')"
         )
     x = R.element(ring, secret)  # concrete: checked on the device, then shared on the host with AES and moved back
-    return Shares(ring, jnp.asarray(_numpy_share(np.asarray(x), n, ring=ring, key=key, prg=prg).data))
+    host = _numpy_share(np.asarray(x), n, ring=ring, key=key, prg=prg)
+    return Shares(ring, jnp.asarray(host.data))  # type: ignore[arg-type]

@@ -41,7 +41,8 @@ import math
 import numbers
 import struct
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ from refimpl.binary import BinaryShares
 from refimpl.ring import Ring
 from refimpl.sharing import Shares
 
-__all__ = ["encode", "decode", "MAGIC"]
+__all__ = ["MAGIC", "decode", "encode"]
 
 MAGIC = b"RFW1"
 _ALLOWED = {np.dtype(t).str: np.dtype(t) for t in (
@@ -60,7 +61,7 @@ _SAFE_INT = 2**53
 
 
 class _Encoder:
-    def __init__(self, pointer_ref: Callable[[Any], tuple[str, int]] | None) -> None:
+    def __init__(self, pointer_ref: Callable[[Any], tuple[str, int] | None] | None) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.pointer_ref = pointer_ref
@@ -87,6 +88,8 @@ class _Encoder:
     def value(self, v: Any) -> Any:
         if v is None or isinstance(v, (bool, str)):
             return v
+        if isinstance(v, np.bool_):
+            return bool(v)
         if isinstance(v, numbers.Integral) and not isinstance(v, np.ndarray):
             v = int(v)
             return v if -_SAFE_INT < v < _SAFE_INT else {"$int": str(v)}
@@ -235,19 +238,19 @@ def decode(raw: bytes, *, pointer: Callable[[str, int], Any] | None = None) -> A
     """
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise TypeError(f"decode takes bytes, got {type(raw).__name__}")
-    raw = memoryview(raw).cast("B") if not isinstance(raw, bytes) else memoryview(raw)
-    if len(raw) < 12 or bytes(raw[:4]) != MAGIC:
+    view = memoryview(raw).cast("B")
+    if len(view) < 12 or bytes(view[:4]) != MAGIC:
         raise WireFormatError(f"not a refimpl message: expected magic {MAGIC!r} and at least 12 bytes, got "
-                              f"{bytes(raw[:4])!r} in {len(raw)} bytes")
-    stored = struct.unpack("<I", raw[-4:])[0]
-    computed = zlib.crc32(raw[:-4])
+                              f"{bytes(view[:4])!r} in {len(view)} bytes")
+    stored = struct.unpack("<I", view[-4:])[0]
+    computed = zlib.crc32(view[:-4])
     if stored != computed:
         raise WireFormatError(f"corrupt message: CRC-32 mismatch (stored {stored:#010x}, computed {computed:#010x})")
-    (hlen,) = struct.unpack("<I", raw[4:8])
-    if 8 + hlen > len(raw) - 4:
-        raise WireFormatError(f"header length {hlen} runs past the end of a {len(raw)}-byte message")
+    (hlen,) = struct.unpack("<I", view[4:8])
+    if 8 + hlen > len(view) - 4:
+        raise WireFormatError(f"header length {hlen} runs past the end of a {len(view)}-byte message")
     try:
-        header = json.loads(bytes(raw[8 : 8 + hlen]).decode("utf-8"))
+        header = json.loads(bytes(view[8 : 8 + hlen]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise WireFormatError(f"message header is not valid JSON: {e}") from None
-    return _Decoder(raw[8 + hlen : -4], pointer).value(header)
+    return _Decoder(view[8 + hlen : -4], pointer).value(header)

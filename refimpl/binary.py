@@ -32,7 +32,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refimpl._errors import PartyCountError, ShapeMismatchError, check_key, check_party_count
+from refimpl._errors import (
+    PartyCountError,
+    ShapeMismatchError,
+    check_key,
+    check_party_count,
+)
 from refimpl.prg import Stream, derive_key, fresh_key
 
 __all__ = ["BinaryShares", "share_binary"]
@@ -127,7 +132,7 @@ class BinaryShares:
         return self ^ np.uint64(2**64 - 1)
 
     def _shift(self, bits: Any) -> int:
-        if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 0 <= bits < 64:
+        if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 0 <= int(bits) < 64:
             raise ValueError(f"shift amount must be an integer in [0, 64), got {bits!r}")
         return int(bits)
 
@@ -139,7 +144,8 @@ class BinaryShares:
 
     def __getitem__(self, index: Any) -> BinaryShares:
         """Select elements of the shared array (not parties): ``x[1:3]`` keeps every party's share of them."""
-        return BinaryShares(self.data[(slice(None), *(index if isinstance(index, tuple) else (index,)))])
+        index = index if isinstance(index, tuple) else (index,)
+        return BinaryShares(self.data[(slice(None),) + index])
 
 
 def share_binary(secret: ArrayLike, n: int, *, key: bytes | None = None) -> BinaryShares:

@@ -35,7 +35,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -44,7 +44,7 @@ from refimpl.beaver import Channel, Dealer, mul
 from refimpl.binary import BinaryShares
 from refimpl.sharing import Shares
 
-__all__ = ["and_", "and_many", "add_binary", "a2b", "msb", "b2a", "drelu", "relu"]
+__all__ = ["a2b", "add_binary", "and_", "and_many", "b2a", "drelu", "msb", "relu"]
 
 _ONE = np.uint64(1)
 

@@ -206,11 +206,11 @@ class FixedPoint:
                 bound = float(min(self.max_abs_integer, 2**53 - 1))  # exact in float64
                 if not (-bound <= np.minimum.reduce(k, axis=None) and np.maximum.reduce(k, axis=None) <= bound):
                     return None
-        if self.ring.modulus == 2**64:  # int64 -> uint64 is two's complement: convert in place, then reinterpret
-            ints = k.view(np.int64)
-            np.copyto(ints, k, casting="unsafe")  # k holds integers below 2**53: the cast is exact
+        ints = k.view(np.int64)
+        np.copyto(ints, k, casting="unsafe")  # in place; k holds integers below 2**53, so the cast is exact
+        if self.ring.modulus == 2**64:  # int64 -> uint64 is two's complement: reinterpret, no copy
             return ints.view(np.uint64)
-        return self.ring.reduce(k.astype(np.int64))
+        return self.ring.reduce(ints)
 
     def _raise_range(self, value: object) -> None:
         limit = self.max_abs_integer

@@ -32,7 +32,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -47,7 +48,7 @@ from refimpl.ring import Z2_64, Ring
 from refimpl.sharing import Shares
 from refimpl.workers import Ledger, Pointer, VirtualWorker
 
-__all__ = ["SharedTensor", "share_among", "share_pointer", "LedgerChannel"]
+__all__ = ["LedgerChannel", "SharedTensor", "share_among", "share_pointer"]
 
 
 def _check_workers(workers: Sequence[VirtualWorker], provider: VirtualWorker | None) -> tuple[VirtualWorker, ...]:

@@ -38,26 +38,35 @@ References:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from refimpl._errors import ShapeMismatchError, check_party_count
-from refimpl.beaver import Channel, Dealer, MaskedOperand, mask_operand, matmul_masked, truncate, truncate_local
+from refimpl.beaver import (
+    Channel,
+    Dealer,
+    MaskedOperand,
+    mask_operand,
+    matmul_masked,
+    truncate,
+    truncate_local,
+)
 from refimpl.comparison import relu
 from refimpl.encoding import FixedPoint
 from refimpl.prg import derive_key, fresh_key
 from refimpl.sharing import Shares, share
 
-__all__ = ["EncryptedMLP", "plaintext_logits", "train_mlp", "mnist_mlp"]
+__all__ = ["EncryptedMLP", "mnist_mlp", "plaintext_logits", "train_mlp"]
 
 
 def _layers(params: Mapping[str, ArrayLike]) -> list[tuple[np.ndarray, np.ndarray]]:
     count = sum(1 for k in params if k.startswith("w"))
     if count == 0 or set(params) != {f"{c}{i}" for i in range(count) for c in "wb"}:
         raise ValueError(f"params must have keys w0, b0, w1, b1, ..., got {sorted(params)}")
-    layers = []
+    layers: list[tuple[np.ndarray, np.ndarray]] = []
     for i in range(count):
         w, b = np.asarray(params[f"w{i}"], np.float64), np.asarray(params[f"b{i}"], np.float64)
         if w.ndim != 2 or b.shape != (w.shape[1],) or (layers and layers[-1][0].shape[1] != w.shape[0]):
@@ -89,7 +98,7 @@ def train_mlp(x: ArrayLike, y: ArrayLike, sizes: Sequence[int] = (784, 128, 10),
     """
     xs, ys = np.asarray(x, np.float64), np.asarray(y)
     rng = np.random.default_rng(seed)
-    ws = [rng.uniform(-1, 1, (a, b)) / np.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
+    ws = [rng.uniform(-1, 1, (a, b)) / np.sqrt(a) for a, b in itertools.pairwise(sizes)]
     bs = [np.zeros(b) for b in sizes[1:]]
     vel = [np.zeros_like(p) for p in ws + bs]
     for _ in range(epochs):
@@ -105,7 +114,7 @@ def train_mlp(x: ArrayLike, y: ArrayLike, sizes: Sequence[int] = (784, 128, 10),
             p /= p.sum(axis=1, keepdims=True)
             p[np.arange(len(idx)), ys[idx]] -= 1.0
             delta = p / len(idx)
-            grads_w, grads_b = [None] * len(ws), [None] * len(ws)
+            grads_w, grads_b = list(ws), list(bs)  # placeholders, all overwritten below
             for i in reversed(range(len(ws))):
                 grads_w[i], grads_b[i] = hs[i].T @ delta, delta.sum(axis=0)
                 if i > 0:

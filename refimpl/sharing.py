@@ -335,7 +335,8 @@ def share(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = 
 
     Args:
         secret: integers in ``[-floor(M/2), M)`` (negatives are read in the signed view); encode reals first with
-            :class:`~refimpl.encoding.FixedPoint`.
+            :class:`~refimpl.encoding.FixedPoint`. A JAX array gives jax-backed Shares, bit-identical to NumPy's
+            with ``prg="chacha20"`` and usable under ``jax.jit`` / ``jax.vmap`` (see :mod:`refimpl._jax_sharing`).
         n: number of parties, at least 2.
         ring: the ring (default Z_2^64).
         key: 16 or 32 bytes, the master key of this sharing (for reproducible shares; never reuse a key for two
@@ -356,8 +357,9 @@ def share(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = 
     n = check_party_count(n)
     if _backend.is_jax(secret):  # JAX arrays and tracers: jax-backed Shares, bit-identical (refimpl._jax_sharing)
         return _backend.jax_sharing().share(secret, n, ring=ring, key=key, prg=prg)
-    if type(secret) is np.ndarray and secret.dtype == ring.dtype and ring.modulus in (2**32, 2**64):
-        x = secret  # every uint32 (uint64) value is already an element of Z_2^32 (Z_2^64): no checked copy
+    if type(secret) is np.ndarray and ring.modulus in (2**32, 2**64) and secret.dtype.kind in "iu" and \
+            secret.dtype.itemsize == ring.dtype.itemsize and secret.dtype.isnative:
+        x = secret.view(ring.dtype)  # every (u)int32 / (u)int64 is in range: ring.element would return this, copied
     else:
         x = ring.element(secret)
     keys = _party_keys(key, n, prg)

@@ -26,7 +26,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from refimpl import _backend
 from refimpl._errors import KeyFormatError, RingMismatchError, check_key, check_party_count
@@ -35,7 +36,7 @@ from refimpl.prg import _check_cipher, derive_key, fresh_key
 from refimpl.ring import Z2_64, Ring
 from refimpl.sharing import CompressedShares, Shares, _check_ring, reconstruct, share
 
-__all__ = ["share_tree", "reconstruct_tree"]
+__all__ = ["reconstruct_tree", "share_tree"]
 
 def _is_namedtuple(x: Any) -> bool:
     return isinstance(x, tuple) and hasattr(type(x), "_fields")
@@ -68,7 +69,8 @@ def _flatten_builtin(tree: Any, is_leaf: Callable[[Any], bool]) -> tuple[list[tu
             return [((lab, *p), v) for lab, (items, _) in zip(labels, parts) for p, v in items], rebuild_dict
         if isinstance(tree, (list, tuple)):
             named = _is_namedtuple(tree)
-            labels = list(type(tree)._fields) if named else list(range(len(tree)))
+            cls: Any = type(tree)
+            labels = list(cls._fields) if named else list(range(len(tree)))
             parts = [_flatten_builtin(v, is_leaf) for v in tree]
 
             def rebuild_seq(leaves: list[Any]) -> Any:

@@ -45,9 +45,10 @@ import contextlib
 import itertools
 import weakref
 from collections import Counter, deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ from refimpl import _errors, _wire
 from refimpl._errors import PointerError, RefimplError, check_key
 from refimpl.prg import fresh_key
 
-__all__ = ["Ledger", "Message", "VirtualWorker", "Pointer", "send"]
+__all__ = ["Ledger", "Message", "Pointer", "VirtualWorker", "send"]
 
 
 @dataclass(frozen=True)
@@ -310,7 +311,7 @@ def _transfer_ref(obj: Any) -> tuple[str, int] | None:
 def _release(owner: VirtualWorker, location: VirtualWorker, obj_id: int) -> None:
     try:
         owner.deliver(location, "delete", {"op": "delete", "ids": [obj_id]})
-    except Exception:  # noqa: BLE001 - a finalizer must never raise (e.g. during interpreter shutdown)
+    except Exception:  # noqa: BLE001, S110 - a finalizer must never raise (e.g. during interpreter shutdown)
         pass
 
 
@@ -320,7 +321,7 @@ class Pointer:
     Not constructed directly: :func:`send` and the methods below make pointers.
     """
 
-    __slots__ = ("location", "id", "owner", "_finalizer", "__weakref__")
+    __slots__ = ("__weakref__", "_finalizer", "id", "location", "owner")
     __array_ufunc__ = None  # ndarray + pointer defers to Pointer.__radd__
 
     def __init__(self, location: VirtualWorker, obj_id: int, owner: VirtualWorker) -> None:

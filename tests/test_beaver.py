@@ -7,8 +7,13 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from refimpl import FixedPoint, Ring, Shares, Z2_32, Z2_64, share
-from refimpl._errors import PartyCountError, RingMismatchError, ShapeMismatchError, TripleReuseError
+from refimpl import Z2_32, Z2_64, FixedPoint, Ring, Shares, share
+from refimpl._errors import (
+    PartyCountError,
+    RingMismatchError,
+    ShapeMismatchError,
+    TripleReuseError,
+)
 from refimpl.beaver import (
     Channel,
     Dealer,

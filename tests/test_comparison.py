@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from refimpl import Ring, Z2_32, Z2_64, share
+from refimpl import Z2_32, Z2_64, Ring, share
 from refimpl._errors import PartyCountError, ShapeMismatchError
 from refimpl.beaver import Channel, Dealer
 from refimpl.binary import BinaryShares, share_binary

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 jax = pytest.importorskip("jax", reason="the JAX backend tests need jax (pip install -e '.[jax]')")
 jnp = pytest.importorskip("jax.numpy", reason="the JAX backend tests need jax.numpy")
 
-from refimpl import (  # noqa: E402
+from refimpl import (
     Z2_32,
     Z2_64,
     BackendError,
@@ -30,7 +30,7 @@ from refimpl import (  # noqa: E402
     share_compressed,
     sum_shares,
 )
-from refimpl._jax_sharing import party_key_words, share_with_party_keys  # noqa: E402
+from refimpl._jax_sharing import party_key_words, share_with_party_keys
 
 KEY = bytes(range(16))
 SIZE = 8  # one shape for most tests: every new shape is a new XLA compilation (seconds on a small CPU)

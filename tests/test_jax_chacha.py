@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 jax = pytest.importorskip("jax", reason="the JAX backend tests need jax (pip install -e '.[jax]')")
 jnp = pytest.importorskip("jax.numpy", reason="the JAX backend tests need jax.numpy")
 
-from refimpl import RefimplError, keystream  # noqa: E402
-from refimpl._jax_chacha import chacha20_block, chacha20_words, key_words, nonce_words  # noqa: E402
+from refimpl import RefimplError, keystream
+from refimpl._jax_chacha import chacha20_block, chacha20_words, key_words, nonce_words
 
 KEY_0_31 = bytes(range(32))
 
@@ -108,3 +108,15 @@ def test_jax_path_never_uses_jax_random():
     for name in ["_backend.py", "_jax_chacha.py", "_jax_ring.py", "_jax_sharing.py", "_jax_encoding.py", "tree.py"]:
         text = (root / name).read_text()
         assert "jax.random" not in text and "PRNGKey" not in text and "random_bits" not in text, name
+
+
+def test_long_streams_chunked_path_matches_openssl():
+    """Streams longer than one chunk (8192 blocks) are generated chunk by chunk: still the same keystream."""
+    keys = [bytes([5]) * 32, bytes([6]) * 32]
+    nonces = [bytes([1]) * 12, bytes([2]) * 12]
+    nwords = 8192 * 16 + 37
+    out = np.asarray(chacha20_words(np.stack([key_words(k) for k in keys]), nwords, counter=9,
+                                    nonce=np.stack([nonce_words(n) for n in nonces])))
+    for i in range(2):
+        ref = keystream(keys[i], 4 * nwords, cipher="chacha20", nonce=(9).to_bytes(4, "little") + nonces[i])
+        assert np.array_equal(out[i], ref.view("<u4"))

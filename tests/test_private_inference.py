@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from refimpl import FixedPoint, Z2_64
+from refimpl import Z2_64, FixedPoint
 from refimpl._errors import PartyCountError, ShapeMismatchError
 from refimpl.beaver import Channel
 from refimpl.multiparty import LedgerChannel
@@ -16,7 +18,7 @@ from refimpl.workers import Ledger, VirtualWorker
 def random_mlp(sizes=(12, 8, 8, 4), seed=0):
     rng = np.random.default_rng(seed)
     params = {}
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         params[f"w{i}"], params[f"b{i}"] = rng.normal(0, 0.5, (a, b)), rng.normal(0, 0.1, b)
     return params, rng.uniform(-1, 1, (20, sizes[0]))
 

@@ -112,3 +112,28 @@ def test_plugs_into_fedavg_and_tracks_plaintext_training():
     for k in results["plain"]:
         np.testing.assert_allclose(results["secure"][k], results["plain"][k], atol=1e-3)
     del jax
+
+
+def test_command_line_helpers_build_reproducible_aggregators_and_report_epsilon():
+    import argparse
+
+    from refimpl.fl.secure import add_arguments, from_args, round_metrics
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fraction", type=float, default=0.1)
+    add_arguments(p)
+    args = p.parse_args(["--secure", "additive", "--servers", "3", "--clip", "1.0", "--noise-multiplier", "1.1"])
+    agg, acct = from_args(args, start_round=5)
+    assert agg.servers == 3 and agg.round == 5 and acct.rounds == 5
+    upd, w = _updates()
+    out1 = agg(upd, w)
+    m = round_metrics(agg, acct)
+    assert m["survivors"] == 6 and not m["aborted"] and m["epsilon"] > 0 and m["delta"] == 1e-5
+    agg2, _ = from_args(args, start_round=5)  # same seed: same keys, same noise
+    out2 = agg2(upd, w)
+    assert all(np.array_equal(out1[k], out2[k]) for k in out1)
+    none, no_acct = from_args(p.parse_args(["--secure", "none"]))
+    assert none is None and no_acct is None and round_metrics(None, None) == {}
+    with pytest.raises(ConfigurationError, match="needs secure aggregation"):
+        from_args(p.parse_args(["--secure", "none", "--clip", "1", "--noise-multiplier", "1"]))

@@ -12,13 +12,17 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from refimpl import FixedPoint, Ring, Z2_32, Z2_64, share
-from refimpl import _wire
-from refimpl._errors import PartyCountError, PointerError, ShapeMismatchError, WireFormatError
+from refimpl import Z2_32, FixedPoint, Ring, _wire, share
+from refimpl._errors import (
+    PartyCountError,
+    PointerError,
+    ShapeMismatchError,
+    WireFormatError,
+)
 from refimpl.beaver import Channel, Dealer, matmul, mul
 from refimpl.binary import share_binary
 from refimpl.comparison import relu
-from refimpl.multiparty import LedgerChannel, SharedTensor, share_among
+from refimpl.multiparty import LedgerChannel, share_among
 from refimpl.workers import Ledger, Pointer, VirtualWorker, send
 
 
@@ -208,8 +212,9 @@ def test_ledger_counts_every_message_on_both_ends():
     assert ledger.messages == len(ledger.log) and ledger.rounds == ledger.messages  # no concurrency declared
     rounds, messages = ledger.rounds, ledger.messages
     with ledger.round():
-        p, q = send(np.array([1]), bob), send(np.array([2]), alice)
+        kept = send(np.array([1]), bob), send(np.array([2]), alice)
     assert (ledger.rounds, ledger.messages) == (rounds + 1, messages + 2)  # concurrent messages: one round
+    assert [p.location.name for p in kept] == ["bob", "alice"]
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
@@ -265,6 +270,15 @@ def test_shared_tensor_fixed_point(a, b):
     assert np.allclose((x * y).get(), [a * b, a * b], rtol=0, atol=tol)
     assert np.allclose((x * 0.5).get(), [a / 2, b / 2], rtol=0, atol=2 / fp.scale)
     assert np.allclose((x + y - 1.5).get(), [a + b - 1.5] * 2, rtol=0, atol=2 / fp.scale)
+
+
+def test_shared_tensor_wraps_at_the_ring_boundaries():
+    a, b, cp = make("a", "b", "cp")
+    x = share_among(np.array([-(2**63), 2**63 - 1, 0, -1], dtype=object), (a, b), crypto_provider=cp)
+    assert (x + 1).get().tolist() == [-(2**63) + 1, -(2**63), 1, 0]
+    assert (x * x).get().tolist() == [0, 1, 0, 1]  # (2**63)**2 and (2**63 - 1)**2 mod 2**64
+    y = share_among(np.array([1, 2, 3]), (a, b), ring=Ring(7), crypto_provider=cp)
+    assert ((y * y) + 1).get().tolist() == [2, -2, 3]  # 2, 5, 10 mod 7 in the signed view [-3, 3]
 
 
 def test_shared_tensor_errors():

@@ -235,6 +235,10 @@ def distributed_sigma(central_sigma: float, num_clients: int) -> float:
     return _positive(central_sigma, "central_sigma") / math.sqrt(num_clients)
 
 
+# dp_accounting's default orders without those below 1.5, whose series it may fail to converge (and log about)
+_RDP_ORDERS = [1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 4.5, *range(5, 64), 80, 96, 128, 256, 512, 1024]
+
+
 def epsilon_after(rounds: int, noise_multiplier: float, sampling_rate: float, delta: float, *,
                   method: str = "rdp") -> float:
     """epsilon of ``rounds`` rounds of the Poisson-subsampled Gaussian mechanism at (z, q), for ``delta``.
@@ -258,7 +262,7 @@ def epsilon_after(rounds: int, noise_multiplier: float, sampling_rate: float, de
     event: Any = dp_accounting.GaussianDpEvent(z)
     if sampling_rate < 1:
         event = dp_accounting.PoissonSampledDpEvent(sampling_rate, event)
-    acct: Any = rdp.RdpAccountant() if method == "rdp" else pld.PLDAccountant()
+    acct: Any = rdp.RdpAccountant(_RDP_ORDERS) if method == "rdp" else pld.PLDAccountant()
     acct.compose(dp_accounting.SelfComposedDpEvent(event, int(rounds)))
     return float(acct.get_epsilon(delta))
 

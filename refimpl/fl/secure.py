@@ -36,6 +36,8 @@ References:
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -54,7 +56,15 @@ from refimpl.secagg import (
     run_secagg_round,
 )
 
-__all__ = ["SecureAggregator", "RoundReport", "make_secure_aggregator", "PROTOCOLS"]
+__all__ = [
+    "PROTOCOLS",
+    "RoundReport",
+    "SecureAggregator",
+    "add_arguments",
+    "from_args",
+    "make_secure_aggregator",
+    "round_metrics",
+]
 
 PROTOCOLS = ("additive", "secagg")
 
@@ -217,8 +227,8 @@ class SecureAggregator:
 def make_secure_aggregator(protocol: str = "additive", *, servers: int = 2, threshold: int | None = None,
                            dropout: float = 0.0, clip: float | None = None, noise_multiplier: float = 0.0,
                            noise: str = "distributed", bits: int | None = None, frac_bits: int = 32,
-                           rotate: bool = False, value_range: float = 64.0, key: bytes | None = None
-                           ) -> SecureAggregator:
+                           rotate: bool = False, value_range: float = 64.0, ring: Ring = Z2_64,
+                           key: bytes | None = None) -> SecureAggregator:
     """A FedAvg aggregation step that runs secure aggregation (see the module docstring).
 
     Args:
@@ -234,6 +244,7 @@ def make_secure_aggregator(protocol: str = "additive", *, servers: int = 2, thre
             updates above ~1e-3, and Z_2^64 still holds the sum of 2^25 clients at value_range 64).
         rotate: random Hadamard rotation before quantization.
         value_range: coordinate bound when ``clip`` is None (encoding refuses larger values).
+        ring: Z_2^64 (default) or Z_2^32 for the fixed-point shares (quantized shares use Z_2^32 when they fit).
         key: master key of all the aggregator's randomness (None: fresh from the OS).
 
     Raises:
@@ -241,4 +252,77 @@ def make_secure_aggregator(protocol: str = "additive", *, servers: int = 2, thre
     """
     return SecureAggregator(protocol=protocol, servers=servers, threshold=threshold, dropout=dropout, clip=clip,
                             value_range=value_range, noise_multiplier=noise_multiplier, noise=noise, bits=bits,
-                            frac_bits=frac_bits, rotate=rotate, key=fresh_key(16) if key is None else key)
+                            frac_bits=frac_bits, rotate=rotate, ring=ring, key=fresh_key(16) if key is None else key)
+
+
+# ---------------------------------------------------------------- command-line wiring (used by refimpl.fl.train)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the secure-aggregation and privacy flags to the ``train`` parser (one argument group).
+
+    Example:
+        >>> p = argparse.ArgumentParser()
+        >>> add_arguments(p)
+        >>> a = p.parse_args(["--secure", "secagg", "--threshold", "6", "--dropout", "0.3"])
+        >>> a.secure, a.servers, a.threshold, a.dropout, a.bits
+        ('secagg', 2, 6, 0.3, None)
+    """
+    g = parser.add_argument_group("secure aggregation and differential privacy (refimpl.fl.secure)")
+    g.add_argument("--secure", choices=("none", *PROTOCOLS), default="additive",
+                   help="aggregation: multi-server additive sharing, single-server SecAgg, or none (plaintext)")
+    g.add_argument("--servers", type=int, default=2, help="aggregators S for --secure additive")
+    g.add_argument("--threshold", type=int, default=None, help="SecAgg Shamir threshold t (default m//2 + 1)")
+    g.add_argument("--dropout", type=float, default=0.0, help="probability a client drops at a random stage")
+    g.add_argument("--clip", type=float, default=None, help="per-client L2 clip C (needed for DP)")
+    g.add_argument("--noise-multiplier", type=float, default=0.0, help="DP noise z: std z*C on the sum (0: off)")
+    g.add_argument("--noise", choices=("distributed", "central"), default="distributed",
+                   help="distributed discrete Gaussian added by clients, or central Gaussian added to the sum")
+    g.add_argument("--delta", type=float, default=1e-5, help="DP delta for the reported epsilon")
+    g.add_argument("--bits", type=int, default=None, help="stochastic quantization to b bits (default: fixed point)")
+    g.add_argument("--rotate", action="store_true", help="random Hadamard rotation before quantization")
+    g.add_argument("--frac-bits", type=int, default=32, help="fixed-point fractional bits")
+    g.add_argument("--ring-bits", type=int, choices=(32, 64), default=64,
+                   help="shares live in Z_2^32 or Z_2^64 (32 with --frac-bits 16: upload = float32 update size)")
+    g.add_argument("--fresh-keys", action="store_true",
+                   help="draw the aggregation keys from the OS (default: derived from --seed, reproducible)")
+
+
+def from_args(args: argparse.Namespace, *, start_round: int = 0
+              ) -> tuple[SecureAggregator | None, privacy.PrivacyAccountant | None]:
+    """The aggregator (None for ``--secure none``) and the accountant (None without noise) for parsed flags.
+
+    ``start_round`` (a resumed run's round) sets both counters, so streams stay domain-separated by round and
+    epsilon accumulates over the whole run.
+
+    Raises:
+        ConfigurationError: inconsistent flags, e.g. ``--noise-multiplier`` without ``--clip``.
+    """
+    key = fresh_key(16) if args.fresh_keys else hashlib.sha256(f"refimpl/train/{args.seed}".encode()).digest()[:16]
+    agg = None
+    if args.secure != "none":
+        agg = make_secure_aggregator(args.secure, servers=args.servers, threshold=args.threshold,
+                                     dropout=args.dropout, clip=args.clip, noise_multiplier=args.noise_multiplier,
+                                     noise=args.noise, bits=args.bits, rotate=args.rotate, frac_bits=args.frac_bits,
+                                     ring=Ring(2**args.ring_bits), key=key)
+        agg.round = start_round
+    elif args.noise_multiplier > 0:
+        raise ConfigurationError("--noise-multiplier needs secure aggregation (--secure additive|secagg)")
+    acct = None
+    if args.noise_multiplier > 0:
+        acct = privacy.PrivacyAccountant(args.noise_multiplier, args.fraction, args.delta)
+        acct.rounds = start_round
+    return agg, acct
+
+
+def round_metrics(agg: SecureAggregator | None, acct: privacy.PrivacyAccountant | None) -> dict[str, Any]:
+    """Per-round metrics for ``metrics.jsonl``: survivors, upload bytes per client, abort flag, (epsilon, delta).
+
+    Call once after each round (it advances the accountant).
+    """
+    out: dict[str, Any] = {}
+    if agg is not None and agg.history:
+        rep = agg.history[-1]
+        out.update(secure=agg.protocol, survivors=rep.survivors, aborted=rep.aborted,
+                   bytes_up_per_client=rep.upload_bytes_per_client, upload_ratio=rep.upload_ratio)
+    if acct is not None:
+        out["epsilon"], out["delta"] = acct.step()
+    return out

@@ -1,7 +1,8 @@
 """Command-line federated training: ``python -m refimpl train [flags]`` calls `main`.
 
-Writes into ``--out``: ``partition.json`` (per-client sizes and label histograms), ``metrics.jsonl`` (one JSON object per round: round, test_accuracy, test_loss, train_loss,
-seconds, eval_seconds, clients, bytes_up_per_client, bytes_down_per_client), ``curves.png`` (test accuracy and
+Writes into ``--out``: ``partition.json`` (per-client sizes and label histograms), ``metrics.jsonl`` (one JSON
+object per round: round, test_accuracy, test_loss, train_loss, seconds, eval_seconds, clients,
+bytes_up_per_client, bytes_down_per_client), ``curves.png`` (test accuracy and
 loss against rounds), ``config.json`` and ``checkpoint.npz`` (every ``--checkpoint-every`` rounds and at the end).
 ``--resume`` continues from ``checkpoint.npz`` to the bit-identical result of an uninterrupted run: all randomness
 is a function of (seed, round, client), and the checkpoint holds the full server state.
