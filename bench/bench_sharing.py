@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="cpu: this thread's CPU time (time.thread_time; immune to being descheduled by other "
                         "users' processes), wall: time.perf_counter. Both are recorded in the JSON (default cpu)")
     p.add_argument("--out", type=str, default=None,
-                   help="JSON output path (default bench/results/sharing-<UTC date>.json); '-' for none")
+                   help="JSON output path (default bench/results/sharing-<UTC date>[-quick].json); '-' for none")
     args = p.parse_args(argv)
     global CLOCK
     CLOCK = args.clock
@@ -395,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.out != "-":
         date = info["date_utc"][:10]
-        out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / f"sharing-{date}.json"
+        name = f"sharing-{date}{'-quick' if args.quick else ''}.json"
+        out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / name
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(result, indent=1) + "\n")

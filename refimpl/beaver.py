@@ -53,6 +53,7 @@ References:
 from __future__ import annotations
 
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,37 @@ def _shape(shape: Any, what: str) -> tuple[int, ...]:
     if any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0 for d in shape):
         raise ValueError(f"{what} must be a tuple of non-negative integers, got {shape!r}")
     return tuple(int(d) for d in shape)
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+class _Prefetched:
+    """A :class:`~refimpl.prg.Stream` read ahead in one call (``nbytes``), then handed out sequentially; reads
+    past the prefetched bytes continue from the stream itself. Same bytes, in the same order, as the stream."""
+
+    __slots__ = ("_stream", "_buf", "_pos")
+
+    def __init__(self, stream: Stream, nbytes: int) -> None:
+        self._stream, self._buf, self._pos = stream, stream.read(nbytes), 0
+
+    def read_into(self, out: np.ndarray) -> None:
+        flat = out.reshape(-1).view(np.uint8)
+        take = min(flat.size, self._buf.size - self._pos)
+        flat[:take] = self._buf[self._pos : self._pos + take]
+        self._pos += take
+        if take < flat.size:
+            rest = np.empty(flat.size - take, np.uint8)
+            self._stream.read_into(rest)
+            flat[take:] = rest
+        if sys.byteorder == "big" and out.dtype.itemsize > 1:
+            out.byteswap(inplace=True)
+
+    def read(self, nbytes: int) -> np.ndarray:
+        out = np.empty(int(nbytes), dtype=np.uint8)
+        self.read_into(out)
+        return out
 
 
 def ring_matmul(ring: Ring, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -184,11 +216,16 @@ class Dealer:
     def __repr__(self) -> str:
         return f"Dealer(n={self.n}, ring={self.ring!r}, issued={self.issued})"
 
-    def _next(self, kind: str) -> tuple[int, Stream]:
+    def _next(self, kind: str, elements: int = 0, extra_bytes: int = 0) -> tuple[int, Any]:
+        """The next item's index and stream; with a size hint (ring elements + raw bytes) on a ring Z_2^k of
+        machine words, the whole keystream of the item is produced in one call and handed out in order."""
         index = self._count
         self._count += 1
         self.issued[kind] = self.issued.get(kind, 0) + 1
-        return index, Stream(derive_key(self._key, "refimpl/dealer", kind, index))
+        stream = Stream(derive_key(self._key, "refimpl/dealer", kind, index))
+        if self.ring.is_power_of_two and self.ring.dtype != object and (elements or extra_bytes):
+            return index, _Prefetched(stream, elements * self.ring.dtype.itemsize + extra_bytes)
+        return index, stream
 
     def _share(self, value: np.ndarray, stream: Stream) -> Shares:
         """Share ``value``: the masks of parties 1..n-1 are the item stream's next elements; party 0 gets the rest."""
@@ -207,7 +244,8 @@ class Dealer:
     def mul_triple(self, shape: int | tuple[int, ...]) -> Triple:
         """A triple ``([a], [b], [a * b])`` for elementwise products of arrays of ``shape``."""
         shape = _shape(shape, "triple shape")
-        index, stream = self._next("mul")
+        size, m = _size(shape), self.n - 1
+        index, stream = self._next("mul", (2 + 3 * m) * size)
         a, b = self.ring.sample(stream, shape), self.ring.sample(stream, shape)
         parts = (self._share(a, stream), self._share(b, stream),
                  self._share(self.ring.mul(a, b), stream))
@@ -221,7 +259,8 @@ class Dealer:
         """
         shape_x, shape_y = _shape(shape_x, "matmul shape"), _shape(shape_y, "matmul shape")
         _matmul_shape(shape_x, shape_y)
-        index, stream = self._next("matmul")
+        sx, sy, sz, m = _size(shape_x), _size(shape_y), shape_x[0] * shape_y[1], self.n - 1
+        index, stream = self._next("matmul", (sx + sy) * (1 + m) + sz * m)
         a, b = self.ring.sample(stream, shape_x), self.ring.sample(stream, shape_y)
         parts = (self._share(a, stream), self._share(b, stream),
                  self._share(ring_matmul(self.ring, a, b), stream))
@@ -235,7 +274,7 @@ class Dealer:
         shape = _shape(shape, "mask shape")
         if len(shape) != 2:
             raise ShapeMismatchError(f"a matmul operand mask must be 2-d, got shape {shape}")
-        index, stream = self._next("mask")
+        index, stream = self._next("mask", _size(shape) * self.n)
         b = self.ring.sample(stream, shape)
         self._masks[index] = b
         return Triple("mask", index, (shape,), (self._share(b, stream),))
@@ -247,7 +286,8 @@ class Dealer:
         b = self._masks[mask_index]
         shape_x = _shape(shape_x, "matmul shape")
         _matmul_shape(shape_x, b.shape)
-        index, stream = self._next("masked-matmul")
+        m = self.n - 1
+        index, stream = self._next("masked-matmul", _size(shape_x) * (1 + m) + shape_x[0] * b.shape[1] * m)
         a = self.ring.sample(stream, shape_x)
         parts = (self._share(a, stream),
                  self._share(ring_matmul(self.ring, a, b), stream))
@@ -256,7 +296,7 @@ class Dealer:
     def square_pair(self, shape: int | tuple[int, ...]) -> Triple:
         """A pair ``([a], [a**2])`` for squaring arrays of ``shape`` (one opening instead of two)."""
         shape = _shape(shape, "square shape")
-        index, stream = self._next("square")
+        index, stream = self._next("square", _size(shape) * (1 + 2 * (self.n - 1)))
         a = self.ring.sample(stream, shape)
         parts = (self._share(a, stream), self._share(self.ring.mul(a, a), stream))
         return Triple("square", index, (shape,), parts)
@@ -264,7 +304,7 @@ class Dealer:
     def and_triple(self, shape: int | tuple[int, ...]) -> Triple:
         """An XOR-shared triple of uint64 words ``(a, b, a & b)``: 64 bitwise ANDs per word."""
         shape = _shape(shape, "and-triple shape")
-        index, stream = self._next("and")
+        index, stream = self._next("and", extra_bytes=8 * _size(shape) * (2 + 3 * (self.n - 1)))
         a, b = np.empty(shape, np.uint64), np.empty(shape, np.uint64)
         stream.read_into(a)
         stream.read_into(b)
@@ -275,7 +315,8 @@ class Dealer:
     def dabits(self, shape: int | tuple[int, ...]) -> Triple:
         """Random bits ``r`` shared twice: XOR-shared (in bit 0 of a word) and arithmetically in the ring."""
         shape = _shape(shape, "daBit shape")
-        index, stream = self._next("dabit")
+        size = _size(shape)
+        index, stream = self._next("dabit", (self.n - 1) * size, size + 8 * (self.n - 1) * size)
         bits = stream.read(int(np.prod(shape, dtype=np.int64))).reshape(shape).astype(np.uint64) & np.uint64(1)
         parts = (self._share_bits(bits, stream), self._share(bits, stream))
         return Triple("dabit", index, (shape,), parts)
@@ -284,7 +325,7 @@ class Dealer:
         """Shares of ``r``, ``(r mod 2**(l-1)) >> frac_bits`` and ``r >> (l-1)`` for :func:`truncate`."""
         shape = _shape(shape, "truncation shape")
         l_bits = _check_trunc(self.ring, frac_bits)
-        index, stream = self._next("trunc")
+        index, stream = self._next("trunc", _size(shape) * (1 + 3 * (self.n - 1)))
         r = self.ring.sample(stream, shape).astype(np.uint64)
         low = r & np.uint64(2 ** (l_bits - 1) - 1)
         parts = (self._share(r, stream), self._share(low >> np.uint64(frac_bits), stream),

@@ -19,7 +19,7 @@ Example:
     >>> s.seek(0); s.read(2).tolist()
     [102, 233]
     >>> derive_key(bytes(16), "share", 1, length=16).hex()[:16]
-    '35d9deb4181072fb'
+    '3b923810fb2ccf21'
 
 References:
     NIST SP 800-38A (2001), Recommendation for Block Cipher Modes of Operation, F.5.1.
@@ -85,7 +85,9 @@ def derive_key(master: bytes, *labels: str | int | bytes, length: int = 16) -> b
     """Derive an independent key from a master key and a label path, with HKDF-SHA256.
 
     Labels are encoded unambiguously (type tag and length prefix per part), so distinct label tuples always give
-    independent keys: ``derive_key(k, "ab")`` and ``derive_key(k, "a", "b")`` differ.
+    independent keys: ``derive_key(k, "ab")`` and ``derive_key(k, "a", "b")`` differ. The output length is the
+    first part of the HKDF ``info``, so a 16-byte key is not a prefix of the 32-byte key for the same labels (plain
+    HKDF would make it one).
 
     Args:
         master: 16 or 32 secret bytes.
@@ -101,7 +103,7 @@ def derive_key(master: bytes, *labels: str | int | bytes, length: int = 16) -> b
     master = check_key(master, what="master key")
     if length not in (16, 32):
         raise KeyFormatError(f"derived keys are 16 or 32 bytes long, got length={length!r}")
-    info = b"".join(_encode_label(p) for p in labels)
+    info = b"".join(_encode_label(p) for p in (length, *labels))  # the length first: 16- and 32-byte keys unrelated
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=_KDF_SALT, info=info).derive(master)
 
 

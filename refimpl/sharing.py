@@ -59,6 +59,9 @@ class Shares:
 
     ``shares[i]`` is party ``i``'s share. ``repr`` shows ring, n and shape, never values.
 
+    The array is not copied: a Shares takes ownership of ``data`` and marks its view read-only; do not write to
+    the array you passed in afterwards (every refimpl function builds Shares from fresh arrays).
+
     Args:
         ring: the ring of the shares.
         data: the stacked shares, dtype ``ring.dtype``, shape ``(n, *shape)`` with ``n >= 2``.

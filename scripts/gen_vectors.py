@@ -213,10 +213,10 @@ def kdf_vectors() -> dict[str, Any]:
                         "value": str(p) if isinstance(p, int) else p if isinstance(p, str) else p.hex()}
                        for p in labels]
                 cases.append({"master": master.hex(), "labels": enc,
-                              "info": b"".join(_encode_label(p) for p in labels).hex(), "length": length,
+                              "info": b"".join(_encode_label(p) for p in (length, *labels)).hex(), "length": length,
                               "key": derive_key(master, *labels, length=length).hex()})
     return {**_header("kdf", "derive_key(master, *labels, length): HKDF-SHA256 (RFC 5869) with salt "
-                             "`salt` and info = concatenation over labels of tag (b'i' int as decimal ASCII, "
+                             "`salt` and info = concatenation over (length, *labels) of tag (b'i' int as decimal ASCII, "
                              "b's' str as UTF-8, b'b' bytes) + 4-byte big-endian length + body."),
             "salt": _KDF_SALT.hex(), "cases": cases}
 

@@ -272,12 +272,17 @@ def _label(part) -> bytes:
 @pytest.mark.parametrize("length", [16, 32])
 def test_derive_key_is_hkdf_sha256_with_the_documented_label_encoding(labels, length):
     master = bytes(range(16))
-    info = b"".join(_label(p) for p in labels)
+    info = b"".join(_label(p) for p in (length, *labels))
     assert derive_key(master, *labels, length=length) == _hkdf_sha256(master, b"refimpl/v1/kdf", info, length)
 
 
 def test_derive_key_pinned_value():
-    assert derive_key(bytes(16), "share", 1, length=16).hex().startswith("35d9deb4181072fb")
+    assert derive_key(bytes(16), "share", 1, length=16).hex().startswith("3b923810fb2ccf21")
+
+
+def test_derive_key_lengths_are_domain_separated():
+    short, long = derive_key(bytes(16), "share", 1, length=16), derive_key(bytes(16), "share", 1, length=32)
+    assert long[:16] != short  # plain HKDF would make the 16-byte key a prefix of the 32-byte one
 
 
 label_parts = st.one_of(st.text(max_size=4), st.integers(-3, 300), st.binary(max_size=4))

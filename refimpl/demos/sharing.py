@@ -13,7 +13,7 @@ from refimpl.sharing import reconstruct, share
 __all__ = ["sharing_demo", "TUTORIAL_Q", "LARGE_PRIME"]
 
 WORKERS = ("jake", "john", "secure_worker")
-TUTORIAL_Q = 23740629843760239486723  # the tutorial's "large prime" Q = 3 x 7913543281253413162241 (composite)
+TUTORIAL_Q = 23740629843760239486723  # the tutorial's "large prime" Q: composite, divisible by 3
 LARGE_PRIME = 2**127 - 1  # a Mersenne prime: a real field of the same spirit
 
 
@@ -29,7 +29,7 @@ def sharing_demo(out: Callable[[str], None] = print) -> None:
     Example:
         >>> lines = []
         >>> sharing_demo(lines.append)
-        >>> [line for line in lines if "x + y" in line][0]
+        >>> [line for line in lines if "reconstruct(x + y)" in line][0]
         '  reconstruct(x + y) = [11, 22, 33, 44, 55]'
     """
     x_plain, y_plain = np.array([1, 2, 3, 4, 5]), np.array([10, 20, 30, 40, 50])
@@ -44,7 +44,7 @@ def sharing_demo(out: Callable[[str], None] = print) -> None:
 
     out("\n== The same in a large prime field ==")
     field = Ring.prime(LARGE_PRIME)
-    out(f"  The tutorial's Q = {TUTORIAL_Q} is not prime (= 3 x 7913543281253413162241): "
+    out(f"  The tutorial's Q = {TUTORIAL_Q} is not prime (it is divisible by 3): "
         f"Ring(Q) works for sharing, Ring.prime(Q) refuses it. Here: Ring.prime(2**127 - 1).")
     xf, yf = share(x_plain, 3, ring=field), share(y_plain, 3, ring=field)
     _show(out, "share(x, 3, ring=Ring.prime(2**127 - 1))", xf, list(xf))
