@@ -11,10 +11,13 @@ server step); only the client program differs:
 * ``jit_per_step``  -- one jitted SGD step called per client and per minibatch from Python, batches gathered on
   the host: the way FedJAX's ``for_each_client`` and Flower's simulation drive a client.
 
+The 2NN is the target setting; the ``small`` 784-128-10 model is timed too because on a CPU the outcome turns
+on whether the round's stacked parameters and gradients fit in cache.
+
 Next to them: the FLOPs a round needs and the throughput of one large float32 matmul measured in the same
 process (the machine's practical limit for this work).
 
-Usage: ``python bench/bench_fedavg.py [--rounds 5] [--out bench/results/bench_fedavg.json]``
+Usage: ``python bench/bench_fedavg.py [--rounds 8] [--models 2nn small] [--out bench/results/bench_fedavg.json]``
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ def _timed(fn) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8, help="timed rounds per variant (after one warm-up)")
+    parser.add_argument("--models", nargs="+", default=["2nn", "small"], help="models to time (2nn: the target)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_fedavg.json"))
     args = parser.parse_args(argv)
 
@@ -97,7 +101,43 @@ def main(argv: list[str] | None = None) -> int:
         ds, note = data.load("mnist-10k"), "Fashion-MNIST absent: built-in mnist-10k (80 samples per client)"
     fed = partition.federate(ds.x_train, ds.y_train, partition.iid(ds.y_train, K, seed=0), pad_multiple=B)
     cdata = server.to_device(fed)
-    params0 = model.init("2nn", seed=0)
+    peak = matmul_gflops()
+    sections = {m: time_variants(m, fed, cdata, args.rounds) for m in args.models}
+    report = {
+        "benchmark": "fedavg_round", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
+                    "optax": optax.__version__, "device": str(jax.devices()[0])},
+        "setting": {"data": note, "clients": K, "fraction": C, "local_epochs": E, "batch_size": B,
+                    "client_lr": LR, "clients_per_round": server.num_sampled(K, C),
+                    "steps_per_client": E * int(np.ceil(fed.sizes.mean() / B)), "timed_rounds": args.rounds},
+        "matmul_1024_gflops": peak, "load_average_1min": os.getloadavg()[0],
+        "models": sections,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+    setting = report["setting"]
+    print(f"FedAvg round, {note}; K={K}, C={C}, E={E}, B={B} ({setting['clients_per_round']} clients x "
+          f"{setting['steps_per_client']} steps); {args.rounds} timed rounds per variant, interleaved")
+    for name, sec in sections.items():
+        print(f"\nmodel {name} ({sec['params']} parameters, {sec['round_gflop']:.2f} GFLOP per round)")
+        print(f"{'variant':16s} {'median s':>9s} {'min s':>7s} {'first s':>8s} {'GFLOP/s':>8s} "
+              f"{'vmap speedup':>13s}")
+        for v, r in sec["variants"].items():
+            print(f"{v:16s} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['first_round_s']:8.2f} "
+                  f"{sec['round_gflop'] / r['min_s']:8.1f} {sec['speedup_of_vmap_over'].get(v, 1.0):12.2f}x")
+    print(f"\n{'1024^2 matmul':16s} {peak:8.1f} GFLOP/s (practical limit, same process)")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"wrote {out}")
+    return 0
+
+
+def time_variants(model_name: str, fed, cdata, rounds: int) -> dict:
+    """Times every client program on one model; timed rounds are interleaved across variants so that load from
+    other processes on a shared machine falls on all of them alike."""
+    params0 = model.init(model_name, seed=0)
     opt = optax.sgd(LR)
     variants = {
         "vmap": client.make_round_update(opt, local_epochs=E, batch_size=B),
@@ -106,18 +146,15 @@ def main(argv: list[str] | None = None) -> int:
         "jit_per_client": client.make_loop_update(opt, local_epochs=E, batch_size=B),
         "jit_per_step": jit_per_step_update(opt),
     }
-    # Warm up (compile) every variant, then interleave the timed rounds so that load from other processes on a
-    # shared machine falls on all variants alike.
     runs, results = {}, {}
     for name, update in variants.items():
         fedavg = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=C, seed=0)
         state = fedavg.init(params0)
         t0 = time.perf_counter()
-        jax.block_until_ready(fedavg.run_round(state, cdata)[0].params)
-        first = time.perf_counter() - t0
+        jax.block_until_ready(fedavg.run_round(state, cdata)[0].params)  # compiles
         runs[name] = (fedavg, state)
-        results[name] = {"first_round_s": first, "rounds_s": []}
-    for _ in range(args.rounds):
+        results[name] = {"first_round_s": time.perf_counter() - t0, "rounds_s": []}
+    for _ in range(rounds):
         for name, (fedavg, state) in runs.items():
             t0 = time.perf_counter()
             state, _ = fedavg.run_round(state, cdata)
@@ -126,38 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             runs[name] = (fedavg, state)
     for name, r in results.items():
         r.update(median_s=statistics.median(r["rounds_s"]), min_s=min(r["rounds_s"]))
-        print(f"  {name:15s} median {r['median_s']:.3f} s/round, min {r['min_s']:.3f}", file=sys.stderr)
-
+        print(f"  {model_name} {name:15s} median {r['median_s']:.3f} s/round, min {r['min_s']:.3f}",
+              file=sys.stderr)
     steps = E * int(np.ceil(fed.sizes.mean() / B))
-    clients = server.num_sampled(K, C)
     weights = sum(int(np.prod(v.shape)) for k, v in params0.items() if k.startswith("w"))
-    flops = 6 * clients * steps * B * weights  # forward + backward: ~6 flops per weight per example
-    peak = matmul_gflops()
+    flops = 6 * server.num_sampled(K, C) * steps * B * weights  # forward + backward: ~6 flops/weight/example
     base = results["vmap"]["median_s"]
-    report = {
-        "benchmark": "fedavg_round", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
-                    "optax": optax.__version__, "device": str(jax.devices()[0])},
-        "setting": {"data": note, "model": "2nn", "clients": K, "fraction": C, "local_epochs": E,
-                    "batch_size": B, "client_lr": LR, "clients_per_round": clients, "steps_per_client": steps},
-        "round_gflop": flops / 1e9, "matmul_1024_gflops": peak, "load_average_1min": os.getloadavg()[0],
-        "variants": results,
-        "speedup_of_vmap_over": {n: r["median_s"] / base for n, r in results.items() if n != "vmap"},
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-
-    print(f"FedAvg round, {note}; 2NN, K={K}, C={C}, E={E}, B={B} ({clients} clients x {steps} steps)")
-    print(f"{'variant':16s} {'median s':>9s} {'min s':>7s} {'first s':>8s} {'GFLOP/s':>8s} {'vmap speedup':>13s}")
-    for name, r in results.items():
-        print(f"{name:16s} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['first_round_s']:8.2f} "
-              f"{flops / r['min_s'] / 1e9:8.1f} {r['median_s'] / base:12.2f}x")
-    print(f"{'1024^2 matmul':16s} {'':9s} {'':7s} {'':8s} {peak:8.1f}   (practical limit, same process)")
-    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"wrote {out}")
-    return 0
+    return {"params": model.num_params(params0), "round_gflop": flops / 1e9, "variants": results,
+            "speedup_of_vmap_over": {n: r["median_s"] / base for n, r in results.items() if n != "vmap"}}
 
 
 if __name__ == "__main__":

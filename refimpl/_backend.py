@@ -89,6 +89,8 @@ def register_pytrees() -> None:
         return
     import jax
 
+    if not hasattr(jax, "tree_util"):  # JAX is still being imported (by another thread): register next time
+        return
     from refimpl.sharing import Shares
 
     def aux(s: Shares) -> tuple[Ring, int]:
@@ -110,11 +112,11 @@ def register_pytrees() -> None:
         object.__setattr__(obj, "_pytree_n", aux_data[1])
         return obj
 
-    _REGISTERED = True  # set first: registering twice raises, and register_pytree_* never calls back into us
     try:
         jax.tree_util.register_pytree_with_keys(Shares, flatten_with_keys, unflatten, flatten)
-    except ValueError:  # already registered (e.g. the module was reloaded)
+    except ValueError:  # already registered (e.g. this module was reloaded)
         pass
+    _REGISTERED = True
 
 
 def x64_enabled() -> bool:

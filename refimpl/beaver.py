@@ -109,7 +109,7 @@ class _Prefetched:
     """A :class:`~refimpl.prg.Stream` read ahead in one call (``nbytes``), then handed out sequentially; reads
     past the prefetched bytes continue from the stream itself. Same bytes, in the same order, as the stream."""
 
-    __slots__ = ("_stream", "_buf", "_pos")
+    __slots__ = ("_buf", "_pos", "_stream")
 
     def __init__(self, stream: Stream, nbytes: int) -> None:
         self._stream, self._buf, self._pos = stream, stream.read(nbytes), 0

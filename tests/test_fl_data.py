@@ -180,14 +180,18 @@ def test_tfds_used_when_it_works(isolated, monkeypatch):
     calls = []
 
     def load(name, split, batch_size, **kw):
-        calls.append((name, split, batch_size))
+        calls.append((name, split, batch_size, kw))
         n = 5 if split == "train" else 3
         return {"image": rng.integers(0, 256, (n, 28, 28, 1)).astype(np.uint8), "label": np.arange(n) % 10}
 
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds(load))
     ds = data.load("fashion_mnist")
     assert ds.source == "tensorflow-datasets" and ds.x_train.shape == (5, 784) and ds.x_test.shape == (3, 784)
-    assert calls == [("fashion_mnist", "train", -1), ("fashion_mnist", "test", -1)]
+    assert calls == [("fashion_mnist", "train", -1, {"download": False}),
+                     ("fashion_mnist", "test", -1, {"download": False})]  # auto mode never downloads
+    calls.clear()
+    data.load("mnist", data_dir=isolated / "tfds", use_tfds=True)
+    assert calls[0][3] == {"download": True, "data_dir": str(isolated / "tfds")}
 
 
 def test_tfds_failure_falls_back_to_idx_and_is_reported(isolated, monkeypatch):

@@ -217,6 +217,14 @@ def test_fedavg_m_and_adam_train():
         assert len(jax.tree_util.tree_leaves(state.opt_state)) >= len(state.params)
 
 
+def test_fedavg_arguments():
+    update = round_update(1, 8, True)
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*31\), got -1"):
+        server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.5, seed=-1)
+    with pytest.raises(ValueError, match="fraction must be in"):
+        server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.0, seed=0)
+
+
 def test_client_sampling():
     a = server.sample_clients(100, 0.1, seed=1, round_=4)
     assert len(a) == 10 and len(set(a.tolist())) == 10 and a.min() >= 0 and a.max() < 100

@@ -2,8 +2,9 @@
 
 ``load(name)`` returns float32 images in [0, 1], flattened to (N, 784), and int32 labels. Data comes from, in order:
 
-1. tensorflow-datasets, when it is importable and ``use_tfds`` is not False (any failure there, including the
-   absence of TensorFlow or of a prepared dataset, is recorded and the IDX path is tried next);
+1. tensorflow-datasets, when it is importable and ``use_tfds`` is not False: by default only a dataset it has
+   already prepared (no download; any failure, such as the absence of TensorFlow or of a prepared dataset, is
+   recorded and the IDX path is tried next); with ``use_tfds=True`` it may download and prepare it;
 2. the four standard IDX files (``train-images-idx3-ubyte[.gz]`` ...) in the first directory that has them, searched
    in ``data_dir``, ``$REFIMPL_DATA_DIR`` (each also with a ``<name>/`` subdirectory), ``~/.cache/refimpl/<name>``
    and known system locations such as Debian's ``/usr/share/datasets/fashion-mnist/``.
@@ -234,9 +235,11 @@ def _load_builtin(verify: bool) -> Dataset:
     return Dataset("mnist-10k", x[~test], y[~test], x[test], y[test], source="package data (MNIST test set)")
 
 
-def _load_tfds(name: str, data_dir: str | os.PathLike[str] | None) -> Dataset:
+def _load_tfds(name: str, data_dir: str | os.PathLike[str] | None, download: bool) -> Dataset:
     tfds = importlib.import_module("tensorflow_datasets")
-    kwargs = {"data_dir": os.fspath(data_dir)} if data_dir is not None else {}
+    kwargs: dict[str, object] = {"download": download}
+    if data_dir is not None:
+        kwargs["data_dir"] = os.fspath(data_dir)
     splits = {}
     for split in ("train", "test"):
         ds = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1, **kwargs))
@@ -266,10 +269,11 @@ def load(name: str, *, data_dir: str | os.PathLike[str] | None = None, use_tfds:
 
     Args:
         name: ``"mnist"``, ``"fashion_mnist"`` or ``"mnist-10k"`` (built in, no download).
-        data_dir: Directory holding the IDX files (directly or in a ``<name>/`` subdirectory); also passed to
-            tensorflow-datasets as its data directory. Searched before the environment variable and known places.
-        use_tfds: True: only tensorflow-datasets; False: never it; None (default): try it when importable and
-            fall back to IDX files on any failure.
+        data_dir: Directory holding the IDX files (directly or in a ``<name>/`` subdirectory), searched before the
+            environment variable and known places; with ``use_tfds=True``, tensorflow-datasets' data directory.
+        use_tfds: None (default): use a dataset tensorflow-datasets has already prepared (no download), when
+            tensorflow-datasets is importable, and fall back to IDX files on any failure; True: only
+            tensorflow-datasets, which may download and prepare the dataset; False: never it.
         verify: Check SHA-256 digests of files whose digests are known (a file holding a different known
             dataset is refused even when False).
 
@@ -293,7 +297,7 @@ def load(name: str, *, data_dir: str | os.PathLike[str] | None = None, use_tfds:
     tried: list[str] = []
     if use_tfds is not False:
         try:
-            return _load_tfds(name, data_dir)
+            return _load_tfds(name, data_dir if use_tfds else None, download=bool(use_tfds))
         except Exception as e:
             if use_tfds:
                 raise DatasetNotFoundError(f"tensorflow-datasets could not load {name!r}: "

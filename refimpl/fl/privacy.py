@@ -21,7 +21,7 @@ Example:
     >>> clip_l2(np.array([[3.0, 4.0], [0.3, 0.4]]), 1.0)[0].tolist()
     [[0.6000000000000001, 0.8], [0.3, 0.4]]
     >>> discrete_gaussian(5, 2.0, key=bytes(16)).tolist()
-    [1, -1, 1, 1, 0]
+    [-1, 0, -3, -1, 0]
 
 References:
     C. Dwork, A. Roth, "The Algorithmic Foundations of Differential Privacy", 2014 (Gaussian mechanism).
@@ -199,7 +199,7 @@ def discrete_gaussian_exact(n: int, sigma: float | Fraction, *, key: bytes, ciph
 
     Example:
         >>> discrete_gaussian_exact(6, 1.5, key=bytes(16)).tolist()
-        [0, 3, 1, 1, 0, 2]
+        [0, 1, -1, 0, -2, -1]
     """
     sig = Fraction(sigma)
     if not sig > 0:

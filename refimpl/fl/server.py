@@ -196,6 +196,8 @@ class FedAvg:
 
     def __post_init__(self) -> None:
         num_sampled(1, self.fraction)  # validates the fraction
+        if not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**31:
+            raise ValueError(f"seed must be an int in [0, 2**31), got {self.seed!r}")
         step = jax.jit(self._server_step)
         object.__setattr__(self, "_step", step)
 

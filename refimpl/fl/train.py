@@ -77,6 +77,8 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--eval-every must be >= 1, got {args.eval_every}")
     if not 0 < args.fraction <= 1:
         parser.error(f"--fraction must be in (0, 1], got {args.fraction}")
+    if not 0 <= args.seed < 2**31:
+        parser.error(f"--seed must be in [0, 2**31), got {args.seed}")
     if not args.client_lr > 0:
         parser.error(f"--client-lr must be > 0, got {args.client_lr}")
     try:
