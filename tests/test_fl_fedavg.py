@@ -246,7 +246,7 @@ def test_same_seed_same_parameters_bit_for_bit():
 
 
 SHARDED_SCRIPT = textwrap.dedent("""
-    import json, jax, numpy as np, optax
+    import json, sys, jax, numpy as np, optax
     from refimpl.fl import client, model, partition, server
     rng = np.random.default_rng(0)
     x = rng.normal(size=(90, 8)).astype(np.float32); y = (x[:, 0] > 0).astype(np.int32)
@@ -262,7 +262,16 @@ SHARDED_SCRIPT = textwrap.dedent("""
     fedavg = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=1.0, seed=0)
     s1, _ = fedavg.run_round(fedavg.init(p), server.to_device(fed, mesh))
     s0, _ = fedavg.run_round(fedavg.init(p), server.to_device(fed))
+    from refimpl.fl import checkpoint, train
+    base = ["--dataset", "mnist-10k", "--clients", "8", "--fraction", "0.75", "--rounds", "2",
+            "--model", "784,16,10", "--batch-size", "50", "--no-progress", "--no-plot"]
+    cli = {}
+    for dev in ("1", "4"):
+        assert train.main([*base, "--devices", dev, "--out", f"{sys.argv[1]}/d{dev}"]) == 0
+        cli[dev] = checkpoint.load(f"{sys.argv[1]}/d{dev}/checkpoint.npz", server.server_optimizer("fedavg"))[0]
     print(json.dumps({
+        "cli_diff": max(float(np.abs(np.asarray(cli["1"].params[k]) - np.asarray(cli["4"].params[k])).max())
+                        for k in cli["1"].params),
         "devices": jax.device_count(), "m": m, "padded": int(n.shape[0]),
         "out_devices": len(d_sh["w0"].sharding.device_set),
         "delta_diff": max(float(np.abs(np.asarray(d_sh[k])[:6] - np.asarray(d[k])).max()) for k in p),
@@ -273,12 +282,13 @@ SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_clients_sharded_across_four_host_devices():
+def test_clients_sharded_across_four_host_devices(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["devices"] == 4 and r["m"] == 6 and r["padded"] == 8 and r["out_devices"] == 4
     assert r["delta_diff"] < 1e-5 and r["loss_diff"] < 1e-5 and r["param_diff"] < 1e-5
     assert r["pad_delta"] == 0.0
+    assert r["cli_diff"] < 1e-5  # `refimpl train --devices 4` trains as --devices 1 does
