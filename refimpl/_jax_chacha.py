@@ -104,26 +104,11 @@ def chacha20_block(key: jax.Array, counters: jax.Array, nonce: jax.Array) -> jax
     return jnp.stack([f + i for f, i in zip(final, init)], axis=-1)
 
 
-_CHUNK_BLOCKS = 8192  # 512 KiB of keystream per chunk: the 20 rounds run on a cache-sized state
-
-
 @functools.partial(jax.jit, static_argnames=("nwords",))
 def _words(key: jax.Array, nonce: jax.Array, nwords: int, counter: jax.Array) -> jax.Array:
     blocks = -(-nwords // 16)
-    if blocks <= _CHUNK_BLOCKS:
-        out = chacha20_block(key, jnp.arange(blocks, dtype=jnp.uint32) + counter, nonce)
-        return out.reshape(*out.shape[:-2], blocks * 16)[..., :nwords]
-    # Large streams: one (key, chunk) pair at a time (lax.map), 2-5x faster on CPU than one pass over a state bigger
-    # than the cache. Key-major order, so the output needs no transpose.
-    batch = jnp.broadcast_shapes(key.shape[:-1], nonce.shape[:-1])
-    keys = jnp.broadcast_to(key, (*batch, 8)).reshape(-1, 8)
-    nonces = jnp.broadcast_to(nonce, (*batch, 3)).reshape(-1, 3)
-    chunks = -(-blocks // _CHUNK_BLOCKS)
-    counters = (jnp.arange(chunks * _CHUNK_BLOCKS, dtype=jnp.uint32) + counter).reshape(chunks, _CHUNK_BLOCKS)
-    pairs = (jnp.repeat(keys, chunks, axis=0), jnp.repeat(nonces, chunks, axis=0),
-             jnp.tile(counters, (keys.shape[0], 1)))
-    out = lax.map(lambda p: chacha20_block(p[0], p[2], p[1]), pairs)  # (keys * chunks, CHUNK, 16)
-    return out.reshape(*batch, chunks * _CHUNK_BLOCKS * 16)[..., :nwords]
+    out = chacha20_block(key, jnp.arange(blocks, dtype=jnp.uint32) + counter, nonce)
+    return out.reshape(*out.shape[:-2], blocks * 16)[..., :nwords]
 
 
 def chacha20_words(key: jax.Array | np.ndarray, nwords: int, *, counter: int = 0,

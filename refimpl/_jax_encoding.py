@@ -12,9 +12,11 @@ arithmetic is done in the widest float JAX has in the current mode:
   cannot do is hold more than 24 significant bits: a float64 value's extra bits are lost when JAX makes the array
   (``jnp.asarray(np.float64(...))`` rounds to float32), before refimpl sees it.
 
-Decode returns float64 in 64-bit mode (NumPy's values, bit for bit, except that ``|k| > 2**53`` with a
-non-power-of-two scale is rounded twice, at most 1 ulp off) and float32 in 32-bit mode (for a power-of-two scale
-exactly NumPy's float64 result rounded to float32; otherwise within 1 float32 ulp of it).
+Decode returns float64 in 64-bit mode, NumPy's values bit for bit: ``k / scale`` correctly rounded, also where
+``|k| > 2**53`` and the scale is not a power of two (there the float quotient is corrected with exact integer
+midpoint tests, see :func:`_exact_quotient`). In 32-bit mode it returns float32: for a power-of-two scale exactly
+NumPy's float64 result rounded to float32; for other scales within 1 float32 ulp of it (``k`` itself may not be
+exact in float32).
 """
 
 from __future__ import annotations
@@ -133,11 +135,53 @@ def decode(fp: FixedPoint, r: Any) -> jax.Array:
         smallest = jnp.broadcast_to(jnp.min(r), r.shape)
         R.report(r < 0, smallest, lambda v: f"decode takes ring elements in [0, {ring.modulus}), got negative "
                  f"value {v}")
-    k = R.lift(ring, R.element(ring, r)).astype(F)
+    k_int = R.lift(ring, R.element(ring, r))
+    k = k_int.astype(F)
     scale = fp.scale
     if scale & (scale - 1) == 0:
         return k * jnp.asarray(1.0 / scale, dtype=F)  # exact: a power of two
     # XLA turns a division by a broadcast scalar into a multiplication by its (rounded) reciprocal, which is not
     # the correctly rounded quotient NumPy computes. A full divisor array hidden behind an optimization barrier
     # keeps the true IEEE division.
-    return lax.div(k, lax.optimization_barrier(jnp.full(k.shape, scale, dtype=F)))
+    out = lax.div(k, lax.optimization_barrier(jnp.full(k.shape, scale, dtype=F)))
+    if F == jnp.float64 and ring.modulus > 2**53:  # |k| may exceed 2**53: float(k) rounded, so round k / scale again
+        wide = (k_int > jnp.int64(2**53)) | (k_int < jnp.int64(-(2**53)))
+        out = jnp.where(wide, _exact_quotient(k_int, scale, out), out)
+    return out
+
+
+def _exact_quotient(k: jax.Array, scale: int, approx: jax.Array) -> jax.Array:
+    """The float64 nearest ``k / scale`` (ties to even) for int64 ``k`` and an integer ``scale < 2**53``, given an
+    approximation within 2 ulps (``float(k) / scale``): corrected twice by exact midpoint tests, then tie-broken.
+
+    A midpoint of ``x`` and its upper neighbour ``x + u`` (``u = 2**E``, ``x = X u``) lies below ``K / scale`` iff
+    ``2 K 2**-E > (2 X + 1) scale`` (``E < 0``; ``2 K > ((2 X + 1) scale) 2**E`` for ``E >= 0``). Both sides may
+    pass 2**64, but their true difference is below ``8 scale`` (``8 scale u`` resp.) in magnitude, so wrapping
+    uint64 arithmetic gives it exactly.
+    """
+    neg = k < 0
+    mag = jnp.where(neg, -k, k).astype(jnp.uint64)  # |k|, exact even for -2**63
+    two_k = mag << jnp.uint64(1)
+    s = jnp.uint64(scale)
+    a = jnp.abs(approx)
+
+    def above_mid(x: jax.Array) -> jax.Array:
+        """sign(K / scale - (x + next_up(x)) / 2): -1, 0 or 1."""
+        u = jnp.nextafter(x, jnp.inf) - x  # a power of two
+        _, e = jnp.frexp(u)
+        e = (e - 1).astype(jnp.int64)  # u = 2**e
+        big_x = (x / u).astype(jnp.uint64)
+        rhs = (big_x * jnp.uint64(2) + jnp.uint64(1)) * s
+        up = jnp.clip(e, 0, 63).astype(jnp.uint64)
+        down = jnp.clip(-e, 0, 63).astype(jnp.uint64)
+        diff = jnp.where(e >= 0, two_k - (rhs << up), (two_k << down) - rhs)
+        signed = lax.bitcast_convert_type(diff, jnp.int64)
+        return jnp.sign(signed)
+
+    for _ in range(2):
+        lo, hi = jnp.nextafter(a, 0.0), jnp.nextafter(a, jnp.inf)
+        a = jnp.where(above_mid(a) > 0, hi, jnp.where(above_mid(lo) < 0, lo, a))
+    lo, hi = jnp.nextafter(a, 0.0), jnp.nextafter(a, jnp.inf)
+    odd = (lax.bitcast_convert_type(a, jnp.uint64) & jnp.uint64(1)) == 1
+    a = jnp.where((above_mid(a) == 0) & odd, hi, jnp.where((above_mid(lo) == 0) & odd, lo, a))
+    return jnp.where(neg, -a, a)

@@ -207,6 +207,8 @@ class _Decoder:
             if tag == "$shares":
                 ring = Ring(int(body["modulus"]))
                 data = self._array(body["data"])
+                if data.size and (data.min() < 0 or data.max() >= ring.modulus):
+                    raise WireFormatError(f"share values must lie in [0, {ring.modulus}) for {ring!r}")
                 return Shares(ring, data.astype(ring.dtype) if data.dtype != ring.dtype else data)
             if tag == "$binary":
                 return BinaryShares(self._array(body))
@@ -251,6 +253,6 @@ def decode(raw: bytes, *, pointer: Callable[[str, int], Any] | None = None) -> A
         raise WireFormatError(f"header length {hlen} runs past the end of a {len(view)}-byte message")
     try:
         header = json.loads(bytes(view[8 : 8 + hlen]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # includes JSONDecodeError, bad UTF-8, over-long integer literals
         raise WireFormatError(f"message header is not valid JSON: {e}") from None
     return _Decoder(view[8 + hlen : -4], pointer).value(header)

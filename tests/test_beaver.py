@@ -243,3 +243,36 @@ def test_fixed_point_product_error_bound(a, b, n):
     # encoding error of each factor (<= 1/2s) propagated, plus truncation below one ulp
     bound = (abs(a) + abs(b)) / (2 * s) + 1 / (4 * s * s) + 1 / s
     assert abs(z - a * b) <= bound * (1 + 1e-12)
+
+
+def test_masked_operand_products_match_and_open_only_the_left_operand():
+    from refimpl.beaver import mask_operand, matmul_masked
+
+    d, ch = Dealer(3, key=bytes(16)), Channel()
+    wv = np.arange(12).reshape(4, 3) - 6
+    w = mask_operand(share(wv, 3), d, ch)
+    assert ch.rounds == 1 and repr(w) == f"MaskedOperand(shape=(4, 3), mask={w.mask_index})"
+    for batch in (1, 5):
+        xv = np.arange(4 * batch).reshape(batch, 4) - 3
+        before = ch.bytes
+        z = matmul_masked(share(xv, 3), w, d, ch)
+        assert Z2_64.lift(z.reconstruct()).tolist() == (xv @ wv).tolist()
+        assert ch.bytes - before == 2 * 3 * xv.size * 8  # only eps = x - A: (n - 1) * n shares of x's size
+    with pytest.raises(ShapeMismatchError):
+        matmul_masked(share(np.ones((2, 3), dtype=np.int64), 3), w, d)
+    with pytest.raises(ValueError, match="no operand mask #999"):
+        d.masked_matmul_triple((2, 4), 999)
+    with pytest.raises(ShapeMismatchError, match="2-d"):
+        d.operand_mask((4,))
+
+
+def test_prefetched_dealer_stream_is_the_same_keystream():
+    from refimpl.beaver import _Prefetched
+    from refimpl.prg import Stream
+
+    pre, plain = _Prefetched(Stream(bytes(16)), 40), Stream(bytes(16))
+    a, b = np.empty(3, np.uint64), np.empty(4, np.uint64)  # 24 bytes, then 32 (past the 40 prefetched)
+    pre.read_into(a)
+    pre.read_into(b)
+    assert a.tobytes() + b.tobytes() == plain.read(56).tobytes()
+    assert pre.read(3).tolist() == plain.read(3).tolist()

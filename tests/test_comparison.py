@@ -14,7 +14,7 @@ from refimpl.binary import BinaryShares, share_binary
 from refimpl.comparison import a2b, add_binary, and_, b2a, drelu, msb, relu
 
 U64 = st.integers(0, 2**64 - 1)
-RINGS = [Z2_64, Z2_32, Ring(2**20), Ring(2**2)]
+RINGS = [Z2_64, Z2_32, Ring(2**20), Ring(2**3), Ring(2**2), Ring(2**1)]
 
 
 @given(x=U64, y=U64, n=st.integers(2, 5))
@@ -50,6 +50,16 @@ def test_relu_msb_a2b_are_exact(ring, n, v):
     assert msb(x, d).reconstruct().tolist() == [int(val < 0) for val in values]
     assert ring.lift(drelu(x, d).reconstruct()).tolist() == [int(val >= 0) for val in values]
     assert ring.lift(relu(x, d).reconstruct()).tolist() == [max(val, 0) for val in values]
+
+
+def test_msb_sends_a_quarter_of_the_full_adder_and_agrees_with_it():
+    x = share(np.arange(-1000, 1000) * 2**40, 2)
+    full, pruned = Channel(), Channel()
+    d = Dealer(2)
+    via_adder = (a2b(x, d, full) >> 63).reconstruct() & np.uint64(1)
+    assert (msb(x, d, pruned).reconstruct() == via_adder).all()
+    assert pruned.rounds == full.rounds == 7
+    assert pruned.bytes < full.bytes / 4 + 64 * 16 * 8  # 182 instead of 768 AND bits per element, packed
 
 
 def test_relu_is_batched_in_constant_rounds():

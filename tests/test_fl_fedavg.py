@@ -9,11 +9,15 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytest.importorskip("jax", reason="jax is not installed (pip install 'refimpl[fl]')")
+pytest.importorskip("optax", reason="optax is not installed (pip install 'refimpl[fl]')")
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -181,10 +185,19 @@ def test_aggregation_is_pluggable_and_may_return_numpy():
 
     state, _ = run_rounds(fed, 2, aggregate=plain_numpy_mean, fraction=0.6)
     assert calls == [2, 2]
-    zero, _ = run_rounds(fed, 2, aggregate=lambda u, w: {k: np.zeros(v.shape[1:], np.float32) for k, v in u.items()})
+    zero, _ = run_rounds(fed, 2, aggregate=lambda u, w: {k: np.zeros(v.shape[1:], np.float64) for k, v in u.items()})
+    assert all(v.dtype == np.float32 for v in zero.params.values())
     for k, v in model.init(SIZES, seed=0).items():
         np.testing.assert_array_equal(np.asarray(zero.params[k]), v)
         assert not np.array_equal(np.asarray(state.params[k]), v)
+
+
+def test_bad_aggregator_output_is_reported():
+    fed = unequal_clients()
+    with pytest.raises(ValueError, match=r"parameter keys \['b0', 'b1', 'w0', 'w1'\], got \['w0'\]"):
+        run_rounds(fed, 1, aggregate=lambda u, w: {"w0": u["w0"][0]})
+    with pytest.raises(ValueError, match=r"returned shape \(3, 6\) for 'b0', expected \(6,\)"):
+        run_rounds(fed, 1, aggregate=lambda u, w: u)
 
 
 def test_server_optimizers():

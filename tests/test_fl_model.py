@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("jax", reason="jax is not installed (pip install 'refimpl[fl]')")
+pytest.importorskip("optax", reason="optax is not installed (pip install 'refimpl[fl]')")
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -6,8 +6,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+pytest.importorskip("jax", reason="jax is not installed (pip install 'refimpl[fl]')")
+pytest.importorskip("optax", reason="optax is not installed (pip install 'refimpl[fl]')")
+pytest.importorskip("tqdm", reason="tqdm is not installed (pip install 'refimpl[fl]')")
+pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install 'refimpl[fl]')")
+
+import numpy as np
 
 from refimpl.fl import checkpoint, data, demo, server, train
 

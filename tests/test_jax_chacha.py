@@ -110,8 +110,8 @@ def test_jax_path_never_uses_jax_random():
         assert "jax.random" not in text and "PRNGKey" not in text and "random_bits" not in text, name
 
 
-def test_long_streams_chunked_path_matches_openssl():
-    """Streams longer than one chunk (8192 blocks) are generated chunk by chunk: still the same keystream."""
+def test_long_batched_streams_match_openssl():
+    """Several keys and nonces at once, over more than 8192 blocks and from a nonzero counter."""
     keys = [bytes([5]) * 32, bytes([6]) * 32]
     nonces = [bytes([1]) * 12, bytes([2]) * 12]
     nwords = 8192 * 16 + 37

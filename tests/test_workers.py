@@ -185,6 +185,11 @@ def forge(header: bytes, payload: bytes = b"") -> bytes:
     (b'{"$int":5}', b"", "bad \\$int"),
     (b'[1,2', b"", "not valid JSON"),
     (b'{"$pointer":{"location":"bob","id":1}}', b"", "unknown tag"),
+    (b'{"$shares":{"modulus":"7","data":{"dtype":"<u8","shape":[2,1],"offset":0,"length":16}}}',
+     (7).to_bytes(8, "little") + bytes(8), "must lie in \\[0, 7\\)"),
+    (b'{"$shares":{"modulus":"1","data":{"dtype":"<u8","shape":[2],"offset":0,"length":16}}}',
+     bytes(16), "bad \\$shares"),
+    (b"[" + b"9" * 5000 + b"]", b"", "not valid JSON"),
 ])
 def test_forged_messages_with_valid_checksums_are_refused(header, payload, match):
     with pytest.raises(WireFormatError, match=match):

@@ -35,7 +35,9 @@ def federated_demo(out: Callable[[str], Any] = print, *, rounds: int = 5, seed: 
     fed = partition.federate(ds.x_train, ds.y_train, parts)
     names = ("alice", "bob")
     hist = partition.label_histograms(ds.y_train, parts, ds.num_classes)
-    out(f"Federated learning on {ds.name} ({ds.source}): {len(ds.x_train)} train / {len(ds.x_test)} test images")
+    out("")
+    out("== Federated learning: two workers, FedAvg on MNIST ==")
+    out(f"{ds.name} ({ds.source}): {len(ds.x_train)} train / {len(ds.x_test)} test images")
     for name, size, h in zip(names, partition.sizes(parts), hist):
         out(f"  {name:5s} holds {size} images; label counts {h.tolist()}")
     params = model.init("2nn", seed=seed)

@@ -176,6 +176,17 @@ def to_device(fed: FederatedDataset, mesh: Mesh | None = None) -> ClientData:
     return ClientData(jax.device_put(fed.x, rep), jax.device_put(fed.y, rep), fed.index, fed.sizes, mesh)
 
 
+def _check_aggregate(mean_update: Params, params: Params) -> Params:
+    """Checks an aggregator's output against the parameters and casts it to their dtypes."""
+    if not isinstance(mean_update, dict) or set(mean_update) != set(params):
+        got = sorted(mean_update) if isinstance(mean_update, dict) else type(mean_update).__name__
+        raise ValueError(f"aggregate must return a dict with the parameter keys {sorted(params)}, got {got}")
+    for k, v in mean_update.items():
+        if np.shape(v) != np.shape(params[k]):
+            raise ValueError(f"aggregate returned shape {np.shape(v)} for {k!r}, expected {np.shape(params[k])}")
+    return {k: jnp.asarray(v, dtype=params[k].dtype) for k, v in mean_update.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class FedAvg:
     """A federated averaging loop with pluggable client program, aggregation and server optimizer.
@@ -225,7 +236,7 @@ class FedAvg:
         if len(losses) != m:
             deltas = jax.tree_util.tree_map(lambda d: d[:m], deltas)
         weights = sizes.astype(np.float64)
-        mean_update = self.aggregate(deltas, weights)
+        mean_update = _check_aggregate(self.aggregate(deltas, weights), state.params)
         params, opt_state = self._step(state.params, state.opt_state, mean_update)  # type: ignore[attr-defined]
         result = RoundResult(ids, weights, np.asarray(losses[:m], dtype=np.float64))
         return ServerState(params, opt_state, state.round + 1), result
