@@ -176,12 +176,14 @@ def _and_bits(pairs: list[tuple[np.ndarray, np.ndarray]], dealer: Dealer, channe
 def _carry_plan(target: int) -> list[tuple[int, set[int], set[int]]]:
     """For the prefix generate at bit ``target``: per Kogge-Stone level ``d``, the positions whose G and P outputs
     are needed (working backwards from ``{target}``)."""
-    levels, d = [], 1
+    levels: list[int] = []
+    d = 1
     while d <= target:
         levels.append(d)
         d *= 2
     plan = []
-    need_g, need_p = {target}, set()
+    need_g: set[int] = {target}
+    need_p: set[int] = set()
     for d in reversed(levels):
         plan.append((d, set(need_g), set(need_p)))
         need_g, need_p = (need_g | {i - d for i in need_g if i >= d},

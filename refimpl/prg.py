@@ -118,18 +118,23 @@ def _encryptor(key: bytes, cipher: str, nonce: bytes, offset: int) -> Any:
     return Cipher(algorithms.ChaCha20(key, start.to_bytes(4, "little") + rest), None).encryptor()
 
 
+def _write_keystream(encryptor: Any, out: memoryview, pos: int, size: int) -> None:
+    """Write the encryptor's next ``size`` keystream bytes to ``out[pos : pos + size]``."""
+    zeros = memoryview(_ZEROS)[:size]  # a memoryview slice copies nothing (a bytes slice would copy the zeros)
+    if len(out) - pos >= size + 15:  # update_into needs block_size - 1 bytes of room after the data
+        encryptor.update_into(zeros, out[pos:])
+    else:  # no room (the end of the array): through a scratch buffer; update() would be several times slower
+        scratch = bytearray(size + 15)
+        encryptor.update_into(zeros, scratch)
+        out[pos : pos + size] = memoryview(scratch)[:size]
+
+
 def _fill(encryptor: Any, out: memoryview, skip: int) -> None:
     """Write keystream into ``out`` (bytes), after discarding ``skip`` bytes."""
     if skip:
-        encryptor.update(_ZEROS[:skip])
-    n, pos = len(out), 0
-    while pos < n:
-        size = min(_CHUNK, n - pos)
-        if n - pos >= size + 15:  # update_into needs block_size - 1 bytes of room after the chunk
-            encryptor.update_into(_ZEROS[:size], out[pos:])
-        else:
-            out[pos : pos + size] = encryptor.update(_ZEROS[:size])
-        pos += size
+        encryptor.update(memoryview(_ZEROS)[:skip])
+    for pos in range(0, len(out), _CHUNK):
+        _write_keystream(encryptor, out, pos, min(_CHUNK, len(out) - pos))
 
 
 class Stream:

@@ -41,7 +41,7 @@ from refimpl._errors import (
     check_key,
     check_party_count,
 )
-from refimpl.prg import _ZEROS, Stream, _check_cipher, _encryptor, derive_key, fresh_key, key_length
+from refimpl.prg import Stream, _check_cipher, _encryptor, _write_keystream, derive_key, fresh_key, key_length
 from refimpl.ring import Z2_64, Ring
 
 __all__ = ["Shares", "CompressedShares", "share", "share_compressed", "reconstruct", "sum_shares"]
@@ -259,7 +259,6 @@ def _party_keys(key: bytes | None, n: int, prg: str) -> list[bytes]:
 # per share, so each chunk of masks is still in cache when it is subtracted (or added): one pass over memory
 # instead of one per party, and no temporaries. Results are bit-identical to the unfused definitions.
 _FUSED_CHUNK_BYTES = 1 << 19
-_ZEROS_VIEW = memoryview(_ZEROS)
 
 
 def _share_words(x: np.ndarray, keys: list[bytes], prg: str, data: np.ndarray) -> None:
@@ -278,10 +277,7 @@ def _share_words(x: np.ndarray, keys: list[bytes], prg: str, data: np.ndarray) -
         hi = min(xf.size, lo + step)
         start, nbytes = lo * itemsize, (hi - lo) * itemsize
         for enc, row in zip(encryptors, rows):
-            if len(row) - start >= nbytes + 15:  # update_into needs block_size - 1 bytes of room (see prg._fill)
-                enc.update_into(_ZEROS_VIEW[:nbytes], row[start:])
-            else:
-                row[start : start + nbytes] = enc.update(_ZEROS_VIEW[:nbytes])
+            _write_keystream(enc, row, start, nbytes)
         out = first[lo:hi]
         np.subtract(xf[lo:hi], flat[1, lo:hi], out=out)
         for party in range(2, n):

@@ -42,13 +42,13 @@ def test_and_and_adder_match_plain(x, y, n):
 def test_relu_msb_a2b_are_exact(ring, n, v):
     lo, m = ring.signed_min, ring.modulus
     v = (v - lo) % m + lo
-    values = [v, 0, -1, 1, lo, ring.signed_max]
+    values = [(val - lo) % m + lo for val in (v, 0, -1, 1, lo, ring.signed_max)]  # in the signed view
     x = share(values, n, ring=ring)
     d = Dealer(n, ring=ring)
     mask = np.uint64(m - 1)
     assert (a2b(x, d).reconstruct() & mask).tolist() == [val % m for val in values]
     assert msb(x, d).reconstruct().tolist() == [int(val < 0) for val in values]
-    assert ring.lift(drelu(x, d).reconstruct()).tolist() == [int(val >= 0) for val in values]
+    assert drelu(x, d).reconstruct().tolist() == [int(val >= 0) % m for val in values]  # 1 is -1 in Z_2
     assert ring.lift(relu(x, d).reconstruct()).tolist() == [max(val, 0) for val in values]
 
 
