@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="do not write curves.png")
+    from refimpl.fl import secure
+    secure.add_arguments(p)
     return p
 
 
@@ -124,8 +126,9 @@ def _run(args: argparse.Namespace) -> int:
     import optax
     from tqdm import tqdm
 
-    from refimpl.fl import checkpoint, client, data, model, partition, server
+    from refimpl.fl import checkpoint, client, data, model, partition, secure, server
 
+    agg, acct = secure.from_args(args)  # keys derived from --seed unless --fresh-keys: resume stays bit-identical
     config = {k: v for k, v in sorted(vars(args).items()) if k not in _RUNTIME_ONLY}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
     fedavg = server.FedAvg(
         client.make_round_update(client_opt, local_epochs=args.local_epochs, batch_size=args.batch_size,
                                  clients_per_chunk=args.clients_per_chunk),
-        server.server_optimizer(args.server_opt, args.server_lr), fraction=args.fraction, seed=args.seed)
+        server.server_optimizer(args.server_opt, args.server_lr), fraction=args.fraction, seed=args.seed,
+        aggregate=agg or server.weighted_mean)
 
     if args.resume:
         if not ckpt_path.exists():
@@ -158,6 +162,10 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--resume: checkpoint was written with other settings (saved, now): {diff}")
     else:
         state = fedavg.init(model.init(_model_spec(args.model), seed=args.seed))
+    if agg:  # streams are domain-separated by round; epsilon accumulates over the whole run
+        agg.round = state.round
+    if acct:
+        acct.rounds = state.round
     history = _read_metrics(metrics_path, state.round)
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -176,12 +184,16 @@ def _run(args: argparse.Namespace) -> int:
                                    "train_loss": result.train_loss, "seconds": seconds,
                                    "clients": len(result.clients), "bytes_up_per_client": param_bytes,
                                    "bytes_down_per_client": param_bytes}
+            row.update(secure.round_metrics(agg, acct))
+            if "epsilon" in row:
+                bar.set_postfix(eps=f"{row['epsilon']:.3g}")
             if state.round % args.eval_every == 0 or state.round == args.rounds:
                 t1 = time.perf_counter()
                 acc, test_loss = evaluate(state.params)
                 row.update(test_accuracy=float(acc), test_loss=float(test_loss),
                            eval_seconds=time.perf_counter() - t1)
-                bar.set_postfix(acc=f"{float(acc):.4f}", loss=f"{float(test_loss):.3f}")
+                bar.set_postfix(acc=f"{float(acc):.4f}", loss=f"{float(test_loss):.3f}",
+                                **({"eps": f"{row['epsilon']:.3g}"} if "epsilon" in row else {}))
             log.write(json.dumps(row) + "\n")
             log.flush()
             history.append(row)
@@ -193,8 +205,9 @@ def _run(args: argparse.Namespace) -> int:
         write_plot(history, out / "curves.png", f"{args.dataset}, {args.partition}, {args.model}")
     last = next((r for r in reversed(history) if r["test_accuracy"] is not None), None)
     if last is not None:
+        privacy = f", (epsilon, delta) = ({last['epsilon']:.3g}, {last['delta']:g})" if "epsilon" in last else ""
         print(f"round {last['round']}: test accuracy {last['test_accuracy']:.4f}, test loss "
-              f"{last['test_loss']:.4f}; outputs in {out}")
+              f"{last['test_loss']:.4f}{privacy}; outputs in {out}")
     return 0
 
 
