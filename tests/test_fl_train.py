@@ -50,14 +50,22 @@ def uninterrupted(tmp_path_factory):
     return out
 
 
+N_PARAMS = 784 * 16 + 16 + 16 * 10 + 10
+
+
 def test_outputs(uninterrupted):
     rows = metrics(uninterrupted)
     assert [r["round"] for r in rows] == [1, 2, 3, 4]
-    n_params = 784 * 16 + 16 + 16 * 10 + 10
     for r in rows:
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["test_loss"] > 0 and r["train_loss"] > 0
         assert r["seconds"] > 0 and r["clients"] == 2
-        assert r["bytes_up_per_client"] == r["bytes_down_per_client"] == 4 * n_params
+        # secure aggregation is the default: the upload is the measured seed-compressed share, ~1x the update
+        # encoded in Z_2^64 (8 bytes a parameter); the download is the float32 model
+        assert r["secure"] == "additive" and r["survivors"] == 2 and r["aborted"] is False
+        assert 1.0 <= r["upload_ratio"] <= 1.05
+        assert r["bytes_up_per_client"] == pytest.approx(r["upload_ratio"] * 8 * N_PARAMS)
+        assert r["bytes_down_per_client"] == 4 * N_PARAMS
+        assert "epsilon" not in r  # no DP noise, no privacy claim
     assert rows[-1]["test_accuracy"] > 0.5  # learning happened
     assert (uninterrupted / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((uninterrupted / "config.json").read_text())
@@ -70,6 +78,8 @@ def test_outputs(uninterrupted):
 
 
 def test_resume_is_bit_identical(uninterrupted, tmp_path):
+    # with secure aggregation on (the default): its keys derive from --seed and its streams from the round
+    assert json.loads((uninterrupted / "config.json").read_text())["secure"] == "additive"
     assert run(tmp_path, "--rounds", "2", "--server-opt", "fedavgm", "--no-plot") == 0
     # Simulate a crash after round 3 was logged but before it was checkpointed.
     with (tmp_path / "metrics.jsonl").open("a") as f:
@@ -80,6 +90,36 @@ def test_resume_is_bit_identical(uninterrupted, tmp_path):
     assert [r["round"] for r in got] == [1, 2, 3, 4]
     assert [r["test_accuracy"] for r in got] == [r["test_accuracy"] for r in want]
     assert [r["train_loss"] for r in got] == [r["train_loss"] for r in want]
+
+
+def test_plaintext_and_secure_training_agree(uninterrupted, tmp_path):
+    """Secure FedAvg (no DP) tracks plaintext FedAvg: each round's aggregate is within m 2^-33 of the exact mean
+    (tests/test_secagg_integration.py), so after 4 rounds the models differ by float32 rounding drift only."""
+    assert run(tmp_path, "--rounds", "4", "--server-opt", "fedavgm", "--secure", "none", "--no-plot") == 0
+    plain, secure = final_state(tmp_path), final_state(uninterrupted)
+    for k in plain.params:
+        np.testing.assert_allclose(np.asarray(secure.params[k]), np.asarray(plain.params[k]), atol=1e-4, err_msg=k)
+    for p, s in zip(metrics(tmp_path), metrics(uninterrupted)):
+        assert "secure" not in p and p["bytes_up_per_client"] == 4 * N_PARAMS
+        assert abs(p["test_accuracy"] - s["test_accuracy"]) <= 0.001  # 2 of the 2,000 test images
+
+
+def test_differential_privacy_reports_epsilon_and_resumes_identically(tmp_path):
+    flags = ("--clip", "1.0", "--noise-multiplier", "1.0", "--delta", "1e-5", "--no-plot")
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert train.main([*SMALL, "--out", str(full), "--rounds", "3", *flags]) == 0
+    assert train.main([*SMALL, "--out", str(part), "--rounds", "2", *flags]) == 0
+    assert train.main([*SMALL, "--out", str(part), "--rounds", "3", "--resume", *flags]) == 0
+    rows = metrics(full)
+    eps = [r["epsilon"] for r in rows]
+    assert all(r["delta"] == 1e-5 for r in rows) and 0 < eps[0] < eps[1] < eps[2]  # epsilon accumulates
+    assert [r["epsilon"] for r in metrics(part)] == eps  # the resumed accountant continues from round 2
+    assert_same_state(final_state(part, "fedavg"), final_state(full, "fedavg"))  # same keyed noise
+
+
+def test_noise_without_secure_aggregation_is_an_error(tmp_path, capsys):
+    assert run(tmp_path, "--secure", "none", "--clip", "1", "--noise-multiplier", "1") == 1
+    assert "needs secure aggregation" in capsys.readouterr().err
 
 
 def test_resume_refuses_other_settings(uninterrupted, tmp_path, capsys):
@@ -124,6 +164,9 @@ def test_federated_demo_meets_the_tutorial():
     acc = demo.federated_demo(out=lines.append)
     assert acc >= 0.93, lines
     assert any("alice" in line for line in lines) and any("bob" in line for line in lines)
+    assert any(line.startswith("Secure aggregation: ") and "2 non-colluding servers" in line for line in lines)
+    upload = next(line for line in lines if line.startswith("Upload per worker per round: "))
+    assert "1.0000x the encoded update" in upload  # seed-compressed shares: one key + one array
     assert f"{acc:.2%}" in lines[-1]
 
 
@@ -133,7 +176,7 @@ def test_fashion_mnist_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "fmnist"
     assert train.main(["--dataset", "fashion_mnist", "--model", "2nn", "--clients", "100", "--fraction", "0.1",
                        "--local-epochs", "1", "--batch-size", "10", "--rounds", "3", "--out", str(out),
-                       "--no-progress"]) == 0
+                       "--no-progress", "--secure", "none"]) == 0
     rows = metrics(out)
     assert len(rows) == 3 and rows[-1]["clients"] == 10
     assert rows[-1]["test_accuracy"] > 0.6, rows

@@ -137,3 +137,40 @@ def test_command_line_helpers_build_reproducible_aggregators_and_report_epsilon(
     assert none is None and no_acct is None and round_metrics(None, None) == {}
     with pytest.raises(ConfigurationError, match="needs secure aggregation"):
         from_args(p.parse_args(["--secure", "none", "--clip", "1", "--noise-multiplier", "1"]))
+
+
+def test_every_fedavg_round_is_within_the_fixed_point_bound_of_the_plaintext_mean():
+    """Each round of secure FedAvg (no DP): the secure mean is within m 2^-33 (plus float32 output rounding) of the
+    exact float64 weighted mean of the same updates, and within float32 rounding of `server.weighted_mean`."""
+    pytest.importorskip("jax", reason="jax is not installed (pip install 'refimpl[fl]')")
+    optax = pytest.importorskip("optax", reason="optax is not installed (pip install 'refimpl[fl]')")
+    from refimpl.fl import client, model, partition, server
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(160, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
+    fed = partition.federate(x, y, partition.dirichlet(y, 8, alpha=1.0, seed=0), pad_multiple=8)
+    secure = make_secure_aggregator("additive", servers=2, key=b"b" * 16)
+    gaps: list[tuple[float, float]] = []
+
+    def checked(updates, weights):
+        out = secure(updates, weights)
+        plain = server.weighted_mean(updates, weights)
+        w = np.asarray(weights, np.float64)
+        m = len(w)
+        for k, v in updates.items():
+            exact = np.tensordot(w / w.sum(), np.asarray(v, np.float64), axes=1)
+            ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+            gaps.append((float(np.max(np.abs(out[k] - exact) - ulp)),
+                         float(np.max(np.abs(out[k] - np.asarray(plain[k]))))))
+            assert np.all(np.abs(out[k] - exact) <= m * 2.0**-33 + ulp), k
+        return out
+
+    fedavg = server.FedAvg(client.make_round_update(optax.sgd(0.1), local_epochs=1, batch_size=8),
+                           server.server_optimizer("fedavg"), fraction=0.5, seed=0, aggregate=checked)
+    state = fedavg.init(model.init((8, 6, 3), seed=0))
+    for _ in range(4):
+        state, _ = fedavg.run_round(state, server.to_device(fed))
+    assert len(gaps) == 4 * 4 and secure.round == 4  # 4 rounds x 4 leaves, each checked
+    assert max(g for g, _ in gaps) <= 4 * 2.0**-33
+    assert max(u for _, u in gaps) <= 1e-6  # vs float32 weighted_mean: its own float32 accumulation error

@@ -2,10 +2,13 @@
 
 Writes into ``--out``: ``partition.json`` (per-client sizes and label histograms), ``metrics.jsonl`` (one JSON
 object per round: round, test_accuracy, test_loss, train_loss, seconds, eval_seconds, clients,
-bytes_up_per_client, bytes_down_per_client), ``curves.png`` (test accuracy and
+bytes_up_per_client, bytes_down_per_client; with secure aggregation -- ``--secure additive`` by default, see
+`refimpl.fl.secure` -- also secure, survivors, aborted, upload_ratio and the measured bytes_up_per_client; with
+``--noise-multiplier`` > 0 also epsilon and delta after that round), ``curves.png`` (test accuracy and
 loss against rounds), ``config.json`` and ``checkpoint.npz`` (every ``--checkpoint-every`` rounds and at the end).
 ``--resume`` continues from ``checkpoint.npz`` to the bit-identical result of an uninterrupted run: all randomness
-is a function of (seed, round, client), and the checkpoint holds the full server state.
+is a function of (seed, round, client) -- the secure-aggregation keys too, unless ``--fresh-keys`` -- and the
+checkpoint holds the full server state.
 
 Example (the README's Fashion-MNIST run):
 
@@ -174,6 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     evaluate = jax.jit(lambda p: (model.accuracy(p, x_test, y_test), model.loss(p, x_test, y_test)))
     param_bytes = int(sum(v.size * 4 for v in state.params.values()))
     bar = tqdm(total=args.rounds, initial=state.round, disable=not args.progress, unit="round", file=sys.stderr)
+    postfix: dict[str, str] = {}
     with metrics_path.open("a") as log:
         while state.round < args.rounds:
             t0 = time.perf_counter()
@@ -184,16 +188,17 @@ def _run(args: argparse.Namespace) -> int:
                                    "train_loss": result.train_loss, "seconds": seconds,
                                    "clients": len(result.clients), "bytes_up_per_client": param_bytes,
                                    "bytes_down_per_client": param_bytes}
-            row.update(secure.round_metrics(agg, acct))
-            if "epsilon" in row:
-                bar.set_postfix(eps=f"{row['epsilon']:.3g}")
+            row.update(secure.round_metrics(agg, acct))  # survivors, measured upload bytes, (epsilon, delta)
             if state.round % args.eval_every == 0 or state.round == args.rounds:
                 t1 = time.perf_counter()
                 acc, test_loss = evaluate(state.params)
                 row.update(test_accuracy=float(acc), test_loss=float(test_loss),
                            eval_seconds=time.perf_counter() - t1)
-                bar.set_postfix(acc=f"{float(acc):.4f}", loss=f"{float(test_loss):.3f}",
-                                **({"eps": f"{row['epsilon']:.3g}"} if "epsilon" in row else {}))
+                postfix["acc"], postfix["loss"] = f"{float(acc):.4f}", f"{float(test_loss):.3f}"
+            if "epsilon" in row:
+                postfix["eps"] = f"{row['epsilon']:.3g}"
+            if postfix:
+                bar.set_postfix(postfix)
             log.write(json.dumps(row) + "\n")
             log.flush()
             history.append(row)
