@@ -146,8 +146,9 @@ def communication(params: dict[str, np.ndarray], x: np.ndarray, n: int, truncati
     model = EncryptedMLP(params, n=n, truncation=truncation, channel=channel)
     setup = {"bytes": ledger.bytes, "rounds_open": ledger.rounds_by_kind["open"], "messages": ledger.messages}
     before = ledger.summary()
-    xs = model.share_input(x[:batch])
-    channel.transfer(xs, client, servers, "input")
+    compressed = model.share_input_compressed(x[:batch])  # the client sends one array and n - 1 keys
+    channel.transfer(compressed, client, servers, "input")
+    xs = compressed.expand()
     logits = model.forward(xs)
     with ledger.round():  # the servers return the logits' shares to the client only
         for i, s in enumerate(servers):

@@ -45,7 +45,7 @@ from refimpl.beaver import Channel, Sharing, Triple, truncation_offset
 from refimpl.binary import BinaryShares
 from refimpl.encoding import FixedPoint
 from refimpl.ring import Z2_64, Ring
-from refimpl.sharing import Shares
+from refimpl.sharing import CompressedShares, Shares
 from refimpl.workers import Ledger, Pointer, VirtualWorker
 
 __all__ = ["LedgerChannel", "SharedTensor", "share_among", "share_pointer"]
@@ -358,10 +358,18 @@ class LedgerChannel(Channel):
                 self.ledger.record(self.crypto_provider.name, w.name, "dealer", len(raw))
         return parts
 
-    def transfer(self, sharing: Shares, sender: VirtualWorker, receivers: Sequence[VirtualWorker], kind: str) -> None:
-        """Record sending share ``i`` of ``sharing`` from ``sender`` to ``receivers[i]`` (one round)."""
+    def transfer(self, sharing: Shares | CompressedShares, sender: VirtualWorker, receivers: Sequence[VirtualWorker],
+                 kind: str) -> None:
+        """Record sending share ``i`` of ``sharing`` from ``sender`` to ``receivers[i]`` (one round).
+
+        A :class:`~refimpl.sharing.CompressedShares` travels as party 0's array and one 16- or 32-byte key for
+        each other party (about one plaintext's size however many receivers).
+        """
         with self.ledger.round():
             for i, w in enumerate(receivers):
-                raw = _wire.encode(sharing.data[i])
+                if isinstance(sharing, CompressedShares):
+                    raw = _wire.encode(sharing.first if i == 0 else sharing.keys[i - 1])
+                else:
+                    raw = _wire.encode(sharing.data[i])
                 if w is not sender:
                     self.ledger.record(sender.name, w.name, kind, len(raw))

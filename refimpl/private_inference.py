@@ -57,7 +57,7 @@ from refimpl.beaver import (
 from refimpl.comparison import relu
 from refimpl.encoding import FixedPoint
 from refimpl.prg import derive_key, fresh_key
-from refimpl.sharing import Shares, share
+from refimpl.sharing import CompressedShares, Shares, share, share_compressed
 
 __all__ = ["EncryptedMLP", "mnist_mlp", "plaintext_logits", "train_mlp"]
 
@@ -192,6 +192,16 @@ class EncryptedMLP:
         self._inputs += 1
         key = derive_key(self._key, "client-input", self._inputs)
         return share(self.encoding.encode(arr), self.n, ring=self.encoding.ring, key=key)
+
+    def share_input_compressed(self, x: ArrayLike) -> CompressedShares:
+        """Like :meth:`share_input`, seed-compressed: servers ``1 .. n-1`` receive a key instead of an array
+        (``.expand()`` gives the sharing to run :meth:`forward` on)."""
+        arr = np.asarray(x, np.float64)
+        if arr.ndim != 2 or arr.shape[1] != self.input_size:
+            raise ShapeMismatchError(f"inputs must have shape (batch, {self.input_size}), got {arr.shape}")
+        self._inputs += 1
+        key = derive_key(self._key, "client-input", self._inputs)
+        return share_compressed(self.encoding.encode(arr), self.n, ring=self.encoding.ring, key=key)
 
     def _truncate(self, x: Shares) -> Shares:
         f = self.encoding.frac_bits

@@ -102,6 +102,23 @@ def test_errors_name_bad_values():
         EncryptedMLP(params).logits(x[0])
 
 
+def test_compressed_input_shares_give_the_same_logits():
+    params, x = random_mlp()
+    a, b = EncryptedMLP(params, n=3, key=bytes(16)), EncryptedMLP(params, n=3, key=bytes(16))
+    c = b.share_input_compressed(x)
+    assert c.nbytes < 0.4 * c.expanded_nbytes
+    assert (a.share_input(x).data == c.expand().data).all()  # the same shares, bit for bit
+    with pytest.raises(ShapeMismatchError):
+        b.share_input_compressed(x[:, :3])
+    ledger = Ledger()
+    servers = [VirtualWorker(f"s{i}", ledger) for i in range(3)]
+    client, channel = VirtualWorker("client", ledger), LedgerChannel(servers, VirtualWorker("dealer", ledger))
+    channel.transfer(c, client, servers, "compressed")
+    channel.transfer(c.expand(), client, servers, "full")
+    assert ledger.messages_by_kind["compressed"] == ledger.messages_by_kind["full"] == 3
+    assert ledger.bytes_by_kind["compressed"] < 0.4 * ledger.bytes_by_kind["full"]
+
+
 def test_training_is_deterministic():
     rng = np.random.default_rng(1)
     x, y = rng.uniform(0, 1, (100, 5)), rng.integers(0, 3, 100)
