@@ -15,13 +15,19 @@ __all__ = ["main"]
 
 def _demo(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="refimpl demo", description="Walk through the tutorial, on refimpl.")
-    parser.add_argument("--part", choices=["sharing", "all"], default="all",
-                        help="which parts to run (default: all the parts whose dependencies are installed)")
+    parser.add_argument("--part", choices=["sharing", "workers", "federated", "all"], default="all",
+                        help="which part to run (default: all the parts whose dependencies are installed)")
     args = parser.parse_args(argv)
-    from refimpl.demos.sharing import sharing_demo
+    if args.part in ("sharing", "all"):
+        from refimpl.demos.sharing import sharing_demo
 
-    sharing_demo(print)
-    if args.part == "all":
+        sharing_demo(print)
+    if args.part in ("workers", "all"):
+        from refimpl.demos.workers import workers_demo
+
+        print()
+        workers_demo(print)
+    if args.part in ("federated", "all"):
         _optional_parts(print)
     return 0
 
@@ -33,6 +39,7 @@ def _optional_parts(out: Callable[[str], None]) -> None:
     except ModuleNotFoundError as err:
         out(f"\n(skipping the federated-learning part: {err.name} is not installed; pip install 'refimpl[fl]')")
         return
+    out("")
     federated_demo(out)
 
 

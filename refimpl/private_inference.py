@@ -18,10 +18,9 @@ ReLU for each level of 3-to-2 reduction when ``n > 2``) and 2 for the output lay
 
 Example:
     >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> params = {"w0": rng.normal(0, 0.1, (6, 4)), "b0": np.zeros(4), "w1": rng.normal(0, 0.1, (4, 3)),
-    ...           "b1": np.zeros(3)}
-    >>> x = rng.uniform(0, 1, (5, 6))
+    >>> params = {"w0": 0.1 * np.sin(np.arange(24.0)).reshape(6, 4), "b0": np.zeros(4),
+    ...           "w1": 0.1 * np.cos(np.arange(12.0)).reshape(4, 3), "b1": np.zeros(3)}
+    >>> x = (np.arange(30.0).reshape(5, 6) % 7) / 7
     >>> model = EncryptedMLP(params, n=3, key=bytes(16))
     >>> logits = model.logits(x)
     >>> bool(np.abs(logits - plaintext_logits(params, x)).max() < 1e-3)
@@ -56,7 +55,7 @@ from refimpl.beaver import (
 )
 from refimpl.comparison import relu
 from refimpl.encoding import FixedPoint
-from refimpl.prg import derive_key, fresh_key
+from refimpl.prg import Stream, derive_key, fresh_key
 from refimpl.sharing import CompressedShares, Shares, share, share_compressed
 
 __all__ = ["EncryptedMLP", "mnist_mlp", "plaintext_logits", "train_mlp"]
@@ -86,23 +85,32 @@ def plaintext_logits(params: Mapping[str, ArrayLike], x: ArrayLike) -> np.ndarra
     return h
 
 
+def _uniform(stream: Stream, shape: int | tuple[int, ...]) -> np.ndarray:
+    """Floats uniform in [-1, 1) from the top 53 bits of little-endian 64-bit stream words."""
+    words = np.empty(shape, dtype=np.uint64)
+    stream.read_into(words)
+    return (words >> np.uint64(11)).astype(np.float64) * 2.0**-52 - 1.0
+
+
 def train_mlp(x: ArrayLike, y: ArrayLike, sizes: Sequence[int] = (784, 128, 10), *, epochs: int = 8,
               batch: int = 64, lr: float = 0.05, momentum: float = 0.9, seed: int = 0) -> dict[str, np.ndarray]:
     """Train an MLP with softmax cross-entropy by minibatch SGD with momentum, in float64 NumPy, deterministically.
 
-    Initialisation is U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and the batch order is a seeded permutation (the model's
-    own randomness, not a secret-sharing path). Same inputs and seed give the same weights on one machine.
+    Initialisation is U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and the batch order a permutation, both drawn from a keyed
+    stream derived from ``seed`` (the model is the secret this module protects, so even its initialisation uses
+    refimpl's cryptographic streams rather than ``np.random``). Same inputs and seed give the same weights on one
+    machine.
 
     Returns:
         ``{"w0", "b0", "w1", "b1", ...}`` as float32 arrays (the layout of :mod:`refimpl.fl.model`).
     """
     xs, ys = np.asarray(x, np.float64), np.asarray(y)
-    rng = np.random.default_rng(seed)
-    ws = [rng.uniform(-1, 1, (a, b)) / np.sqrt(a) for a, b in itertools.pairwise(sizes)]
+    stream = Stream(derive_key(bytes(16), "refimpl/train_mlp", int(seed)))
+    ws = [_uniform(stream, (a, b)) / np.sqrt(a) for a, b in itertools.pairwise(sizes)]
     bs = [np.zeros(b) for b in sizes[1:]]
     vel = [np.zeros_like(p) for p in ws + bs]
     for _ in range(epochs):
-        order = rng.permutation(len(xs))
+        order = np.argsort(_uniform(stream, len(xs)), kind="stable")
         for start in range(0, len(xs), batch):
             idx = order[start : start + batch]
             hs = [xs[idx]]

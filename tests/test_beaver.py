@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from refimpl import Z2_32, Z2_64, FixedPoint, Ring, Shares, share
+from refimpl import Z2_32, Z2_64, FixedPoint, Ring, Shares, reconstruct, share
 from refimpl._errors import (
     PartyCountError,
     RingMismatchError,
@@ -132,8 +132,8 @@ def test_dealer_never_touches_numpy_or_python_random(monkeypatch):
     d = Dealer(3)
     for item in (d.mul_triple(5), d.matmul_triple((2, 2), (2, 2)), d.square_pair(3), d.and_triple(3), d.dabits(3),
                  d.trunc_pair(3, 16)):
-        item.take()
-    truncate(share([2**20], 3), 16, d)
+        assert len(item.take()) > 0
+    assert reconstruct(truncate(share([2**20], 3), 16, d)).tolist() in ([16], [17])  # ran on crypto streams only
 
 
 def test_triple_components_are_correct_for_every_kind():

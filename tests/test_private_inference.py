@@ -48,7 +48,7 @@ def test_hidden_activations_exact_relu_at_zero_and_negative():
 def mnist():
     data = pytest.importorskip("refimpl.fl.data").load("mnist-10k")
     # a quick deterministic 784-128-10 model (the bench trains the full one)
-    params = train_mlp(data.x_train[:2000], data.y_train[:2000], (784, 128, 10), epochs=1, seed=0)
+    params = train_mlp(data.x_train[:2000], data.y_train[:2000], (784, 128, 10), epochs=2, seed=0)
     return params, data
 
 
