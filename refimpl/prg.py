@@ -151,7 +151,7 @@ class Stream:
     secrets: derive a new key per purpose with :func:`derive_key`.
     """
 
-    __slots__ = ("_key", "_cipher", "_nonce", "_position")
+    __slots__ = ("_cipher", "_key", "_nonce", "_position")
 
     def __init__(self, key: bytes | None = None, *, cipher: str = "aes128-ctr", nonce: bytes | None = None,
                  offset: int = 0) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from refimpl import _backend
-from refimpl._errors import NotAFieldError, OutOfRangeError, _describe
+from refimpl._errors import NotAFieldError, OutOfRangeError
 
 if TYPE_CHECKING:
     from refimpl.prg import Stream
@@ -220,7 +220,7 @@ class Ring:
             return _backend.jax_ring().reduce(self, x)
         arr = self._as_int_array(x, "Ring.reduce input")
         m, dt = self.modulus, self.dtype
-        if arr.dtype == object or dt == object:
+        if arr.dtype.kind == "O" or dt.kind == "O":
             return np.vectorize(lambda v: int(v) % m, otypes=[object])(arr).astype(dt)
         if self.is_power_of_two:
             out = arr.astype(dt)  # two's-complement cast: exact reduction modulo 2**64 (or 2**32)
@@ -372,11 +372,11 @@ class Ring:
         shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
         count = int(np.prod(shape, dtype=np.int64))
         m, dt = self.modulus, self.dtype
-        if self.is_power_of_two and dt != object:
+        if self.is_power_of_two and dt.kind != "O":
             out = np.empty(count, dtype=dt)
             stream.read_into(out)
             return self._wrap(out).reshape(shape)
-        if dt == object:
+        if dt.kind == "O":
             width = self.element_bytes + _OVERSAMPLE_BYTES
             raw = stream.read(count * width).reshape(count, width)
             vals = [int.from_bytes(row.tobytes(), "little") % m for row in raw]

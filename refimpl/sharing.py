@@ -28,7 +28,8 @@ from __future__ import annotations
 import numbers
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 from numpy.typing import ArrayLike

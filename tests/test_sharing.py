@@ -478,7 +478,7 @@ def test_mismatched_sharings_raise_specific_errors():
         (share([[1, 2]], 3, key=K0), ShapeMismatchError, "shapes (2,) and (1, 2)"),
     ]
     for other, exc, text in cases:
-        for op in (lambda: x + other, lambda: x - other, lambda: sum_shares([x, other])):
+        for op in (lambda o=other: x + o, lambda o=other: x - o, lambda o=other: sum_shares([x, o])):
             with pytest.raises(exc, match=re.escape(text)):
                 op()
         with pytest.raises(exc):
