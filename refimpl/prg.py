@@ -113,8 +113,8 @@ def _encryptor(key: bytes, cipher: str, nonce: bytes, offset: int) -> Any:
     if cipher == "aes128-ctr":
         counter = (int.from_bytes(nonce, "big") + block) % (1 << 128)
         return Cipher(algorithms.AES(key), modes.CTR(counter.to_bytes(16, "big"))).encryptor()
-    counter, rest = nonce[:4], nonce[4:]
-    start = int.from_bytes(counter, "little") + block
+    first_block, rest = nonce[:4], nonce[4:]
+    start = int.from_bytes(first_block, "little") + block
     return Cipher(algorithms.ChaCha20(key, start.to_bytes(4, "little") + rest), None).encryptor()
 
 
@@ -199,7 +199,7 @@ class Stream:
             return
         block = _BLOCK[self._cipher]
         enc = _encryptor(self._key, self._cipher, self._nonce, self._position)
-        _fill(enc, memoryview(out.reshape(-1).view(np.uint8)), self._position % block)
+        _fill(enc, memoryview(out.reshape(-1).view(np.uint8)), self._position % block)  # type: ignore[arg-type]
         if sys.byteorder == "big" and out.dtype.itemsize > 1:
             out.byteswap(inplace=True)
         self._position += nbytes

@@ -369,7 +369,7 @@ class Ring:
             >>> Ring(10).sample(Stream(bytes(16)), 5)
             array([2, 4, 8, 6, 5], dtype=uint64)
         """
-        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+        shape = (int(shape),) if isinstance(shape, numbers.Integral) else tuple(shape)  # type: ignore[arg-type]
         count = int(np.prod(shape, dtype=np.int64))
         m, dt = self.modulus, self.dtype
         if self.is_power_of_two and dt.kind != "O":
