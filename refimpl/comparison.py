@@ -131,8 +131,9 @@ def add_binary(x: BinaryShares, y: BinaryShares, dealer: Dealer, channel: Channe
     return x ^ y ^ (g << 1)
 
 
-def a2b(x: Shares, dealer: Dealer, channel: Channel | None = None) -> BinaryShares:
-    """Arithmetic-to-binary conversion: a binary sharing whose low ``l`` bits are ``x mod 2**l``.
+def _binary_summands(x: Shares, dealer: Dealer, channel: Channel) -> tuple[BinaryShares, BinaryShares]:
+    """Two binary sharings whose sum (as integers mod 2**l) is ``x``: each party's arithmetic share becomes a binary
+    sharing of its own, and carry-save adders reduce the ``n`` of them to two (no rounds for ``n = 2``).
 
     Raises:
         RefimplError: the ring is not Z_2^l with ``l <= 64``.
@@ -143,7 +144,6 @@ def a2b(x: Shares, dealer: Dealer, channel: Channel | None = None) -> BinaryShar
         raise RefimplError(f"binary conversion needs a ring Z_2^l with l <= 64, got {ring!r}")
     if x.n != dealer.n:
         raise PartyCountError(f"a sharing among {x.n} parties with a dealer for {dealer.n}")
-    channel = channel or Channel()
     words = x.data.astype(np.uint64)
     ops = []
     for i in range(x.n):
@@ -152,7 +152,19 @@ def a2b(x: Shares, dealer: Dealer, channel: Channel | None = None) -> BinaryShar
         ops.append(BinaryShares(data))
     while len(ops) > 2:
         ops = _carry_save(ops, dealer, channel)
-    return add_binary(ops[0], ops[1], dealer, channel, bits=ring.bits)
+    return ops[0], ops[1]
+
+
+def a2b(x: Shares, dealer: Dealer, channel: Channel | None = None) -> BinaryShares:
+    """Arithmetic-to-binary conversion: a binary sharing whose low ``l`` bits are ``x mod 2**l``.
+
+    Raises:
+        RefimplError: the ring is not Z_2^l with ``l <= 64``.
+        PartyCountError: ``x`` and the dealer disagree on ``n``.
+    """
+    channel = channel or Channel()
+    first, second = _binary_summands(x, dealer, channel)
+    return add_binary(first, second, dealer, channel, bits=x.ring.bits)
 
 
 def _and_bits(pairs: list[tuple[np.ndarray, np.ndarray]], dealer: Dealer, channel: Channel) -> list[np.ndarray]:
@@ -224,21 +236,9 @@ def msb(x: Shares, dealer: Dealer, channel: Channel | None = None) -> BinaryShar
     ANDs per element instead of 768 for l = 64), packed 64 to a word across elements and positions, in the same
     ``1 + ceil(log2(l - 1))`` rounds (plus the carry-save rounds for ``n > 2``).
     """
-    ring = x.ring
-    if not ring.is_power_of_two or ring.dtype == object:
-        raise RefimplError(f"binary conversion needs a ring Z_2^l with l <= 64, got {ring!r}")
-    if x.n != dealer.n:
-        raise PartyCountError(f"a sharing among {x.n} parties with a dealer for {dealer.n}")
     channel = channel or Channel()
-    words = x.data.astype(np.uint64)
-    ops = []
-    for i in range(x.n):
-        data = np.zeros((x.n, *x.shape), dtype=np.uint64)
-        data[i] = words[i]
-        ops.append(BinaryShares(data))
-    while len(ops) > 2:
-        ops = _carry_save(ops, dealer, channel)
-    sign = _sign_of_sum(ops[0], ops[1], ring.bits, dealer, channel)
+    first, second = _binary_summands(x, dealer, channel)
+    sign = _sign_of_sum(first, second, x.ring.bits, dealer, channel)
     return BinaryShares(sign.astype(np.uint64).reshape(x.n, *x.shape))
 
 
