@@ -98,7 +98,7 @@ def train_mlp(x: ArrayLike, y: ArrayLike, sizes: Sequence[int] = (784, 128, 10),
 
     Initialisation is U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and the batch order a permutation, both drawn from a keyed
     stream derived from ``seed`` (the model is the secret this module protects, so even its initialisation uses
-    refimpl's cryptographic streams rather than ``np.random``). Same inputs and seed give the same weights on one
+    refimpl's cryptographic streams, not NumPy's generators). Same inputs and seed give the same weights on one
     machine.
 
     Returns:

@@ -13,7 +13,7 @@
   client sampling at rate ``q`` and noise multiplier ``z``. FedAvg samples a fixed-size cohort without
   replacement; accounting it as Poisson sampling at ``q = m / K`` is the usual approximation (McMahan et al. 2018).
 
-All noise is drawn from keyed :class:`~refimpl.prg.Stream` s (AES-128-CTR / ChaCha20), never from ``np.random``.
+All noise is drawn from keyed :class:`~refimpl.prg.Stream` s (AES-128-CTR / ChaCha20), never from NumPy's or Python's non-cryptographic generators.
 Uniforms are 53-bit: ``u = (w >> 11 + 1/2) 2^-53`` for 64-bit keystream words ``w``, so ``0 < u < 1``.
 
 Example:
