@@ -322,10 +322,9 @@ def share_compressed(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: byte
                         "under jax.jit or jax.vmap; use share() there, or call share_compressed outside")
     x = ring.element(secret)
     keys = _party_keys(key, n, prg)
-    first = x.copy()
+    first = x
     for k in keys:
-        mask = ring.sample(Stream(k, cipher=prg), x.shape)
-        first = ring.sub(first, mask)
+        first = ring.sub(first, ring.sample(Stream(k, cipher=prg), x.shape))
     return CompressedShares(ring, np.asarray(first, dtype=ring.dtype), tuple(keys), prg)
 
 
@@ -367,18 +366,9 @@ def share(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = 
     if ring.modulus in (2**32, 2**64) and sys.byteorder == "little":
         _share_words(x, keys, prg, data)  # masks and party 0's share computed together, chunk by chunk
         return Shares(ring, data)
-    for party, k in enumerate(keys, start=1):
-        if ring.is_power_of_two and ring.modulus in (2**32, 2**64):
-            Stream(k, cipher=prg).read_into(data[party, ...])  # fast path: keystream straight into the share
-        else:
-            data[party, ...] = ring.sample(Stream(k, cipher=prg), x.shape)
-    if ring.dtype != object and ring.modulus in (2**32, 2**64):
-        first = data[0, ...]  # an array view even for a 0-d secret
-        np.subtract(x, data[1], out=first)
-        for party in range(2, n):
-            np.subtract(first, data[party], out=first)
-    else:
-        data[0, ...] = ring.sub(x, ring.sum(data[1:], axis=0))
+    for party, k in enumerate(keys, start=1):  # the definition, for every other ring (and big-endian hosts)
+        data[party, ...] = ring.sample(Stream(k, cipher=prg), x.shape)
+    data[0, ...] = ring.sub(x, ring.sum(data[1:], axis=0))  # [0, ...]: never nests a 0-d array in an object array
     return Shares(ring, data)
 
 
