@@ -12,7 +12,12 @@ Measured in one process (a shared, noisy machine: only ratios from the same run 
   rebuilds their X25519 keys and regenerates their pairwise masks);
 * ``secagg+``         -- the same on the SecAgg+ graph (degree 4) when K >= 6.
 
-Flower's SecAgg+ (``flwr``) and TenSEAL's CKKS are benchmarked only when installed; otherwise the JSON says so.
+Flower's SecAgg+ (``flwr``) and TenSEAL's CKKS are benchmarked only when importable (otherwise the JSON says "not
+installed"): see :func:`flower_secaggplus` / :func:`tenseal_ckks` and ``FLOWER_TIMED`` / ``TENSEAL_TIMED`` for exactly
+what is timed. Peer rows carry ratios peer / refimpl (Flower vs refimpl's SecAgg rows with the same graph and dropout;
+CKKS vs additive S=2 and vs SecAgg). Run them from a separate environment, e.g.
+``python3 -m venv /tmp/peervenv && /tmp/peervenv/bin/pip install flwr tenseal -e .`` then
+``/tmp/peervenv/bin/python bench/bench_secagg.py``.
 
 Usage: ``python bench/bench_secagg.py [--clients 10] [--dim 100000] [--repeat 3] [--out bench/results/...]``
 """
@@ -20,7 +25,9 @@ Usage: ``python bench/bench_secagg.py [--clients 10] [--dim 100000] [--repeat 3]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import importlib
 import importlib.util
 import json
 import os
@@ -150,6 +157,246 @@ def fedavg_section(rounds: int, repeat_rounds: int) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# Peers: Flower's SecAgg+ and TenSEAL's CKKS, benchmarked only when importable (``pip install flwr tenseal``; run the
+# bench with that environment's python). Each returns the same keys as refimpl's rows (client_s, server_s,
+# upload_bytes) plus a ``timed`` string saying exactly what the numbers cover.
+# --------------------------------------------------------------------------------------------------------------------
+
+FLOWER_TIMED = (
+    "Flower's own client stage functions from flwr.client.mod.secure_aggregation.secaggplus_mod, called directly on a "
+    "SecAggPlusState (no Message/RecordDict/grpc plumbing, no per-stage state (de)serialisation -- both would only add "
+    "to Flower's cost): _setup (2 SECP384R1 key pairs), _share_keys (Shamir shares of rd_seed and sk1 via "
+    "pycryptodome, ECDH+HKDF, Fernet encryption per neighbour), _collect_masked_vectors (Fernet decryption, quantize, "
+    "pseudo_rand_gen self mask + one ECDH and pseudo_rand_gen pairwise mask per neighbour, mod), _unmask. Server: the "
+    "computation of SecAggPlusWorkflow's stages re-issued line for line with Flower's functions (neighbour graph, "
+    "ciphertext forwarding, bytes_to_ndarray + parameters_addition + parameters_mod of the masked vectors, "
+    "combine_shares per client, pseudo_rand_gen to remove self masks of survivors, ECDH + pseudo_rand_gen to remove "
+    "pairwise masks of dropped clients, dequantize); the Strategy/aggregate_fit call is not timed. Client 'Parameters' "
+    "are built untimed. Upload = payload bytes (public keys, ciphertexts, masked ndarray bytes, unmask shares), "
+    "without protobuf framing."
+)
+FLOWER_PRG_NOTE = (
+    "flwr/common/secure_aggregation/secaggplus_utils.py::pseudo_rand_gen XOR-folds the 32-byte seed (rd_seed, or the "
+    "HKDF'd ECDH key) into a 32-bit integer and expands every mask with np.random.RandomState(seed32).randint(0, "
+    "mod_range - 1) -- Mersenne Twister, non-cryptographic, 2^32 seeds, and never draws mod_range - 1; "
+    "quantization.py::_stochastic_round draws its dither from the global unseeded np.random.rand."
+)
+TENSEAL_TIMED = (
+    "TenSEAL CKKS, poly_modulus_degree 8192, coeff_mod_bit_sizes [60, 40, 40, 60], scale 2^40 (d > 4096 slots: "
+    "TenSEAL chunks the vector into ceil(d/4096) ciphertexts). Client: ts.ckks_vector(ctx, x) + serialize(). Server: "
+    "ckks_vector_from(public ctx, bytes) for each of the K uploads + K-1 homomorphic additions + serialize() of the "
+    "encrypted sum (per-server time = all of it, one server). Not timed/counted: key generation, the one-off public "
+    "context upload, decryption of the sum by the key holder. Upload = len(serialized CKKS vector)."
+)
+
+
+def flower_secaggplus(xs: dict[int, np.ndarray], num_shares: int, threshold: int, clip: float, repeat: int,
+                      dropouts: tuple[int, ...] = ()) -> dict:
+    """Flower SecAgg+ (flwr) at K = len(xs): per-client and server seconds (min over ``repeat``), upload bytes of a
+    surviving client. ``dropouts`` drop after ShareKeys (before masked-input collection), as in refimpl's row."""
+    import flwr
+    from flwr.common import bytes_to_ndarray, ndarrays_to_parameters
+    from flwr.common.secure_aggregation.crypto.shamir import combine_shares
+    from flwr.common.secure_aggregation.crypto.symmetric_encryption import generate_shared_key
+    from flwr.common.secure_aggregation.ndarrays_arithmetic import (
+        factor_extract,
+        get_parameters_shape,
+        parameters_addition,
+        parameters_mod,
+        parameters_subtraction,
+    )
+    from flwr.common.secure_aggregation.quantization import dequantize
+    from flwr.common.secure_aggregation.secaggplus_constants import Key
+    from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
+    from flwr.supercore.primitives.asymmetric import bytes_to_private_key, bytes_to_public_key
+
+    fm = importlib.import_module("flwr.client.mod.secure_aggregation.secaggplus_mod")  # the package re-exports a
+    # function of the same name, so import the module itself
+    nids = sorted(xs)
+    k = len(nids)
+    target, mod_range = 1 << 22, 1 << 32  # SecAggPlusWorkflow defaults (quantization_range, modulus_range)
+    params = {u: ndarrays_to_parameters([xs[u]]) for u in nids}  # the client app's output format: untimed
+
+    def one_round():
+        tc: dict[int, float] = defaultdict(float)
+        up: dict[int, int] = defaultdict(int)
+        ts_ = 0.0
+
+        def client(u, fn, *a):
+            t = time.perf_counter()
+            r = fn(*a)
+            tc[u] += time.perf_counter() - t
+            return r
+
+        t = time.perf_counter()  # server: stage 0 config + neighbour graph (ring of num_shares, as the workflow)
+        order = list(nids)
+        half = num_shares >> 1
+        neigh = {u: {order[(i + o) % k] for o in range(-half, half + 1)} for i, u in enumerate(order)}
+        cfg = {Key.SAMPLE_NUMBER: k, Key.SHARE_NUMBER: num_shares, Key.THRESHOLD: threshold,
+               Key.CLIPPING_RANGE: clip, Key.TARGET_RANGE: target, Key.MOD_RANGE: mod_range, Key.MAX_WEIGHT: 1.0}
+        ts_ += time.perf_counter() - t
+        states = {u: fm.SecAggPlusState(nid=u) for u in nids}
+        pks = {}
+        for u in nids:  # stage 0: setup
+            r = client(u, fm._setup, states[u], dict(cfg))
+            pks[u] = [r[Key.PUBLIC_KEY_1], r[Key.PUBLIC_KEY_2]]
+            up[u] += len(r[Key.PUBLIC_KEY_1]) + len(r[Key.PUBLIC_KEY_2])
+        fwd_c: dict[int, list] = {u: [] for u in nids}
+        fwd_s: dict[int, list] = {u: [] for u in nids}
+        for u in nids:  # stage 1: share keys
+            r = client(u, fm._share_keys, states[u], {str(v): pks[v] for v in neigh[u]})
+            up[u] += sum(map(len, r[Key.CIPHERTEXT_LIST]))
+            t = time.perf_counter()
+            for dst, c in zip(r[Key.DESTINATION_LIST], r[Key.CIPHERTEXT_LIST]):
+                fwd_c[dst].append(c)
+                fwd_s[dst].append(u)
+            ts_ += time.perf_counter() - t
+        active = [u for u in nids if u not in dropouts]
+        masked = None
+        for u in active:  # stage 2: collect masked vectors
+            r = client(u, fm._collect_masked_vectors, states[u],
+                       {Key.CIPHERTEXT_LIST: fwd_c[u], Key.SOURCE_LIST: fwd_s[u]}, 1, params[u])
+            blobs = r[Key.MASKED_PARAMETERS]
+            up[u] += sum(map(len, blobs))
+            t = time.perf_counter()
+            vec = [bytes_to_ndarray(b) for b in blobs]
+            masked = vec if masked is None else parameters_addition(masked, vec)
+            ts_ += time.perf_counter() - t
+        t = time.perf_counter()
+        masked = parameters_mod(masked, mod_range)
+        ts_ += time.perf_counter() - t
+        shares: dict[int, list] = {u: [] for u in nids}
+        act, dead = set(active), set(dropouts)
+        for u in active:  # stage 3: unmask
+            r = client(u, fm._unmask, states[u], {Key.ACTIVE_NODE_ID_LIST: list(neigh[u] & act),
+                                                  Key.DEAD_NODE_ID_LIST: list(neigh[u] & dead)})
+            up[u] += sum(map(len, r[Key.SHARE_LIST]))
+            t = time.perf_counter()
+            for owner, sh in zip(r[Key.NODE_ID_LIST], r[Key.SHARE_LIST]):
+                shares[owner].append(sh)
+            ts_ += time.perf_counter() - t
+        t = time.perf_counter()  # server unmasking, as SecAggPlusWorkflow.unmask_stage
+        for u, sl in shares.items():
+            if len(sl) < threshold:
+                raise RuntimeError(f"Flower SecAgg+: not enough shares for node {u}")
+            secret = combine_shares(sl)
+            if u in act:
+                masked = parameters_subtraction(masked, pseudo_rand_gen(secret, mod_range,
+                                                                        get_parameters_shape(masked)))
+            else:
+                for v in neigh[u] - {u}:
+                    sk = generate_shared_key(bytes_to_private_key(secret), bytes_to_public_key(pks[v][0]))
+                    pm = pseudo_rand_gen(sk, mod_range, get_parameters_shape(masked))
+                    masked = parameters_addition(masked, pm) if u > v else parameters_subtraction(masked, pm)
+        q_total, recon = factor_extract(parameters_mod(masked, mod_range))
+        agg = dequantize(recon, clip, target)
+        for vec in agg:
+            vec += -(len(active) - 1) * clip
+            vec *= target / q_total
+        ts_ += time.perf_counter() - t
+        return sum(tc[u] for u in active) / len(active), ts_, up[active[0]], agg[0], active
+
+    rows = [one_round() for _ in range(repeat)]
+    agg, active = rows[-1][3], rows[-1][4]
+    want = sum(xs[u] for u in active) / len(active)  # Flower's workflow returns the (example-weighted) mean
+    err = float(np.max(np.abs(agg - want)))
+    assert err < 4 * clip / target * 2, f"Flower SecAgg+ aggregate off by {err}"
+    return {"client_s": min(r[0] for r in rows), "server_s": min(r[1] for r in rows), "upload_bytes": rows[-1][2],
+            "num_shares": num_shares, "threshold": threshold, "dropped": len(dropouts), "max_abs_error": err,
+            "flwr": flwr.__version__}
+
+
+@contextlib.contextmanager
+def _quiet_native_output():
+    """Silence file descriptors 1 and 2: TenSEAL's C++ side writes a warning to std::cout for every vector longer
+    than one ciphertext's slots (the C stdio buffer is flushed before the descriptors are restored)."""
+    import ctypes
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in saved:
+        os.dup2(devnull, fd)
+    try:
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)
+        for fd, old in saved.items():
+            os.dup2(old, fd)
+            os.close(old)
+        os.close(devnull)
+
+
+def tenseal_ckks(xs: dict[int, np.ndarray], repeat: int) -> dict:
+    """TenSEAL CKKS aggregation: each client encrypts and serialises its vector; the server deserialises and adds."""
+    import tenseal as ts
+
+    ctx = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 40, 40, 60])
+    ctx.global_scale = 2.0**40
+    pub = ctx.copy()
+    pub.make_context_public()
+    server_ctx = ts.context_from(pub.serialize())
+    rows = []
+    with _quiet_native_output():
+        for _ in range(repeat):
+            tc, blobs = [], []
+            for x in xs.values():
+                t = time.perf_counter()
+                blobs.append(ts.ckks_vector(ctx, x).serialize())
+                tc.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            acc = ts.ckks_vector_from(server_ctx, blobs[0])
+            for b in blobs[1:]:
+                acc += ts.ckks_vector_from(server_ctx, b)
+            out = acc.serialize()
+            rows.append((sum(tc) / len(tc), time.perf_counter() - t, len(blobs[0]), out))
+    total = np.array(ts.ckks_vector_from(ctx, rows[-1][3]).decrypt())
+    err = float(np.max(np.abs(total - sum(xs.values()))))
+    assert err < 1e-3, f"CKKS aggregate off by {err}"
+    return {"client_s": min(r[0] for r in rows), "server_s": min(r[1] for r in rows), "upload_bytes": rows[-1][2],
+            "public_context_bytes": len(pub.serialize()), "max_abs_error": err, "tenseal": ts.__version__}
+
+
+def peer_section(xs: dict[int, np.ndarray], res: dict, repeat: int) -> tuple[dict, dict]:
+    """Run whichever peers are importable; return (peer status, peer rows with ratios vs refimpl's rows)."""
+    k = len(xs)
+    status, rows = {}, {}
+    if importlib.util.find_spec("flwr"):
+        status["Flower SecAgg+"] = {"timed": FLOWER_TIMED, "mask_prg": FLOWER_PRG_NOTE}
+        cases = [("flower_secagg+_full", k, k // 2 + 1, (), "secagg")]
+        if k >= 6:
+            cases.append(("flower_secagg+_deg4", 5, 3, (), "secagg+_deg4"))
+        cases.append(("flower_secagg+_full_30pct_dropout", k, k // 2 + 1, tuple(list(xs)[: max(1, (3 * k) // 10)]),
+                      "secagg_30pct_dropout"))
+        for name, n_sh, t, dr, ref in cases:
+            r = flower_secaggplus(xs, n_sh, t, 1.0, repeat, dr)
+            r["vs"] = ref
+            rows[name] = r
+            print(f"  {name}: client {r['client_s']*1e3:.1f} ms, server {r['server_s']*1e3:.1f} ms", file=sys.stderr)
+    else:
+        status["Flower SecAgg+"] = "not installed"
+    if importlib.util.find_spec("tenseal"):
+        status["TenSEAL CKKS"] = {"timed": TENSEAL_TIMED}
+        r = tenseal_ckks(xs, repeat)
+        r["vs"] = "additive_S2"
+        rows["tenseal_ckks"] = r
+        print(f"  tenseal_ckks: client {r['client_s']*1e3:.1f} ms, server {r['server_s']*1e3:.1f} ms", file=sys.stderr)
+    else:
+        status["TenSEAL CKKS"] = "not installed"
+    for r in rows.values():
+        base = res[r["vs"]]
+        r["client_ratio"] = r["client_s"] / base["client_s"]
+        r["server_ratio"] = r["server_s"] / base["server_s"]
+        r["bytes_ratio"] = r["upload_bytes"] / base["upload_bytes"]
+    if "tenseal_ckks" in rows:  # the issue's CKKS target is per client against refimpl's secure aggregation
+        ck = rows["tenseal_ckks"]
+        ck["client_ratio_vs_secagg"] = ck["client_s"] / res["secagg"]["client_s"]
+        ck["bytes_ratio_vs_secagg"] = ck["upload_bytes"] / res["secagg"]["upload_bytes"]
+    return status, rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=10)
@@ -196,9 +443,7 @@ def main(argv=None) -> int:
         res[name] = {"client_s": c_s, "server_s": s_s, "round_s": tot, "upload_bytes": up,
                      "upload_ratio": up / c2.codec.encoded_nbytes, "threshold": c2.threshold}
 
-    peers = {}
-    for mod, label in (("flwr", "Flower SecAgg+"), ("tenseal", "TenSEAL CKKS")):
-        peers[label] = "installed, not yet benchmarked" if importlib.util.find_spec(mod) else "not installed"
+    peers, peer_rows = peer_section(xs, res, rep)
 
     print(f"secure aggregation, K={k} clients, d={d:,} coordinates (min of {rep}); plaintext sum {t_plain*1e3:.2f} ms")
     print(f"{'protocol':<24}{'client ms':>11}{'server ms':>11}{'round ms':>10}{'upload B':>12}{'up/enc':>8}"
@@ -209,7 +454,14 @@ def main(argv=None) -> int:
         print(f"{name:<24}{r['client_s']*1e3:>11.2f}{r['server_s']*1e3:>11.2f}{r['round_s']*1e3:>10.1f}"
               f"{r['upload_bytes']:>12,}{r['upload_ratio']:>8.4f}{r['server_s']/t_plain:>14.1f}")
     print(f"limits: memcpy of all updates {res['memcpy']['server_s']*1e3:.2f} ms, AES-CTR keystream per d-vector "
-          f"{res['aes_keystream']['client_s']*1e3:.2f} ms; peers: {peers}")
+          f"{res['aes_keystream']['client_s']*1e3:.2f} ms; peers: "
+          + ", ".join(f"{n}: {v if isinstance(v, str) else 'benchmarked'}" for n, v in peers.items()))
+    if peer_rows:
+        print(f"{'peer':<36}{'client ms':>11}{'server ms':>11}{'upload B':>12}  {'vs refimpl row':<22}"
+              f"{'client x':>9}{'server x':>9}{'bytes x':>9}")
+        for name, r in peer_rows.items():
+            print(f"{name:<36}{r['client_s']*1e3:>11.2f}{r['server_s']*1e3:>11.2f}{r['upload_bytes']:>12,}  "
+                  f"{r['vs']:<22}{r['client_ratio']:>9.1f}{r['server_ratio']:>9.1f}{r['bytes_ratio']:>9.2f}")
 
     fed = fedavg_section(args.fedavg_rounds, rep) if args.fedavg_rounds > 1 else None
     if fed:
@@ -223,7 +475,8 @@ def main(argv=None) -> int:
         "benchmark": "bench_secagg", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "versions": {"numpy": np.__version__, "cryptography": __import__("cryptography").__version__},
-        "clients": k, "dim": d, "repeat": rep, "results": res, "peers": peers, "fedavg": fed}, indent=2) + "\n")
+        "clients": k, "dim": d, "repeat": rep, "results": res, "peers": peers, "peer_results": peer_rows,
+        "fedavg": fed}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 
