@@ -225,11 +225,11 @@ class Codec:
             raise ShapeMismatchError(f"a contribution has shape ({self.length},), got {arr.shape}")
         if arr.dtype.kind not in "iu":
             raise TypeError(f"encoded contributions are integers, got dtype {arr.dtype}")
-        a = arr.astype(np.int64)
-        lo = 0 if self.bits is not None else -self.per_client_bound
-        bad = (a < lo) | (a > self.per_client_bound)
-        if bad.any():
-            raise OutOfRangeError(f"encoded value {a[bad][0]} is outside [{lo}, {self.per_client_bound}]")
+        a = arr if arr.dtype == np.int64 else arr.astype(np.int64)  # ring.element below copies: no copy here
+        lo, hi = (0 if self.bits is not None else -self.per_client_bound), self.per_client_bound
+        if a.size and (np.minimum.reduce(a, axis=None) < lo or np.maximum.reduce(a, axis=None) > hi):
+            bad = (a < lo) | (a > hi)
+            raise OutOfRangeError(f"encoded value {a[bad][0]} is outside [{lo}, {hi}]")
         return self.ring.element(a)
 
     def decode_sum(self, total: np.ndarray) -> np.ndarray:

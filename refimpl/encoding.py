@@ -245,14 +245,19 @@ class FixedPoint:
         """
         if _backend.is_jax(r):  # JAX arrays: float64 in JAX's 64-bit mode, else float32 (refimpl._jax_encoding)
             return _backend.jax_encoding().decode(self, r)
-        k = self.ring.lift(self.ring.element(self._check_unsigned(r)))
+        if type(r) is np.ndarray and r.dtype == np.uint64 and self.ring.modulus == 2**64:
+            k = r.view(np.int64)  # every uint64 is an element of Z_2^64 and its int64 view is the lift: no copies
+        else:
+            k = self.ring.lift(self.ring.element(self._check_unsigned(r)))
         scale = self.scale
         if k.dtype == object:
             return np.vectorize(lambda v: v / scale, otypes=[np.float64])(k).astype(np.float64)
-        out = np.asarray(k.astype(np.float64) / np.float64(scale))  # an array even for 0-d input
-        big = np.abs(k) > 2**53
-        if big.any() and scale & (scale - 1):
-            out[big] = [int(v) / scale for v in k[big]]
+        out = k.astype(np.float64)  # an array even for 0-d input
+        np.divide(out, np.float64(scale), out=out)
+        if scale & (scale - 1):  # a power-of-two scale divides exactly: no correction to look for
+            big = np.abs(k) > 2**53
+            if big.any():
+                out[big] = [int(v) / scale for v in k[big]]
         return out
 
     def _check_unsigned(self, r: ArrayLike) -> np.ndarray:

@@ -33,6 +33,7 @@ References:
 from __future__ import annotations
 
 import numbers
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -55,7 +56,7 @@ from refimpl._errors import (
 from refimpl._secagg_common import Codec, Traffic, check_round
 from refimpl.prg import Stream, _check_cipher, derive_key, fresh_key, key_length
 from refimpl.ring import Z2_64, Ring
-from refimpl.sharing import share_compressed
+from refimpl.sharing import _apply_keystreams, _share_compressed_owned
 
 __all__ = [
     "AdditiveConfig",
@@ -203,7 +204,8 @@ class AdditiveClient:
             raise TypeError("give exactly one of values and encoded")
         x = cfg.check_encoded(encoded) if encoded is not None else cfg.encode(values)  # type: ignore[arg-type]
         round_key = derive_key(self._key, "secagg/additive", int(round_), self.id)
-        cs = share_compressed(x, cfg.servers, ring=cfg.ring, key=round_key, prg=cfg.prg)
+        # x is a new array (check_encoded / encode return fresh ring elements): shared in place, no copy
+        cs = _share_compressed_owned(x, cfg.servers, cfg.ring, round_key, cfg.prg)
         self._rounds_sent.add(round_)
         msgs = [ShareMessage(round_, self.id, _server_of(self.id, 0, cfg.servers), cfg.ring, cs.first, cfg.prg)]
         msgs += [ShareMessage(round_, self.id, _server_of(self.id, p, cfg.servers), cfg.ring, k, cfg.prg)
@@ -226,6 +228,7 @@ class AdditiveServer:
         self.round: int | None = None
         self._roster: frozenset[int] = frozenset()
         self._shares: dict[int, np.ndarray | bytes] = {}
+        self._spare: list[np.ndarray] = []  # the previous round's share copies, reused as this round's buffers
 
     def begin_round(self, round_: int, clients: Iterable[int]) -> None:
         """Start round ``round_`` (strictly after the previous one) with the given client ids."""
@@ -236,7 +239,9 @@ class AdditiveServer:
         if len(roster) > self.config.max_clients:
             raise ConfigurationError(f"{len(roster)} clients exceed max_clients={self.config.max_clients} "
                                      "(the sizing check assumed at most that many)")
-        self.round, self._roster, self._shares = int(round_), roster, {}
+        # the share arrays this aggregator copied last round (never handed out) hold this round's copies
+        spare = [s for s in self._shares.values() if isinstance(s, np.ndarray)]
+        self.round, self._roster, self._shares, self._spare = int(round_), roster, {}, spare
 
     @property
     def received(self) -> frozenset[int]:
@@ -282,7 +287,9 @@ class AdditiveServer:
             if not cfg.ring.is_power_of_two and p.size and p.max() >= cfg.ring.modulus:
                 raise OutOfRangeError(f"share from client {msg.client} holds {p.max()}, not an element of "
                                       f"{cfg.ring!r}")
-            self._shares[msg.client] = p.copy()
+            buf = self._spare.pop() if self._spare else np.empty(p.shape, dtype=p.dtype)
+            np.copyto(buf, p)  # a copy, as p.copy(), into a buffer from last round when there is one
+            self._shares[msg.client] = buf
         else:
             if not isinstance(p, (bytes, bytearray)):
                 raise ProtocolError(f"server {self.id} expects client {msg.client}'s stream key, got "
@@ -313,6 +320,14 @@ class AdditiveServer:
                                  f"{self.config.min_clients}; no total is released")
         cfg, ring = self.config, self.config.ring
         total = ring.zeros(cfg.length)
+        if ring.modulus in (2**32, 2**64) and sys.byteorder == "little":  # native wrap-around: sum in place
+            shares = [self._shares[c] for c in sorted(clients)]
+            for s in shares:
+                if isinstance(s, np.ndarray):
+                    np.add(total, s, out=total)
+            # the keys' expansions are folded into the total chunk by chunk, never materialised
+            _apply_keystreams(total, [s for s in shares if not isinstance(s, np.ndarray)], cfg.prg, np.add)
+            return PartialSum(self.round, self.id, clients, total)
         for c in sorted(clients):
             s = self._shares[c]
             part = s if isinstance(s, np.ndarray) else ring.sample(Stream(s, cipher=cfg.prg), cfg.length)
@@ -344,7 +359,11 @@ def combine_partial_sums(config: AdditiveConfig, partials: Sequence[PartialSum])
     ring = config.ring
     total = ring.zeros(config.length)
     for p in partials:
-        total = ring.add(total, p.total)
+        if ring.modulus in (2**32, 2**64) and isinstance(p.total, np.ndarray) and p.total.dtype == ring.dtype \
+                and p.total.shape == total.shape:
+            np.add(total, p.total, out=total)  # native wrap-around: in place
+        else:
+            total = ring.add(total, p.total)
     return np.asarray(total, dtype=ring.dtype)
 
 

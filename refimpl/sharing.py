@@ -300,6 +300,31 @@ def _sum_parties(data: np.ndarray) -> np.ndarray:
     return out
 
 
+def _apply_keystreams(acc: np.ndarray, keys: Iterable[bytes], prg: str, op: np.ufunc) -> None:
+    """``acc = op(acc, mask_k)`` in place for every key, where ``mask_k`` is the keystream of ``k`` read as
+    ``Stream(k, cipher=prg).read_into`` reads it (offset 0, default nonce) into an array of ``acc``'s shape and dtype.
+
+    ``acc``: C-contiguous uint32/uint64 numpy array on a little-endian host; ``op``: ``np.add`` or ``np.subtract``
+    (native wrap-around, so this is ``ring.add`` / ``ring.sub`` of ``ring.sample(Stream(k, cipher=prg), shape)`` for
+    Z_2^32 / Z_2^64, bit for bit). The masks are never materialised: each chunk of keystream goes into one small
+    scratch buffer and is folded into ``acc`` while still in cache."""
+    flat = acc.reshape(-1)
+    itemsize = acc.dtype.itemsize
+    step = _FUSED_CHUNK_BYTES // itemsize
+    encryptors = [_encryptor(k, prg, bytes(16), 0) for k in keys]
+    if not encryptors or not flat.size:
+        return
+    scratch = np.empty(_FUSED_CHUNK_BYTES + 16, dtype=np.uint8)  # + 16: update_into's room after the data
+    room = memoryview(scratch)  # type: ignore[arg-type]
+    words = scratch[:_FUSED_CHUNK_BYTES].view(acc.dtype)
+    for lo in range(0, flat.size, step):
+        hi = min(flat.size, lo + step)
+        part, mask = flat[lo:hi], words[: hi - lo]
+        for enc in encryptors:
+            _write_keystream(enc, room, 0, (hi - lo) * itemsize)
+            op(part, mask, out=part)
+
+
 def share_compressed(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = None,
                      prg: str = "aes128-ctr") -> CompressedShares:
     """Share ``secret`` among ``n`` parties in seed-compressed form.
@@ -320,8 +345,17 @@ def share_compressed(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: byte
     if _backend.is_tracer(secret):
         raise TypeError("share_compressed builds host-side wire data (keys and a NumPy array), so it cannot run "
                         "under jax.jit or jax.vmap; use share() there, or call share_compressed outside")
-    x = ring.element(secret)
+    return _share_compressed_owned(ring.element(secret), n, ring, key, prg)  # ring.element returns a new array
+
+
+def _share_compressed_owned(x: Any, n: int, ring: Ring, key: bytes | None, prg: str) -> CompressedShares:
+    """:func:`share_compressed` of ring elements ``x`` (checked arguments) that the caller hands over: for Z_2^32 /
+    Z_2^64 party 0's share is computed in ``x`` itself, so ``x`` must be a new array no one else uses."""
     keys = _party_keys(key, n, prg)
+    if type(x) is np.ndarray and ring.modulus in (2**32, 2**64) and sys.byteorder == "little" and \
+            x.dtype == ring.dtype and x.flags.c_contiguous and x.flags.writeable:
+        _apply_keystreams(x, keys, prg, np.subtract)  # party 0's share, in place, the masks never materialised
+        return CompressedShares(ring, x, tuple(keys), prg)
     first = x
     for k in keys:
         first = ring.sub(first, ring.sample(Stream(k, cipher=prg), x.shape))

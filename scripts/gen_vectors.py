@@ -25,7 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from refimpl import Z2_32, Z2_64, FixedPoint, Ring, derive_key, keystream, share, share_compressed
-from refimpl.prg import _KDF_SALT, Stream, _encode_label
+from refimpl.beaver import Dealer, Triple, matmul, mul, square, truncate, truncation_offset
+from refimpl.prg import _KDF_SALT, Stream, _encode_label, key_length
+from refimpl.secagg_additive import AdditiveClient, AdditiveConfig, run_additive_round
+from refimpl.shamir import DEFAULT_FIELD, lagrange_coefficients, shamir_reconstruct, shamir_share, share_bytes
+from refimpl.binary import BinaryShares
+from refimpl.sharing import Shares
 
 VECTOR_DIR = ROOT / "refimpl" / "testing" / "vectors"
 SCHEMA_VERSION = 1
@@ -343,8 +348,167 @@ def share_compressed_vectors() -> dict[str, Any]:
             "cases": cases}
 
 
+# ----------------------------------------------------------------------------------------------- shamir
+SHAMIR_FIELDS = [DEFAULT_FIELD, Ring.prime(2**61 - 1)]
+SHAMIR_KEY = bytes(range(16))
+
+
+def _shamir_case(field: Ring, n: int, t: int, prg: str, points: tuple[int, ...] | None = None) -> dict[str, Any]:
+    x = _boundaries(field) + _random_elements(field, "shamir", 4)
+    sh = shamir_share(x, n, t, field=field, key=SHAMIR_KEY, points=points, prg=prg)
+    stream_key = derive_key(SHAMIR_KEY, "refimpl/shamir", length=key_length(prg))
+    coeffs: Any = field.sample(Stream(stream_key, cipher=prg), (t - 1, len(x))) if t > 1 else []
+    if _ints(shamir_reconstruct(sh.subset(list(sh.xs[-t:])))) != _ints(field.element(x)):
+        raise SystemExit(f"Shamir sharing over {field!r} does not reconstruct")
+    return {"field": _ring(field), "n": n, "t": t, "prg": prg, "key": SHAMIR_KEY.hex(),
+            "stream_key": stream_key.hex(), "secret": _ints(field.element(x)),
+            "coefficients": [_ints(c) for c in coeffs], "points": list(sh.xs),
+            "shares": [_ints(s) for s in sh.data]}
+
+
+def shamir_vectors() -> dict[str, Any]:
+    cases = []
+    for field in SHAMIR_FIELDS:
+        for n, t in ((2, 1), (3, 2), (5, 3), (4, 4)):
+            cases.append(_shamir_case(field, n, t, "aes128-ctr"))
+        cases.append(_shamir_case(field, 3, 2, "chacha20"))
+        cases.append(_shamir_case(field, 3, 2, "aes128-ctr", points=(7, 3, 100)))
+    lagrange = []
+    for field in SHAMIR_FIELDS:
+        for xs, at in (((1, 2), 0), ((1, 2, 3), 0), ((2, 4, 5), 0), ((1, 3, 5, 7, 9), 0), ((7, 3, 100), 0),
+                       ((1, 2, 3), 5)):
+            lagrange.append({"field": _ring(field), "points": list(xs), "at": at,
+                             "expected": [str(v) for v in lagrange_coefficients(xs, field, at=at)]})
+    secret = b"sixteen byte key"
+    sb = share_bytes(secret, 5, 3, key=SHAMIR_KEY)
+    bytes_case = {"field": _ring(DEFAULT_FIELD), "n": 5, "t": 3, "prg": "aes128-ctr", "key": SHAMIR_KEY.hex(),
+                  "secret": secret.hex(), "limbs": [int(v) for v in np.frombuffer(secret, dtype="<u2")],
+                  "points": list(sb.xs), "shares": [_ints(s) for s in sb.data]}
+    return {**_header("shamir", "shamir_share(secret, n, t, field, key, points, prg): element e's polynomial is "
+                                "f(X) = secret[e] + sum_k coefficients[k-1][e] X^k mod p (k = 1..t-1), the "
+                                "coefficients field.sample(Stream(derive_key(key, 'refimpl/shamir', "
+                                "length=16 (AES) or 32 (ChaCha20)), cipher=prg), (t-1, len(secret))); party at "
+                                "point x holds f(x). lagrange_coefficients(points, field, at) and share_bytes "
+                                "(16-bit little-endian limbs) as well."),
+            "cases": cases, "lagrange": lagrange, "share_bytes": [bytes_case]}
+
+
+# ----------------------------------------------------------------------------------------------- beaver
+DEALER_KEY = bytes(range(32, 48))
+BEAVER_FP = FixedPoint()  # base 2, 16 fractional bits, Z2_64
+BEAVER_X = [1.5, -2.25, 0.0, 3.0]
+BEAVER_Y = [-0.5, 4.0, 7.75, -1.0]
+BEAVER_MX = [[1.0, -2.0, 0.5], [3.0, 0.25, -1.0]]
+BEAVER_MY = [[2.0, -1.0], [0.5, 1.5], [-3.0, 4.0]]
+BEAVER_FRAC = 16
+
+
+def _draw_items(dealer: Dealer) -> list[Triple]:
+    """The items every beaver case draws, in this order (indices 0..3)."""
+    return [dealer.mul_triple((4,)), dealer.matmul_triple((2, 3), (3, 2)), dealer.square_pair((4,)),
+            dealer.trunc_pair((4,), BEAVER_FRAC)]
+
+
+def _sharing(s: Shares | BinaryShares) -> dict[str, Any]:
+    assert isinstance(s, Shares)
+    return {"shares": [_ints(p) for p in s.data], "opened": _ints(s.reconstruct()),
+            "signed": _ints(s.ring.lift(s.reconstruct()))}
+
+
+def beaver_vectors() -> dict[str, Any]:
+    cases = []
+    for n in (2, 3):
+        items: list[dict[str, Any]] = []
+        r_opened: list[int] = []
+        for item in _draw_items(Dealer(n, key=DEALER_KEY)):
+            parts = item.take()
+            items.append({"kind": item.kind, "index": item.index, "shapes": [list(s) for s in item.shapes],
+                          "stream_key": derive_key(DEALER_KEY, "refimpl/dealer", item.kind, item.index).hex(),
+                          "parts": [_sharing(p) for p in parts]})
+            if item.kind == "trunc":
+                r_opened = [int(v) for v in parts[0].reconstruct()]
+        # the same dealer key again: mul, matmul, square, truncate consume items 0, 1, 2, 3 above, in order
+        dealer = Dealer(n, key=DEALER_KEY)
+        ring = dealer.ring
+        x = share(BEAVER_FP.encode(BEAVER_X), n, key=bytes([1]) * 16)
+        y = share(BEAVER_FP.encode(BEAVER_Y), n, key=bytes([2]) * 16)
+        mx = share(BEAVER_FP.encode(BEAVER_MX), n, key=bytes([3]) * 16)
+        my = share(BEAVER_FP.encode(BEAVER_MY), n, key=bytes([4]) * 16)
+        z = mul(x, y, dealer)
+        zm = matmul(mx, my, dealer)
+        zs = square(x, dealer)
+        zt = truncate(z, BEAVER_FRAC, dealer)
+        offset = ring.element([truncation_offset(ring)] * len(BEAVER_X))  # c is the opened x + 2^62 + r
+        if dealer.issued != {"mul": 1, "matmul": 1, "square": 1, "trunc": 1}:
+            raise SystemExit(f"unexpected dealer items {dealer.issued}")
+        got = ring.lift(zt.reconstruct())
+        want = np.floor(np.array(BEAVER_X) * np.array(BEAVER_Y) * 2.0**BEAVER_FRAC).astype(np.int64)
+        if not np.all((got - want >= 0) & (got - want <= 1)):
+            raise SystemExit("truncate is off by more than one unit")
+        cases.append({
+            "ring": _ring(ring), "n": n, "dealer_key": DEALER_KEY.hex(), "items": items,
+            "inputs": {
+                "x": {"key": (bytes([1]) * 16).hex(), "shape": [4], **_sharing(x)},
+                "y": {"key": (bytes([2]) * 16).hex(), "shape": [4], **_sharing(y)},
+                "mx": {"key": (bytes([3]) * 16).hex(), "shape": [2, 3], **_sharing(mx)},
+                "my": {"key": (bytes([4]) * 16).hex(), "shape": [3, 2], **_sharing(my)},
+            },
+            "mul": {"x": "x", "y": "y", "item": 0, "shape": [4], **_sharing(z)},
+            "matmul": {"x": "mx", "y": "my", "item": 1, "shape": [2, 2], **_sharing(zm)},
+            "square": {"x": "x", "item": 2, "shape": [4], **_sharing(zs)},
+            "truncate": {"x": "mul", "frac_bits": BEAVER_FRAC, "item": 3, "shape": [4],
+                         "c": _ints(ring.add(ring.add(z.reconstruct(), offset), ring.element(r_opened))),
+                         **_sharing(zt)},
+        })
+    return {**_header("beaver", "Dealer(n, key) over Z2_64: item i of kind k (a global counter over all kinds, "
+                                "from 0) is drawn from Stream(derive_key(key, 'refimpl/dealer', k, i)) (AES-128-CTR):"
+                                " first the item's values, then for each value the masks of parties 1..n-1 "
+                                "(party 0 gets value - sum of masks). mul, matmul, square and truncate on sharings "
+                                "made with share(), consuming the dealer's items in order; each item is "
+                                "single-use."),
+            "cases": cases}
+
+
+# ----------------------------------------------------------------------------------------------- secagg_additive
+SECAGG_CONTRIBUTIONS = {1: [0.5, -0.25, 1.0, 0.0], 2: [0.25, 1.0, -1.0, 0.125], 4: [-1.0, 0.0, 0.75, -0.5]}
+SECAGG_KEYS = {cid: bytes([16 * cid + i for i in range(16)]) for cid in SECAGG_CONTRIBUTIONS}
+SECAGG_ROUND = 3
+
+
+def secagg_additive_vectors() -> dict[str, Any]:
+    cfg = AdditiveConfig(length=4, servers=3, max_clients=4, clip=1.0)
+    clients = []
+    for cid, values in SECAGG_CONTRIBUTIONS.items():
+        msgs = AdditiveClient(cfg, cid, SECAGG_KEYS[cid]).contribute(SECAGG_ROUND, values)
+        clients.append({
+            "id": cid, "key": SECAGG_KEYS[cid].hex(), "values": [_float(v) for v in values],
+            "encoded": _ints(cfg.encode(values)),
+            "round_key": derive_key(SECAGG_KEYS[cid], "secagg/additive", SECAGG_ROUND, cid).hex(),
+            "first": {"server": msgs[0].server, "array": _ints(msgs[0].payload)},
+            "keys": [{"server": m.server, "key": bytes(m.payload).hex()} for m in msgs[1:]],
+            "upload_nbytes": sum(m.nbytes for m in msgs),
+        })
+    res = run_additive_round(cfg, SECAGG_CONTRIBUTIONS, round_=SECAGG_ROUND, keys=SECAGG_KEYS)
+    if sorted(res.clients) != sorted(SECAGG_CONTRIBUTIONS):
+        raise SystemExit("secagg_additive round dropped a client")
+    case = {
+        "config": {"length": cfg.length, "servers": cfg.servers, "max_clients": cfg.max_clients,
+                   "clip": None if cfg.clip is None else _float(cfg.clip), "frac_bits": cfg.frac_bits,
+                   "ring": _ring(cfg.ring), "prg": cfg.prg},
+        "round": SECAGG_ROUND, "clients": clients, "ring_total": _ints(res.ring_total),
+        "total": [_float(v) for v in res.total], "total_hex": [float(v).hex() for v in res.total],
+    }
+    return {**_header("secagg_additive", "run_additive_round(config, contributions, round_, keys): client k "
+                                         "encodes its values (fixed point), shares them with share_compressed "
+                                         "among the S servers under derive_key(key_k, 'secagg/additive', round, "
+                                         "k); server (k + p) mod S gets party p (p = 0: the array, p >= 1: the "
+                                         "party's stream key). The total is the sum over clients, decoded."),
+            "cases": [case]}
+
+
 BUILDERS = {"ring": ring_vectors, "streams": stream_vectors, "kdf": kdf_vectors, "encoding": encoding_vectors,
-            "share": share_vectors, "share_compressed": share_compressed_vectors}
+            "share": share_vectors, "share_compressed": share_compressed_vectors, "shamir": shamir_vectors,
+            "beaver": beaver_vectors, "secagg_additive": secagg_additive_vectors}
 
 
 # ----------------------------------------------------------------------------------------------- output

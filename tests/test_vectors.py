@@ -24,6 +24,16 @@ from refimpl import (
     share,
     share_compressed,
 )
+from refimpl._errors import TripleReuseError
+from refimpl.beaver import Dealer, matmul, mul, square, truncate
+from refimpl.secagg_additive import AdditiveClient, AdditiveConfig, run_additive_round
+from refimpl.shamir import (
+    lagrange_coefficients,
+    reconstruct_bytes,
+    shamir_reconstruct,
+    shamir_share,
+    share_bytes,
+)
 from refimpl.testing import VECTOR_NAMES, load_vectors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +63,16 @@ def test_every_vector_file_loads_with_its_header():
     for name in VECTOR_NAMES:
         doc = load_vectors(name)
         assert doc["name"] == name and doc["schema_version"] == 1 and doc["cases"], name
+
+
+def test_the_higher_floor_vector_files_are_listed_packaged_and_small():
+    assert {"shamir", "beaver", "secagg_additive"} <= set(VECTOR_NAMES)
+    assert len(set(VECTOR_NAMES)) == len(VECTOR_NAMES)
+    folder = ROOT / "refimpl" / "testing" / "vectors"
+    assert sorted(p.stem for p in folder.glob("*.json")) == sorted(VECTOR_NAMES)
+    for name in ("shamir", "beaver", "secagg_additive"):
+        assert (folder / f"{name}.json").stat().st_size < 100_000, name
+        assert f"`{name}.json`" in (folder / "README.md").read_text(encoding="utf-8"), name
 
 
 def test_load_vectors_rejects_unknown_names():
@@ -252,3 +272,195 @@ def test_share_compressed_vectors_expand_to_the_share_vectors():
         assert (c.nbytes, c.expanded_nbytes) == (case["nbytes"], case["expanded_nbytes"])
         expanded = [strs(s) for s in c.expand().data]
         assert expanded == full[(case["ring"]["modulus"], n, prg, case["key"])]
+
+
+# ------------------------------------------------------------------------------------------------ shamir
+def test_shamir_vectors_and_their_coefficient_description():
+    doc = load_vectors("shamir")
+    assert {c["field"]["modulus"] for c in doc["cases"]} == {str(2**31 - 1), str(2**61 - 1)}
+    assert {(c["n"], c["t"]) for c in doc["cases"]} >= {(2, 1), (3, 2), (5, 3), (4, 4)}
+    assert {c["prg"] for c in doc["cases"]} == {"aes128-ctr", "chacha20"}
+    for case in doc["cases"]:
+        field, n, t, prg, key = ring_of(case["field"]), case["n"], case["t"], case["prg"], bytes.fromhex(case["key"])
+        p = field.modulus
+        secret = [int(v) for v in case["secret"]]
+        assert {0, p - 1} <= set(secret)
+        points = None if case["points"] == list(range(1, n + 1)) else case["points"]
+        sh = shamir_share(secret, n, t, field=field, key=key, points=points, prg=prg)
+        assert list(sh.xs) == case["points"]
+        assert [strs(s) for s in sh.data] == case["shares"], (field, n, t, prg)
+        assert ints(shamir_reconstruct(sh.subset(list(reversed(sh.xs))[:t]))) == secret
+        # the documented construction, step by step: stream key, coefficients, then f(x) with Python integers
+        stream_key = derive_key(key, "refimpl/shamir", length=16 if prg == "aes128-ctr" else 32)
+        assert stream_key.hex() == case["stream_key"]
+        assert len(case["coefficients"]) == t - 1
+        if t > 1:
+            coeffs = field.sample(Stream(stream_key, cipher=prg), (t - 1, len(secret)))
+            assert [strs(c) for c in coeffs] == case["coefficients"]
+        poly = [secret] + [[int(v) for v in c] for c in case["coefficients"]]
+        for x, share_row in zip(case["points"], case["shares"]):
+            want = [sum(poly[k][e] * pow(x, k, p) for k in range(t)) % p for e in range(len(secret))]
+            assert [int(v) for v in share_row] == want
+
+
+def test_shamir_lagrange_vectors():
+    doc = load_vectors("shamir")
+    assert any(c["at"] != 0 for c in doc["lagrange"])
+    for case in doc["lagrange"]:
+        field, xs, at = ring_of(case["field"]), case["points"], case["at"]
+        lam = [int(v) for v in case["expected"]]
+        assert lagrange_coefficients(xs, field, at=at) == lam
+        p = field.modulus
+        for k in range(len(xs)):  # interpolation of X^k at `at` is exact for every k < len(xs)
+            assert sum(li * pow(x, k, p) for li, x in zip(lam, xs)) % p == pow(at, k, p)
+
+
+def test_shamir_share_bytes_vectors():
+    (case,) = load_vectors("shamir")["share_bytes"]
+    secret, key = bytes.fromhex(case["secret"]), bytes.fromhex(case["key"])
+    assert case["limbs"] == [int.from_bytes(secret[i : i + 2], "little") for i in range(0, len(secret), 2)]
+    sh = share_bytes(secret, case["n"], case["t"], key=key, field=ring_of(case["field"]), prg=case["prg"])
+    assert list(sh.xs) == case["points"] and [strs(s) for s in sh.data] == case["shares"]
+    limbs = shamir_share(case["limbs"], case["n"], case["t"], field=ring_of(case["field"]), key=key, prg=case["prg"])
+    assert [strs(s) for s in limbs.data] == case["shares"]
+    assert reconstruct_bytes(sh.subset(case["points"][-case["t"] :])) == secret
+
+
+# ------------------------------------------------------------------------------------------------ beaver
+def _draw_beaver_items(dealer: Dealer) -> list:
+    return [dealer.mul_triple((4,)), dealer.matmul_triple((2, 3), (3, 2)), dealer.square_pair((4,)),
+            dealer.trunc_pair((4,), 16)]
+
+
+def _matmul_ints(a: list[int], b: list[int], shape_a: list[int], shape_b: list[int], m: int) -> list[int]:
+    (r, k), (_, c) = shape_a, shape_b
+    return [sum(a[i * k + j] * b[j * c + q] for j in range(k)) % m for i in range(r) for q in range(c)]
+
+
+def _item_values(kind: str, stream: Stream, ring: Ring, shapes: list[list[int]]) -> list[list[int]]:
+    """The documented values of a dealer item, drawn from its stream (which is left at the first mask)."""
+    m, size = ring.modulus, int(np.prod(shapes[0]))
+    draw = lambda shape: [int(v) for v in ring.sample(stream, int(np.prod(shape)))]  # noqa: E731
+    if kind == "mul":
+        a, b = draw(shapes[0]), draw(shapes[1])
+        return [a, b, [x * y % m for x, y in zip(a, b)]]
+    if kind == "matmul":
+        a, b = draw(shapes[0]), draw(shapes[1])
+        return [a, b, _matmul_ints(a, b, shapes[0], shapes[1], m)]
+    if kind == "square":
+        a = draw(shapes[0])
+        return [a, [x * x % m for x in a]]
+    assert kind == "trunc" and size
+    r = draw(shapes[0])
+    return [r, [(v % 2**63) >> 16 for v in r], [v >> 63 for v in r]]
+
+
+def test_beaver_dealer_items_and_their_stream_description():
+    for case in load_vectors("beaver")["cases"]:
+        ring, n, key = ring_of(case["ring"]), case["n"], bytes.fromhex(case["dealer_key"])
+        assert ring.modulus == 2**64
+        items = _draw_beaver_items(Dealer(n, key=key))
+        assert [(it.kind, it.index) for it in items] == [(c["kind"], c["index"]) for c in case["items"]]
+        assert [it["index"] for it in case["items"]] == list(range(len(case["items"])))
+        for item, rec in zip(items, case["items"]):
+            assert [list(s) for s in item.shapes] == rec["shapes"]
+            parts = item.take()
+            assert [[strs(s) for s in p.data] for p in parts] == [p["shares"] for p in rec["parts"]]
+            with pytest.raises(TripleReuseError):
+                item.take()
+            # the documented construction: the item's stream gives the values, then each value's masks
+            stream_key = derive_key(key, "refimpl/dealer", rec["kind"], rec["index"])
+            assert stream_key.hex() == rec["stream_key"]
+            stream = Stream(stream_key)
+            values = _item_values(rec["kind"], stream, ring, rec["shapes"])
+            assert [strs(v) for v in values] == [p["opened"] for p in rec["parts"]]
+            for value, part in zip(values, rec["parts"]):
+                masks = ring.sample(stream, (n - 1, len(value)))
+                assert [strs(mk) for mk in masks] == part["shares"][1:]
+                assert [int(v) for v in part["shares"][0]] == [
+                    (v - sum(int(mk[e]) for mk in masks)) % 2**64 for e, v in enumerate(value)]
+                assert strs(ring.lift(ring.element(value))) == part["signed"]
+
+
+def test_beaver_protocol_vectors():
+    m = 2**64
+    for case in load_vectors("beaver")["cases"]:
+        ring, n, key = ring_of(case["ring"]), case["n"], bytes.fromhex(case["dealer_key"])
+        shared = {}
+        for name, rec in case["inputs"].items():
+            opened = [int(v) for v in rec["opened"]]
+            s = share(ring.element(opened).reshape(rec["shape"]), n, ring=ring, key=bytes.fromhex(rec["key"]))
+            assert [strs(p) for p in s.data] == rec["shares"] and strs(ring.lift(s.reconstruct())) == rec["signed"]
+            shared[name] = s
+        dealer = Dealer(n, key=key)  # the operations consume items 0, 1, 2, 3, in this order
+        results = {"mul": mul(shared["x"], shared["y"], dealer), "matmul": matmul(shared["mx"], shared["my"], dealer),
+                   "square": square(shared["x"], dealer)}
+        results["truncate"] = truncate(results["mul"], case["truncate"]["frac_bits"], dealer)
+        for op, z in results.items():
+            rec = case[op]
+            assert list(z.shape) == rec["shape"], op
+            assert [strs(p) for p in z.data] == rec["shares"], (n, op)
+            assert strs(z.reconstruct()) == rec["opened"] and strs(ring.lift(z.reconstruct())) == rec["signed"]
+        # opened products are the exact ring products of the opened inputs
+        val = {k: [int(v) for v in r["opened"]] for k, r in case["inputs"].items()}
+        assert [int(v) for v in case["mul"]["opened"]] == [a * b % m for a, b in zip(val["x"], val["y"])]
+        assert [int(v) for v in case["square"]["opened"]] == [a * a % m for a in val["x"]]
+        assert [int(v) for v in case["matmul"]["opened"]] == _matmul_ints(
+            val["mx"], val["my"], case["inputs"]["mx"]["shape"], case["inputs"]["my"]["shape"], m)
+        # the documented Beaver step with the recorded item: z_p = c_p + eps b_p + a_p delta (+ eps delta, party 0)
+        for op, left, right in (("mul", "x", "y"), ("square", "x", "x")):
+            parts = [[[int(v) for v in row] for row in p["shares"]] for p in case["items"][case[op]["item"]]["parts"]]
+            a, b, c = (parts[0], parts[0], parts[1]) if op == "square" else parts
+            eps = [(x - sum(col)) % m for x, col in zip(val[left], zip(*a))]
+            delta = [(y - sum(col)) % m for y, col in zip(val[right], zip(*b))]
+            want = [[(c[p][e] + eps[e] * b[p][e] + a[p][e] * delta[e] + (eps[e] * delta[e] if p == 0 else 0)) % m
+                     for e in range(len(eps))] for p in range(n)]
+            assert [[int(v) for v in row] for row in case[op]["shares"]] == want, op
+        # truncation: c = x + 2**62 + r opened; result floor(x / 2**f) or one more
+        trunc, f = case["truncate"], case["truncate"]["frac_bits"]
+        r = [int(v) for v in case["items"][trunc["item"]]["parts"][0]["opened"]]
+        prod = [int(v) for v in case["mul"]["opened"]]
+        assert [int(v) for v in trunc["c"]] == [(x + 2**62 + ri) % m for x, ri in zip(prod, r)]
+        for x, got in zip(case["mul"]["signed"], trunc["signed"]):
+            assert int(got) - (int(x) >> f) in (0, 1)
+        _, r_hi, r_msb = [[[int(v) for v in row] for row in p["shares"]]
+                          for p in case["items"][trunc["item"]]["parts"]]
+        cs, top = [int(v) for v in trunc["c"]], 2 ** (63 - f)
+        want = [[(top * r_msb[p][e] * (1 - 2 * (ce >> 63)) - r_hi[p][e]
+                  + ((top * (ce >> 63) + ((ce % 2**63) >> f) - (2**62 >> f)) if p == 0 else 0)) % m
+                 for e, ce in enumerate(cs)] for p in range(n)]
+        assert [[int(v) for v in row] for row in trunc["shares"]] == want
+
+
+# ------------------------------------------------------------------------------------------------ secagg_additive
+def test_secagg_additive_vectors():
+    (case,) = load_vectors("secagg_additive")["cases"]
+    c = case["config"]
+    cfg = AdditiveConfig(length=c["length"], servers=c["servers"], max_clients=c["max_clients"],
+                         clip=float(c["clip"]), frac_bits=c["frac_bits"], ring=ring_of(c["ring"]), prg=c["prg"])
+    ring, servers, rnd = cfg.ring, cfg.servers, case["round"]
+    contributions = {cl["id"]: [float(v) for v in cl["values"]] for cl in case["clients"]}
+    keys = {cl["id"]: bytes.fromhex(cl["key"]) for cl in case["clients"]}
+    res = run_additive_round(cfg, contributions, round_=rnd, keys=keys)
+    assert sorted(res.clients) == sorted(contributions)
+    assert strs(res.ring_total) == case["ring_total"]
+    assert [repr(v) for v in res.total.tolist()] == case["total"]
+    assert [v.hex() for v in res.total.tolist()] == case["total_hex"]
+    total = [0] * cfg.length
+    for cl in case["clients"]:
+        cid = cl["id"]
+        assert strs(cfg.encode(contributions[cid])) == cl["encoded"]
+        msgs = AdditiveClient(cfg, cid, keys[cid]).contribute(rnd, contributions[cid])
+        assert (msgs[0].server, strs(msgs[0].payload)) == (cl["first"]["server"], cl["first"]["array"])
+        assert [(m.server, bytes(m.payload).hex()) for m in msgs[1:]] == [(k["server"], k["key"]) for k in cl["keys"]]
+        assert sum(m.nbytes for m in msgs) == cl["upload_nbytes"]
+        # the documented construction: share_compressed under the round key, party p to server (id + p) mod S
+        round_key = derive_key(keys[cid], "secagg/additive", rnd, cid)
+        assert round_key.hex() == cl["round_key"]
+        cs = share_compressed(ring.element([int(v) for v in cl["encoded"]]), servers, ring=ring, key=round_key,
+                              prg=cfg.prg)
+        assert strs(cs.first) == cl["first"]["array"] and [k.hex() for k in cs.keys] == [k["key"] for k in cl["keys"]]
+        assert [cl["first"]["server"]] + [k["server"] for k in cl["keys"]] == [(cid + p) % servers
+                                                                               for p in range(servers)]
+        total = [(t + int(v)) % ring.modulus for t, v in zip(total, cl["encoded"])]
+    assert [str(v) for v in total] == case["ring_total"]

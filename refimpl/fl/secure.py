@@ -51,6 +51,7 @@ from refimpl.ring import Z2_64, Ring
 from refimpl.secagg import (
     STAGES,
     AdditiveConfig,
+    AdditiveServer,
     SecAggConfig,
     run_additive_round,
     run_secagg_round,
@@ -99,6 +100,12 @@ class SecureAggregator:
     key: bytes = field(default_factory=lambda: fresh_key(16), repr=False)
     round: int = 0
     history: list[RoundReport] = field(default_factory=list)
+    # the (m, d) int64 fixed-point encodings, reused round after round: on a fresh array of that size the page
+    # faults cost more than the arithmetic (a call is not re-entrant, as the round counter already implies)
+    _scratch: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    # the S additive aggregators, kept from round to round while the configuration stays the same (so they reuse
+    # their share buffers; round numbers increase, as they check)
+    _servers: list[AdditiveServer] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -126,22 +133,28 @@ class SecureAggregator:
 
     def __call__(self, updates: dict[str, Any], weights: Any) -> dict[str, np.ndarray]:
         names = sorted(updates)
-        leaves = [np.asarray(updates[k], dtype=np.float64) for k in names]
+        leaves = [np.asarray(updates[k]) for k in names]  # host arrays as they come (JAX: no float64 copy)
         m = leaves[0].shape[0]
         shapes = [a.shape[1:] for a in leaves]
-        u = np.concatenate([a.reshape(m, -1) for a in leaves], axis=1)
+        rows = [a.reshape(m, -1) for a in leaves]
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (m,) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.max() <= 0:
             raise ValueError(f"weights must be {m} finite non-negative numbers, not all zero; got {w}")
         r = self.round
         self.round += 1
-        if self.clip is not None:
-            u, _ = privacy.clip_l2(u, self.clip)
         dp = self.noise_multiplier > 0
         scale_w = np.ones(m) if dp else w / w.max()
-        contrib = u * scale_w[:, None]
+        contrib = fixed = None
+        if self.clip is None and self.bits is None:  # fixed point straight from the leaves (no clip, so no DP)
+            fixed = self._encode_rows(rows, scale_w)
+        else:
+            # one pass: each leaf is converted to float64 (exact) straight into the (m, d) array
+            u = np.concatenate(rows, axis=1, dtype=np.float64, casting="unsafe")
+            if self.clip is not None:
+                u, _ = privacy.clip_l2(u, self.clip)
+            contrib = np.multiply(u, scale_w[:, None], out=u)  # u is this call's own array (clip_l2's too)
         try:
-            total, survivors, upload, encoded = self._aggregate(contrib, r)
+            total, survivors, upload, encoded = self._aggregate(contrib, r, fixed)
         except ThresholdError:
             self.history.append(RoundReport(r, m, 0, 0.0, 0.0, True))
             return {k: np.zeros(s, np.float32) for k, s in zip(names, shapes)}
@@ -149,7 +162,8 @@ class SecureAggregator:
             total = total + privacy.gaussian_noise(total.shape, self.noise_multiplier * self._range,
                                                    key=derive_key(self.key, "central-noise", r))
         denom = float(len(survivors)) if dp else float(scale_w[sorted(survivors)].sum())
-        mean = total / denom
+        # total is this round's own float64 array (decoded, dequantized or noised): divided in place
+        mean = np.divide(total, denom, out=total) if total.dtype == np.float64 else total / denom
         self.history.append(RoundReport(r, m, len(survivors), upload, upload / encoded, False))
         out, pos = {}, 0
         for k, s in zip(names, shapes):
@@ -166,18 +180,54 @@ class SecureAggregator:
         u = privacy.uniform01(s, 2 * m)
         return {i: int(u[m + i] * 4) for i in range(m) if u[i] < self.dropout}
 
-    def _aggregate(self, contrib: np.ndarray, r: int) -> tuple[np.ndarray, set[int], float, float]:
-        m, d = contrib.shape
+    def _encode_rows(self, rows: list[np.ndarray], scale_w: np.ndarray) -> np.ndarray:
+        """``np.rint(u * scale_w[:, None] * 2.0**frac_bits).astype(np.int64)`` for ``u``, the float64 (m, d)
+        concatenation of ``rows`` (each (m, d_j)), bit for bit -- computed leaf by leaf, client by client and
+        chunk by chunk through one small float64 buffer into the reused int64 scratch array (no (m, d) float64
+        temporaries).
+
+        ``(u * s) * 2^f`` is computed as ``u * (s * 2^f)``: the same float64 for every input, since scaling by a
+        power of two is exact and commutes with rounding except where the product underflows (then |u s| <
+        2^-1022 and both round to 0) or overflows (inf either way); NaN stays NaN."""
+        m, d = rows[0].shape[0], sum(a.shape[1] for a in rows)
+        if self._scratch is None or self._scratch.shape != (m, d):
+            self._scratch = np.empty((m, d), dtype=np.int64)
+        enc, step = self._scratch, 1 << 16  # 512 KiB of float64: stays in cache between the three steps
+        buf = np.empty(step, dtype=np.float64)
+        factors = scale_w * 2.0**self.frac_bits  # exact: a power-of-two scaling
+        pos = 0
+        for a in rows:
+            width = a.shape[1]
+            for i in range(m):
+                for lo in range(0, width, step):
+                    hi = min(width, lo + step)
+                    t = buf[: hi - lo]
+                    np.multiply(a[i, lo:hi], factors[i], out=t, dtype=np.float64, casting="unsafe")
+                    np.rint(t, out=t)
+                    enc[i, pos + lo : pos + hi] = t  # the cast astype(np.int64) makes, NaN and overflow included
+            pos += width
+        return enc
+
+    def _aggregate(self, contrib: np.ndarray | None, r: int, fixed: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, set[int], float, float]:
+        """One secure round over the scaled updates ``contrib`` (m, d); ``fixed``: their fixed-point encoding
+        already made by :meth:`_encode_rows` (then ``contrib`` is None)."""
+        m, d = fixed.shape if fixed is not None else contrib.shape  # type: ignore[union-attr]
         c = self._range
         rot_key = derive_key(self.key, "rotation", r)
         if self.bits is not None:
+            assert contrib is not None  # quantization always gets the scaled updates (fixed is fixed point only)
             x = compress.hadamard_rotate(contrib, key=rot_key) if self.rotate else contrib
             x = np.clip(x, -c, c)  # a rotated vector keeps its L2 norm <= c, so this only guards rounding
             enc = np.stack([compress.stochastic_quantize(x[i], self.bits, c, key=derive_key(self.key, "dither", r, i))
                             for i in range(m)])
             codec: dict[str, Any] = {"bits": self.bits, "clip": None}
         else:
-            enc_fp = np.rint(contrib * 2.0**self.frac_bits).astype(np.int64)
+            if fixed is not None:
+                enc_fp = fixed
+            else:  # contrib is __call__'s own array: scaled and rounded in place
+                assert contrib is not None
+                enc_fp = np.rint(np.multiply(contrib, 2.0**self.frac_bits, out=contrib), out=contrib).astype(np.int64)
             headroom = 0
             if self.noise_multiplier > 0 and self.noise == "distributed":
                 # calibrated to the clients expected to survive, so the survivors' noise still reaches sigma^2
@@ -201,9 +251,13 @@ class SecureAggregator:
             lost = set()
             for i, stage in drops.items():  # the upload reaches only the first `stage mod S` servers
                 lost |= {(i + 1, s) for s in range(stage % self.servers, self.servers)}
-            res = run_additive_round(cfg, contributions, round_=r, keys=keys, encoded=True, lost=lost)
+            kept = self._servers
+            if not (kept and kept[0].config == cfg and (kept[0].round is None or kept[0].round < r)):
+                kept = self._servers = [AdditiveServer(cfg, s) for s in range(cfg.servers)]
+            res = run_additive_round(cfg, contributions, round_=r, keys=keys, encoded=True, lost=lost,
+                                     servers=kept)
             survivors = {cid - 1 for cid in res.clients}
-            ring_total, traffic = res.ring_total, res.traffic
+            traffic, decoded = res.traffic, res.total
             decode = cfg.codec
         else:
             t = self.threshold if self.threshold is not None else m // 2 + 1
@@ -211,14 +265,15 @@ class SecureAggregator:
             res2 = run_secagg_round(cfg2, contributions, round_=r, keys=keys, encoded=True,
                                     dropouts={i + 1: STAGES[s] for i, s in drops.items()})
             survivors = {cid - 1 for cid in res2.clients}
-            ring_total, traffic = res2.ring_total, res2.traffic
+            traffic, decoded = res2.traffic, res2.total
             decode = cfg2.codec
+        # the round functions already decoded the ring total with this codec: decoded = decode.decode_sum(ring_total)
         if self.bits is not None:
-            total = compress.dequantize_sum(decode.decode_sum(ring_total), len(survivors), self.bits, c)
+            total = compress.dequantize_sum(decoded, len(survivors), self.bits, c)
             if self.rotate:
                 total = compress.hadamard_rotate(total, key=rot_key, inverse=True)[:d]
         else:
-            total = decode.decode_sum(ring_total)
+            total = decoded
         full = [i + 1 for i in range(m) if i not in drops]
         upload = float(np.mean([traffic.sent(f"client {cid}") for cid in full])) if full else 0.0
         return total, survivors, upload, float(decode.encoded_nbytes)

@@ -12,7 +12,8 @@ from typing import Any
 
 __all__ = ["VECTOR_NAMES", "load_vectors"]
 
-VECTOR_NAMES = ("ring", "streams", "kdf", "encoding", "share", "share_compressed")
+VECTOR_NAMES = ("ring", "streams", "kdf", "encoding", "share", "share_compressed", "shamir", "beaver",
+                "secagg_additive")
 
 
 def load_vectors(name: str) -> dict[str, Any]:
@@ -22,7 +23,8 @@ def load_vectors(name: str) -> dict[str, Any]:
     round-trip decimal, plus ``float.hex`` form); see ``refimpl/testing/vectors/README.md``.
 
     Args:
-        name: one of ``"ring"``, ``"streams"``, ``"kdf"``, ``"encoding"``, ``"share"``, ``"share_compressed"``.
+        name: one of ``"ring"``, ``"streams"``, ``"kdf"``, ``"encoding"``, ``"share"``, ``"share_compressed"``,
+            ``"shamir"``, ``"beaver"``, ``"secagg_additive"``.
 
     Returns:
         The parsed JSON document: ``{"name", "schema_version", "description", ..., "cases": [...]}``.
