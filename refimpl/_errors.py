@@ -112,6 +112,20 @@ def check_key(key: Any, *, lengths: tuple[int, ...] = (16, 32), what: str = "key
     return key
 
 
+def check_party_axis(data: Any, what: str) -> None:
+    """Raise unless ``data`` is a stack of shares: a leading party axis holding at least 2 parties."""
+    if data.ndim < 1:
+        raise ShapeMismatchError(f"{what} data must have a leading party axis")
+    check_party_count(data.shape[0])
+
+
+def read_only_view(data: np.ndarray) -> np.ndarray:
+    """A view of ``data`` that cannot be written through (sharings are immutable)."""
+    view = data.view()
+    view.flags.writeable = False
+    return view
+
+
 def check_party_count(n: Any, *, minimum: int = 2) -> int:
     """Return ``n`` as an int, or raise if it is not an integer >= ``minimum``."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):

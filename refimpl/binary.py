@@ -36,7 +36,9 @@ from refimpl._errors import (
     PartyCountError,
     ShapeMismatchError,
     check_key,
+    check_party_axis,
     check_party_count,
+    read_only_view,
 )
 from refimpl.prg import Stream, derive_key, fresh_key
 
@@ -69,12 +71,8 @@ class BinaryShares:
         if not isinstance(data, np.ndarray) or data.dtype != _U64:
             what = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
             raise TypeError(f"BinaryShares data must be a uint64 numpy array, got {what}")
-        if data.ndim < 1:
-            raise ShapeMismatchError("BinaryShares data must have a leading party axis")
-        check_party_count(data.shape[0])
-        view = data.view()
-        view.flags.writeable = False
-        object.__setattr__(self, "data", view)
+        check_party_axis(data, "BinaryShares")
+        object.__setattr__(self, "data", read_only_view(data))
 
     @property
     def n(self) -> int:

@@ -40,7 +40,9 @@ from refimpl._errors import (
     RingMismatchError,
     ShapeMismatchError,
     check_key,
+    check_party_axis,
     check_party_count,
+    read_only_view,
 )
 from refimpl.prg import Stream, _check_cipher, _encryptor, _write_keystream, derive_key, fresh_key, key_length
 from refimpl.ring import Z2_64, Ring
@@ -81,15 +83,11 @@ class Shares:
             _backend.jax_dtype(self.ring)  # a clear error for rings JAX cannot hold
         if data.dtype != self.ring.dtype:
             raise TypeError(f"Shares data for {self.ring!r} must have dtype {self.ring.dtype}, got {data.dtype}")
-        if data.ndim < 1:
-            raise ShapeMismatchError("Shares data must have a leading party axis")
-        check_party_count(data.shape[0])
+        check_party_axis(data, "Shares")
         if on_jax:
             return
         _backend.jax_loaded()  # registers Shares as a JAX pytree once JAX is imported, before any jax.jit sees one
-        view = data.view()
-        view.flags.writeable = False
-        object.__setattr__(self, "data", view)
+        object.__setattr__(self, "data", read_only_view(data))
 
     # ---------------------------------------------------------------- views
     @property
