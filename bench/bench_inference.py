@@ -1,6 +1,6 @@
 """Encrypted MNIST inference: agreement with plaintext, time per image, bytes and rounds per inference.
 
-The model is refimpl's 784-128-10 MLP (:func:`refimpl.private_inference.mnist_mlp`, trained deterministically on
+The model is refimpl's 784-128-10 MLP (:func:`refimpl.demos.models.mnist_mlp`, trained deterministically on
 the 8,000 training images of the built-in ``mnist-10k``). Its weights are secret-shared among the servers and the
 client's images are secret-shared; the forward pass runs on shares (Beaver matmul with weights masked once,
 dealer-assisted truncation, exact ReLU by A2B + Kogge-Stone + daBit B2A).
@@ -41,12 +41,13 @@ except ImportError:  # running from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import refimpl
 
-from refimpl import _wire
-from refimpl.beaver import Dealer
+from refimpl.demos.models import mnist_mlp
 from refimpl.fl.data import load
-from refimpl.multiparty import LedgerChannel
-from refimpl.private_inference import EncryptedMLP, mnist_mlp, plaintext_logits
+from refimpl.mpc import Dealer
+from refimpl.mpc.inference import EncryptedMLP, plaintext_logits
+from refimpl.net import wire
 from refimpl.workers import Ledger, VirtualWorker
+from refimpl.workers.shared_tensor import LedgerChannel
 
 TUTORIAL_MS_PER_IMAGE = 33.0
 
@@ -152,7 +153,7 @@ def communication(params: dict[str, np.ndarray], x: np.ndarray, n: int, truncati
     logits = model.forward(xs)
     with ledger.round():  # the servers return the logits' shares to the client only
         for i, s in enumerate(servers):
-            ledger.record(s.name, client.name, "output", len(_wire.encode(logits.data[i])))
+            ledger.record(s.name, client.name, "output", len(wire.encode(logits.data[i])))
     after = ledger.summary()
 
     def delta(key: str, kind: str) -> int:
@@ -176,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1,000 images for agreement, fewer repeats")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=None, help="JSON path (default bench/results/inference-<UTC date>.json); '-': none")
+    ap.add_argument("--out", default=None,
+                    help="JSON path (default bench/results/inference-<UTC date>.json); '-': none")
     args = ap.parse_args(argv)
     repeats = 2 if args.quick else args.repeats
 
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'n':>2} {'trunc':>6} {'batch':>6} {'ms/img':>8} {'cpu ms':>8} {'online':>8} {'img/s':>8} "
           f"{'plain ms':>9} {'x plain':>8} {'vs 33ms':>8}")
     for t in times:
-        print(f"{t['n']:>2} {t['truncation']:>6} {t['batch']:>6} {t['ms_per_image']:>8.2f} {t['cpu_ms_per_image']:>8.2f} "
+        print(f"{t['n']:>2} {t['truncation']:>6} {t['batch']:>6} {t['ms_per_image']:>8.2f} "
+              f"{t['cpu_ms_per_image']:>8.2f} "
               f"{t['online_ms_per_image']:>8.2f} {t['images_per_s']:>8.0f} {t['plaintext_ms_per_image']:>9.4f} "
               f"{t['slowdown_vs_plaintext']:>8.0f} {t['speedup_vs_tutorial']:>7.1f}x")
     print("(ms/img: wall clock, dealer included; cpu ms: process time; online: wall clock with the dealer's items "

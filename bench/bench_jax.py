@@ -5,7 +5,7 @@ Measured in one process (a shared, noisy machine: only ratios from the same run 
 
 * ``memcpy``            -- copying a uint32 array (memory bandwidth, the floor of any elementwise op);
 * ``chacha20_openssl``  -- ChaCha20 keystream through ``cryptography`` (the NumPy path's mask generator);
-* ``chacha20_jax``      -- the jax.numpy ChaCha20 (``refimpl._jax_chacha``), jitted;
+* ``chacha20_jax``      -- the jax.numpy ChaCha20 (``refimpl.backend.jax_chacha``), jitted;
 * ``share``             -- ``share(x, 3, ring=Z2_32, prg="chacha20")``: NumPy; JAX eager (host HKDF, then one
   compiled call); JAX inside ``jax.jit`` (keys fixed at trace time);
 * ``reconstruct``, ``add`` (share + share), ``encode`` (``FixedPoint(ring=Z2_32)`` of float32; the JAX version
@@ -41,8 +41,8 @@ import jax.numpy as jnp
 
 import refimpl
 from refimpl import Z2_32, FixedPoint, keystream, reconstruct, share
-from refimpl._jax_chacha import chacha20_words, key_words
-from refimpl._jax_sharing import party_key_words, share_with_party_keys
+from refimpl.backend.jax_chacha import chacha20_words, key_words
+from refimpl.sharing.jax_sharing import party_key_words, share_with_party_keys
 
 KEY = bytes(range(16))
 FP = FixedPoint(ring=Z2_32)

@@ -41,16 +41,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import refimpl.secagg_additive as additive
-import refimpl.secagg_bonawitz as bonawitz
-import refimpl.secagg_bonawitz_server as bonawitz_server
+import refimpl.secagg.additive as additive
+import refimpl.secagg.bonawitz.client as bonawitz
+import refimpl.secagg.bonawitz.server as bonawitz_server
 from refimpl.prg import Stream
-from refimpl.secagg import (
-    AdditiveConfig,
-    SecAggConfig,
-    run_additive_round,
-    run_secagg_round,
-)
+from refimpl.secagg import AdditiveConfig, SecAggConfig, run_additive_round, run_secagg_round
 
 ACC: dict[str, float] = defaultdict(float)
 

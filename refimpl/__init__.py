@@ -4,21 +4,36 @@ The core (rings, cryptographic streams, fixed point, additive sharing) needs onl
 JAX and the federated-learning modules are optional and are imported only when used.
 """
 
-from refimpl._errors import (
+from refimpl.encoding import FixedPoint
+from refimpl.errors import (
     BackendError,
+    ConfigurationError,
     KeyFormatError,
     NotAFieldError,
     OutOfRangeError,
     PartyCountError,
+    PointerError,
+    ProtocolError,
     RefimplError,
+    ReplayError,
     RingMismatchError,
     ShapeMismatchError,
+    ThresholdError,
+    TripleReuseError,
+    WireFormatError,
 )
-from refimpl.encoding import FixedPoint
 from refimpl.prg import Stream, derive_key, fresh_key, keystream
 from refimpl.ring import Z2_32, Z2_64, Ring
-from refimpl.sharing import CompressedShares, Shares, reconstruct, share, share_compressed, sum_shares
-from refimpl.tree import reconstruct_tree, share_tree
+from refimpl.sharing import (
+    CompressedShares,
+    Shares,
+    reconstruct,
+    reconstruct_tree,
+    share,
+    share_compressed,
+    share_tree,
+    sum_shares,
+)
 
 __version__ = "0.1.0"
 
@@ -47,4 +62,11 @@ __all__ = [
     "NotAFieldError",
     "KeyFormatError",
     "BackendError",
+    "ThresholdError",
+    "ConfigurationError",
+    "ProtocolError",
+    "ReplayError",
+    "TripleReuseError",
+    "WireFormatError",
+    "PointerError",
 ]

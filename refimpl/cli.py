@@ -35,7 +35,7 @@ def _demo(argv: Sequence[str]) -> int:
 def _optional_parts(out: Callable[[str], None]) -> None:
     """Run the demo parts that later modules add, when their modules and dependencies are present."""
     try:
-        from refimpl.fl.demo import federated_demo
+        from refimpl.demos.federated import federated_demo
     except ModuleNotFoundError as err:
         out(f"\n(skipping the federated-learning part: {err.name} is not installed; pip install 'refimpl[fl]')")
         return

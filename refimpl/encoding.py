@@ -12,7 +12,7 @@ exactly even when ``x * scale`` is not representable in float64 (base 10): the p
 with Dekker's exact product, so half-way cases are decided on the true product, not on a rounded one.
 
 Range: ``x`` is encodable iff ``|k| < M / 2``; NaN, infinities and anything larger raise
-:class:`~refimpl._errors.OutOfRangeError`, naming the value and the range. Nothing wraps.
+:class:`~refimpl.errors.OutOfRangeError`, naming the value and the range. Nothing wraps.
 
 Example:
     >>> from refimpl import FixedPoint
@@ -34,12 +34,13 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 from fractions import Fraction
+from types import ModuleType
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refimpl import _backend
-from refimpl._errors import OutOfRangeError
+from refimpl.backend import dispatch
+from refimpl.errors import OutOfRangeError
 from refimpl.ring import Z2_64, Ring
 
 __all__ = ["FixedPoint"]
@@ -145,10 +146,10 @@ class FixedPoint:
             >>> FixedPoint(ring=Ring(2**32)).encode(2.0**15)
             Traceback (most recent call last):
             ...
-            refimpl._errors.OutOfRangeError: value 32768.0 does not fit FixedPoint(frac_bits=16, base=2, ring=Z2_32): round(x * 65536) must lie in [-2147483647, 2147483647], i.e. |x| <= 32767.9999847
+            refimpl.errors.OutOfRangeError: value 32768.0 does not fit FixedPoint(frac_bits=16, base=2, ring=Z2_32): round(x * 65536) must lie in [-2147483647, 2147483647], i.e. |x| <= 32767.9999847
         """
-        if _backend.is_jax(x):  # JAX arrays: the same integers, under jit and vmap too (refimpl._jax_encoding)
-            return _backend.jax_encoding().encode(self, x)
+        if dispatch.is_jax(x):  # JAX arrays: the same integers, under jit and vmap too (refimpl.backend.jax_encoding)
+            return _jax_encoding().encode(self, x)
         if not isinstance(x, (np.ndarray, np.generic)):
             # Python ints must stay exact: NumPy turns lists that mix small and >= 2**63 ints into float64
             obj = np.array(x, dtype=object)
@@ -243,8 +244,8 @@ class FixedPoint:
             >>> fp.decode(fp.encode([-2.001, -0.999, 1e-3])).tolist()
             [-2.001, -0.999, 0.001]
         """
-        if _backend.is_jax(r):  # JAX arrays: float64 in JAX's 64-bit mode, else float32 (refimpl._jax_encoding)
-            return _backend.jax_encoding().decode(self, r)
+        if dispatch.is_jax(r):  # JAX arrays: float64 in JAX's 64-bit mode, else float32 (refimpl.backend.jax_encoding)
+            return _jax_encoding().decode(self, r)
         if type(r) is np.ndarray and r.dtype == np.uint64 and self.ring.modulus == 2**64:
             k = r.view(np.int64)  # every uint64 is an element of Z_2^64 and its int64 view is the lift: no copies
         else:
@@ -270,3 +271,10 @@ class FixedPoint:
 
     def __repr__(self) -> str:
         return f"FixedPoint(frac_bits={self.frac_bits}, base={self.base}, ring={self.ring!r})"
+
+
+def _jax_encoding() -> ModuleType:
+    """The JAX implementation (imported on first use: importing refimpl never imports JAX)."""
+    from refimpl.backend import jax_encoding
+
+    return jax_encoding

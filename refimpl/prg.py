@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from refimpl._errors import KeyFormatError, RefimplError, check_key
+from refimpl._checks import check_key
+from refimpl.errors import KeyFormatError, RefimplError
 
 __all__ = ["CIPHERS", "Stream", "keystream", "derive_key", "fresh_key", "key_length"]
 
@@ -51,7 +52,7 @@ _ZEROS = bytes(_CHUNK)
 _KDF_SALT = b"refimpl/v1/kdf"
 
 
-def _check_cipher(cipher: Any) -> str:
+def check_cipher(cipher: Any) -> str:
     if cipher not in CIPHERS:
         raise ValueError(f"unknown stream cipher {cipher!r}; choose one of {', '.join(map(repr, CIPHERS))}")
     return str(cipher)
@@ -59,7 +60,7 @@ def _check_cipher(cipher: Any) -> str:
 
 def key_length(cipher: str) -> int:
     """Key length in bytes of a stream cipher: 16 for ``aes128-ctr``, 32 for ``chacha20``."""
-    return _KEY_LENGTH[_check_cipher(cipher)]
+    return _KEY_LENGTH[check_cipher(cipher)]
 
 
 def fresh_key(length: int = 16) -> bytes:
@@ -107,7 +108,7 @@ def derive_key(master: bytes, *labels: str | int | bytes, length: int = 16) -> b
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=_KDF_SALT, info=info).derive(master)
 
 
-def _encryptor(key: bytes, cipher: str, nonce: bytes, offset: int) -> Any:
+def encryptor(key: bytes, cipher: str, nonce: bytes, offset: int) -> Any:
     """An encryptor positioned at the start of the block that holds byte ``offset``."""
     block = offset // _BLOCK[cipher]
     if cipher == "aes128-ctr":
@@ -118,7 +119,7 @@ def _encryptor(key: bytes, cipher: str, nonce: bytes, offset: int) -> Any:
     return Cipher(algorithms.ChaCha20(key, start.to_bytes(4, "little") + rest), None).encryptor()
 
 
-def _write_keystream(encryptor: Any, out: memoryview, pos: int, size: int) -> None:
+def write_keystream(encryptor: Any, out: memoryview, pos: int, size: int) -> None:
     """Write the encryptor's next ``size`` keystream bytes to ``out[pos : pos + size]``."""
     zeros = memoryview(_ZEROS)[:size]  # a memoryview slice copies nothing (a bytes slice would copy the zeros)
     if len(out) - pos >= size + 15:  # update_into needs block_size - 1 bytes of room after the data
@@ -134,7 +135,7 @@ def _fill(encryptor: Any, out: memoryview, skip: int) -> None:
     if skip:
         encryptor.update(memoryview(_ZEROS)[:skip])
     for pos in range(0, len(out), _CHUNK):
-        _write_keystream(encryptor, out, pos, min(_CHUNK, len(out) - pos))
+        write_keystream(encryptor, out, pos, min(_CHUNK, len(out) - pos))
 
 
 class Stream:
@@ -155,7 +156,7 @@ class Stream:
 
     def __init__(self, key: bytes | None = None, *, cipher: str = "aes128-ctr", nonce: bytes | None = None,
                  offset: int = 0) -> None:
-        self._cipher = _check_cipher(cipher)
+        self._cipher = check_cipher(cipher)
         klen = _KEY_LENGTH[self._cipher]
         self._key = fresh_key(klen) if key is None else check_key(key, lengths=(klen,), what=f"{cipher} key")
         if nonce is None:
@@ -198,7 +199,7 @@ class Stream:
         if nbytes == 0:  # nothing to draw (and at the very end of a ChaCha20 stream no block counter to start)
             return
         block = _BLOCK[self._cipher]
-        enc = _encryptor(self._key, self._cipher, self._nonce, self._position)
+        enc = encryptor(self._key, self._cipher, self._nonce, self._position)
         _fill(enc, memoryview(out.reshape(-1).view(np.uint8)), self._position % block)  # type: ignore[arg-type]
         if sys.byteorder == "big" and out.dtype.itemsize > 1:
             out.byteswap(inplace=True)

@@ -31,13 +31,14 @@ import functools
 import numbers
 import os
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refimpl import _backend
-from refimpl._errors import NotAFieldError, OutOfRangeError
+from refimpl.backend import dispatch
+from refimpl.errors import NotAFieldError, OutOfRangeError
 
 if TYPE_CHECKING:
     from refimpl.prg import Stream
@@ -127,7 +128,7 @@ class Ring:
             >>> Ring.prime(23740629843760239486723)
             Traceback (most recent call last):
             ...
-            refimpl._errors.NotAFieldError: 23740629843760239486723 is not prime (it has the factor 3), so Z_p is not a field; use Ring(23740629843760239486723) for a ring
+            refimpl.errors.NotAFieldError: 23740629843760239486723 is not prime (it has the factor 3), so Z_p is not a field; use Ring(23740629843760239486723) for a ring
         """
         ring = cls(p)
         if not ring.is_field:
@@ -216,8 +217,8 @@ class Ring:
             >>> Ring(7).reduce([-1, 7, 15])
             array([6, 0, 1], dtype=uint64)
         """
-        if _backend.is_jax(x):
-            return _backend.jax_ring().reduce(self, x)
+        if dispatch.is_jax(x):
+            return _jax_ring().reduce(self, x)
         arr = self._as_int_array(x, "Ring.reduce input")
         m, dt = self.modulus, self.dtype
         if arr.dtype.kind == "O" or dt.kind == "O":
@@ -245,10 +246,10 @@ class Ring:
             >>> Ring(7).element([7])
             Traceback (most recent call last):
             ...
-            refimpl._errors.OutOfRangeError: value 7 is outside Ring.prime(7)'s range [-3, 7)
+            refimpl.errors.OutOfRangeError: value 7 is outside Ring.prime(7)'s range [-3, 7)
         """
-        if _backend.is_jax(x):
-            return _backend.jax_ring().element(self, x)
+        if dispatch.is_jax(x):
+            return _jax_ring().element(self, x)
         arr = self._as_int_array(x, "ring element")
         lo, hi = self.signed_min, self.modulus
         if arr.size:
@@ -275,8 +276,8 @@ class Ring:
             array([                   0,                    1,  9223372036854775807,
                    -9223372036854775808,                   -1])
         """
-        if _backend.is_jax(x):
-            return _backend.jax_ring().lift(self, x)
+        if dispatch.is_jax(x):
+            return _jax_ring().lift(self, x)
         arr = np.asarray(x)
         m = self.modulus
         if self.dtype == object:
@@ -308,15 +309,15 @@ class Ring:
 
     def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``(a + b) mod M`` for ring elements ``a``, ``b``."""
-        if _backend.is_jax(a) or _backend.is_jax(b):
-            return _backend.jax_ring().add(self, a, b)
+        if dispatch.is_jax(a) or dispatch.is_jax(b):
+            return _jax_ring().add(self, a, b)
         a, b = self._exact(a, b)
         return self._wrap(np.add(a, b))  # the dtype table guarantees no intermediate overflow
 
     def sub(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``(a - b) mod M`` for ring elements ``a``, ``b``."""
-        if _backend.is_jax(a) or _backend.is_jax(b):
-            return _backend.jax_ring().sub(self, a, b)
+        if dispatch.is_jax(a) or dispatch.is_jax(b):
+            return _jax_ring().sub(self, a, b)
         a, b = self._exact(a, b)
         if self.is_power_of_two:
             return self._wrap(np.subtract(a, b))
@@ -326,21 +327,21 @@ class Ring:
 
     def neg(self, a: np.ndarray) -> np.ndarray:
         """``-a mod M``."""
-        if _backend.is_jax(a):
-            return _backend.jax_ring().neg(self, a)
+        if dispatch.is_jax(a):
+            return _jax_ring().neg(self, a)
         return self.sub(self.zeros(np.shape(a)), a)
 
     def mul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``(a * b) mod M`` for ring elements (products of public values with shares, or plaintext products)."""
-        if _backend.is_jax(a) or _backend.is_jax(b):
-            return _backend.jax_ring().mul(self, a, b)
+        if dispatch.is_jax(a) or dispatch.is_jax(b):
+            return _jax_ring().mul(self, a, b)
         a, b = self._exact(a, b)
         return self._wrap(np.multiply(a, b))
 
     def sum(self, x: np.ndarray, axis: int = 0) -> np.ndarray:
         """Sum of ring elements along ``axis``, modulo M, with no intermediate overflow."""
-        if _backend.is_jax(x):
-            return _backend.jax_ring().sum(self, x, axis)
+        if dispatch.is_jax(x):
+            return _jax_ring().sum(self, x, axis)
         if self.is_power_of_two:
             return self._wrap(np.sum(x, axis=axis, dtype=self.dtype))
         parts = np.moveaxis(np.asarray(x), axis, 0)
@@ -400,3 +401,10 @@ class Ring:
 
 Z2_32 = Ring(2**32)
 Z2_64 = Ring(2**64)
+
+
+def _jax_ring() -> ModuleType:
+    """The JAX implementation (imported on first use: importing refimpl never imports JAX)."""
+    from refimpl.backend import jax_ring
+
+    return jax_ring

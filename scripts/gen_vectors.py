@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from refimpl import Z2_32, Z2_64, FixedPoint, Ring, derive_key, keystream, share, share_compressed
-from refimpl.beaver import Dealer, Triple, matmul, mul, square, truncate, truncation_offset
+from refimpl.mpc import Dealer, Triple, matmul, mul, square, truncate, truncation_offset
 from refimpl.prg import _KDF_SALT, Stream, _encode_label, key_length
-from refimpl.secagg_additive import AdditiveClient, AdditiveConfig, run_additive_round
-from refimpl.shamir import DEFAULT_FIELD, lagrange_coefficients, shamir_reconstruct, shamir_share, share_bytes
-from refimpl.binary import BinaryShares
+from refimpl.secagg.additive import AdditiveClient, AdditiveConfig, run_additive_round
 from refimpl.sharing import Shares
+from refimpl.sharing.binary import BinaryShares
+from refimpl.sharing.shamir import DEFAULT_FIELD, lagrange_coefficients, shamir_reconstruct, shamir_share, share_bytes
 
 VECTOR_DIR = ROOT / "refimpl" / "testing" / "vectors"
 SCHEMA_VERSION = 1
@@ -221,7 +221,8 @@ def kdf_vectors() -> dict[str, Any]:
                               "info": b"".join(_encode_label(p) for p in (length, *labels)).hex(), "length": length,
                               "key": derive_key(master, *labels, length=length).hex()})
     return {**_header("kdf", "derive_key(master, *labels, length): HKDF-SHA256 (RFC 5869) with salt "
-                             "`salt` and info = concatenation over (length, *labels) of tag (b'i' int as decimal ASCII, "
+                             "`salt` and info = concatenation over (length, *labels) of tag "
+                             "(b'i' int as decimal ASCII, "
                              "b's' str as UTF-8, b'b' bytes) + 4-byte big-endian length + body."),
             "salt": _KDF_SALT.hex(), "cases": cases}
 

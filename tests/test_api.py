@@ -37,10 +37,29 @@ EXPECTED_ALL = [
     "NotAFieldError",
     "KeyFormatError",
     "BackendError",
+    "ThresholdError",
+    "ConfigurationError",
+    "ProtocolError",
+    "ReplayError",
+    "TripleReuseError",
+    "WireFormatError",
+    "PointerError",
 ]
 
 ERRORS = ["RefimplError", "RingMismatchError", "PartyCountError", "ShapeMismatchError", "OutOfRangeError",
-          "NotAFieldError", "KeyFormatError", "BackendError"]
+          "NotAFieldError", "KeyFormatError", "BackendError", "ThresholdError", "ConfigurationError", "ProtocolError",
+          "ReplayError", "TripleReuseError", "WireFormatError", "PointerError"]
+
+
+def test_every_exception_is_public_under_refimpl_errors():
+    """Every exception class lives in the public refimpl.errors module and is re-exported from refimpl."""
+    import refimpl.errors
+
+    classes = {n for n, o in vars(refimpl.errors).items() if inspect.isclass(o) and issubclass(o, Exception)}
+    assert classes == set(ERRORS) == set(refimpl.errors.__all__)
+    for name in ERRORS:
+        cls = getattr(refimpl, name)
+        assert cls is getattr(refimpl.errors, name) and cls.__module__ == "refimpl.errors", name
 
 
 def test_public_names_exactly():
@@ -109,7 +128,7 @@ def test_import_refimpl_testing_needs_no_hypothesis():
 
 
 @pytest.mark.parametrize("module", ["refimpl.ring", "refimpl.prg", "refimpl.encoding", "refimpl.sharing",
-                                    "refimpl._errors"])
+                                    "refimpl.errors"])
 def test_core_modules_declare_all(module):
     mod = __import__(module, fromlist=["__all__"])
     assert mod.__all__ and all(hasattr(mod, name) for name in mod.__all__)

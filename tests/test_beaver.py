@@ -8,13 +8,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from refimpl import Z2_32, Z2_64, FixedPoint, Ring, Shares, reconstruct, share
-from refimpl._errors import (
-    PartyCountError,
-    RingMismatchError,
-    ShapeMismatchError,
-    TripleReuseError,
-)
-from refimpl.beaver import (
+from refimpl.errors import PartyCountError, RingMismatchError, ShapeMismatchError, TripleReuseError
+from refimpl.mpc import (
     Channel,
     Dealer,
     local_truncation_failure_probability,
@@ -246,7 +241,7 @@ def test_fixed_point_product_error_bound(a, b, n):
 
 
 def test_masked_operand_products_match_and_open_only_the_left_operand():
-    from refimpl.beaver import mask_operand, matmul_masked
+    from refimpl.mpc import mask_operand, matmul_masked
 
     d, ch = Dealer(3, key=bytes(16)), Channel()
     wv = np.arange(12).reshape(4, 3) - 6
@@ -267,7 +262,7 @@ def test_masked_operand_products_match_and_open_only_the_left_operand():
 
 
 def test_prefetched_dealer_stream_is_the_same_keystream():
-    from refimpl.beaver import _Prefetched
+    from refimpl.mpc.dealer import _Prefetched
     from refimpl.prg import Stream
 
     pre, plain = _Prefetched(Stream(bytes(16)), 40), Stream(bytes(16))

@@ -8,10 +8,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from refimpl import Z2_32, Z2_64, Ring, share
-from refimpl._errors import PartyCountError, ShapeMismatchError
-from refimpl.beaver import Channel, Dealer
-from refimpl.binary import BinaryShares, share_binary
-from refimpl.comparison import a2b, add_binary, and_, b2a, drelu, msb, relu
+from refimpl.errors import PartyCountError, ShapeMismatchError
+from refimpl.mpc import Channel, Dealer
+from refimpl.mpc.comparison import a2b, add_binary, and_, b2a, drelu, msb, relu
+from refimpl.sharing.binary import BinaryShares, share_binary
 
 U64 = st.integers(0, 2**64 - 1)
 RINGS = [Z2_64, Z2_32, Ring(2**20), Ring(2**3), Ring(2**2), Ring(2**1)]

@@ -9,15 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refimpl import Z2_32
-from refimpl._errors import ConfigurationError, OutOfRangeError
-from refimpl.fl.compress import (
-    dequantize,
-    dequantize_sum,
-    fwht,
-    hadamard_rotate,
-    packed_nbytes,
-    stochastic_quantize,
-)
+from refimpl.errors import ConfigurationError, OutOfRangeError
+from refimpl.fl.compress import dequantize, dequantize_sum, fwht, hadamard_rotate, packed_nbytes, stochastic_quantize
 from refimpl.secagg import AdditiveConfig, run_additive_round
 
 

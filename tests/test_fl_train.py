@@ -1,4 +1,4 @@
-"""Tests of refimpl.fl.train (CLI, metrics, plot, checkpoints, bit-identical resume) and refimpl.fl.demo."""
+"""Tests of refimpl.fl.train (CLI, metrics, plot, checkpoints, bit-identical resume) and refimpl.demos.federated."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip insta
 
 import numpy as np
 
-from refimpl.fl import checkpoint, data, demo, server, train
+from refimpl.demos import federated as demo
+from refimpl.fl import checkpoint, data, server, train
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 SMALL = ["--dataset", "mnist-10k", "--clients", "8", "--fraction", "0.25", "--batch-size", "20",

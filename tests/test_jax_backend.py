@@ -30,7 +30,7 @@ from refimpl import (
     share_compressed,
     sum_shares,
 )
-from refimpl._jax_sharing import party_key_words, share_with_party_keys
+from refimpl.sharing.jax_sharing import party_key_words, share_with_party_keys
 
 KEY = bytes(range(16))
 SIZE = 8  # one shape for most tests: every new shape is a new XLA compilation (seconds on a small CPU)

@@ -1,4 +1,4 @@
-"""ChaCha20 in jax.numpy (refimpl._jax_chacha): RFC 8439 vectors, and the same keystream as OpenSSL's ChaCha20
+"""ChaCha20 in jax.numpy (refimpl.backend.jax_chacha): RFC 8439 vectors, and the same keystream as OpenSSL's ChaCha20
 (refimpl.prg with cipher="chacha20") for any key, nonce and block counter."""
 
 import warnings
@@ -12,7 +12,7 @@ jax = pytest.importorskip("jax", reason="the JAX backend tests need jax (pip ins
 jnp = pytest.importorskip("jax.numpy", reason="the JAX backend tests need jax.numpy")
 
 from refimpl import RefimplError, keystream
-from refimpl._jax_chacha import chacha20_block, chacha20_words, key_words, nonce_words
+from refimpl.backend.jax_chacha import chacha20_block, chacha20_words, key_words, nonce_words
 
 KEY_0_31 = bytes(range(32))
 
@@ -105,7 +105,8 @@ def test_jax_path_never_uses_jax_random():
     import refimpl
 
     root = pathlib.Path(refimpl.__file__).parent
-    for name in ["_backend.py", "_jax_chacha.py", "_jax_ring.py", "_jax_sharing.py", "_jax_encoding.py", "tree.py"]:
+    for name in ["backend/dispatch.py", "backend/jax_chacha.py", "backend/jax_ring.py", "sharing/jax_sharing.py",
+                 "backend/jax_encoding.py", "sharing/tree.py", "sharing/api.py"]:
         text = (root / name).read_text()
         assert "jax.random" not in text and "PRNGKey" not in text and "random_bits" not in text, name
 

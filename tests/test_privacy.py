@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from refimpl._errors import ConfigurationError
+from refimpl.errors import ConfigurationError
 from refimpl.fl.privacy import (
     PrivacyAccountant,
     clip_l2,

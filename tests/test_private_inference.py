@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from refimpl import Z2_64, FixedPoint
-from refimpl._errors import PartyCountError, ShapeMismatchError
-from refimpl.beaver import Channel
-from refimpl.multiparty import LedgerChannel
-from refimpl.private_inference import EncryptedMLP, plaintext_logits, train_mlp
+from refimpl.errors import PartyCountError, ShapeMismatchError
+from refimpl.mpc import Channel
+from refimpl.mpc.inference import EncryptedMLP, plaintext_logits, train_mlp
 from refimpl.workers import Ledger, VirtualWorker
+from refimpl.workers.shared_tensor import LedgerChannel
 
 
 def random_mlp(sizes=(12, 8, 8, 4), seed=0):

@@ -1,4 +1,4 @@
-"""Tests of multi-server additive secure aggregation (refimpl.secagg_additive)."""
+"""Tests of multi-server additive secure aggregation (refimpl.secagg.additive)."""
 
 import math
 
@@ -16,13 +16,7 @@ from refimpl import (
     RingMismatchError,
     ShapeMismatchError,
 )
-from refimpl._errors import (
-    ConfigurationError,
-    OutOfRangeError,
-    ProtocolError,
-    ReplayError,
-    ThresholdError,
-)
+from refimpl.errors import ConfigurationError, OutOfRangeError, ProtocolError, ReplayError, ThresholdError
 from refimpl.secagg import (
     HEADER_BYTES,
     AdditiveClient,

@@ -1,4 +1,4 @@
-"""Tests of single-server SecAgg (Bonawitz et al. 2017) and SecAgg+ (refimpl.secagg_bonawitz)."""
+"""Tests of single-server SecAgg (Bonawitz et al. 2017) and SecAgg+ (refimpl.secagg.bonawitz.client)."""
 
 import itertools
 
@@ -15,12 +15,7 @@ from hypothesis.stateful import (
 )
 
 from refimpl import Z2_32, RingMismatchError, ShapeMismatchError
-from refimpl._errors import (
-    ConfigurationError,
-    ProtocolError,
-    ReplayError,
-    ThresholdError,
-)
+from refimpl.errors import ConfigurationError, ProtocolError, ReplayError, ThresholdError
 from refimpl.prg import Stream
 from refimpl.ring import Ring
 from refimpl.secagg import (

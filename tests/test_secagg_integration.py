@@ -4,7 +4,7 @@ encoding bound, dropout-tolerant, DP and quantization options, reproducible."""
 import numpy as np
 import pytest
 
-from refimpl._errors import ConfigurationError
+from refimpl.errors import ConfigurationError
 from refimpl.fl.secure import make_secure_aggregator
 
 

@@ -1,4 +1,4 @@
-"""Tests of t-of-n Shamir sharing (refimpl.shamir)."""
+"""Tests of t-of-n Shamir sharing (refimpl.sharing.shamir)."""
 
 import itertools
 
@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refimpl import NotAFieldError, OutOfRangeError, PartyCountError, Ring
-from refimpl._errors import ThresholdError
-from refimpl.shamir import (
+from refimpl.errors import ThresholdError
+from refimpl.sharing.shamir import (
     DEFAULT_FIELD,
     ShamirShares,
     _evaluate,

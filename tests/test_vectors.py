@@ -24,10 +24,10 @@ from refimpl import (
     share,
     share_compressed,
 )
-from refimpl._errors import TripleReuseError
-from refimpl.beaver import Dealer, matmul, mul, square, truncate
-from refimpl.secagg_additive import AdditiveClient, AdditiveConfig, run_additive_round
-from refimpl.shamir import (
+from refimpl.errors import TripleReuseError
+from refimpl.mpc import Dealer, matmul, mul, square, truncate
+from refimpl.secagg.additive import AdditiveClient, AdditiveConfig, run_additive_round
+from refimpl.sharing.shamir import (
     lagrange_coefficients,
     reconstruct_bytes,
     shamir_reconstruct,

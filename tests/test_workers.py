@@ -12,18 +12,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from refimpl import Z2_32, FixedPoint, Ring, _wire, share
-from refimpl._errors import (
-    PartyCountError,
-    PointerError,
-    ShapeMismatchError,
-    WireFormatError,
-)
-from refimpl.beaver import Channel, Dealer, matmul, mul
-from refimpl.binary import share_binary
-from refimpl.comparison import relu
-from refimpl.multiparty import LedgerChannel, share_among
+from refimpl import Z2_32, FixedPoint, Ring, share
+from refimpl.errors import PartyCountError, PointerError, ShapeMismatchError, WireFormatError
+from refimpl.mpc import Channel, Dealer, matmul, mul
+from refimpl.mpc.comparison import relu
+from refimpl.net import wire
+from refimpl.sharing.binary import share_binary
 from refimpl.workers import Ledger, Pointer, VirtualWorker, send
+from refimpl.workers.shared_tensor import LedgerChannel, share_among
 
 
 def make(*names: str, ledger: Ledger | None = None) -> list[VirtualWorker]:
@@ -140,39 +136,39 @@ def same(a, b) -> bool:
 @example(-(2**63))
 @example({"$int": "5"})  # a user dict that looks like a tag stays a dict
 def test_wire_round_trips_values(v):
-    assert same(_wire.decode(_wire.encode(v)), v)
+    assert same(wire.decode(wire.encode(v)), v)
 
 
 @pytest.mark.parametrize("dtype", ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                                    "float32", "float64", ">u8"])
 def test_wire_round_trips_arrays(dtype):
     arr = (np.arange(12) % 2).astype(dtype).reshape(3, 4)
-    out = _wire.decode(_wire.encode(arr))
+    out = wire.decode(wire.encode(arr))
     assert out.shape == (3, 4) and (out == arr).all() and out.flags.writeable
 
 
 def test_wire_round_trips_sharings_and_big_integers():
     big = Ring(2**127 - 1)
     for s in (share([1, -2, 3], 3), share([[1, 2]], 2, ring=Z2_32), share([5, 2**126], 4, ring=big)):
-        out = _wire.decode(_wire.encode(s))
+        out = wire.decode(wire.encode(s))
         assert out.ring == s.ring and (out.data == s.data).all()
     b = share_binary(np.array([1, 2**64 - 1], dtype=np.uint64), 3)
-    assert (_wire.decode(_wire.encode(b)).data == b.data).all()
+    assert (wire.decode(wire.encode(b)).data == b.data).all()
     obj = np.array([-(2**100), 0, 2**90], dtype=object)
-    assert _wire.decode(_wire.encode(obj)).tolist() == obj.tolist()
+    assert wire.decode(wire.encode(obj)).tolist() == obj.tolist()
 
 
 @given(pos=st.integers(0, 10**6), flip=st.integers(1, 255))
 @example(pos=0, flip=1)
 def test_any_corrupted_byte_is_detected(pos, flip):
-    raw = bytearray(_wire.encode({"op": "store", "objs": [np.arange(5, dtype=np.uint64)], "ids": [3]}))
+    raw = bytearray(wire.encode({"op": "store", "objs": [np.arange(5, dtype=np.uint64)], "ids": [3]}))
     raw[pos % len(raw)] ^= flip
     with pytest.raises(WireFormatError):
-        _wire.decode(bytes(raw))
+        wire.decode(bytes(raw))
 
 
 def forge(header: bytes, payload: bytes = b"") -> bytes:
-    body = _wire.MAGIC + struct.pack("<I", len(header)) + header + payload
+    body = wire.MAGIC + struct.pack("<I", len(header)) + header + payload
     return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -193,17 +189,17 @@ def forge(header: bytes, payload: bytes = b"") -> bytes:
 ])
 def test_forged_messages_with_valid_checksums_are_refused(header, payload, match):
     with pytest.raises(WireFormatError, match=match):
-        _wire.decode(forge(header, payload))
+        wire.decode(forge(header, payload))
 
 
 def test_truncated_and_foreign_bytes_are_refused():
-    raw = _wire.encode([1, 2, 3])
+    raw = wire.encode([1, 2, 3])
     with pytest.raises(WireFormatError, match="not a refimpl message"):
-        _wire.decode(b"\x80\x04K\x01.")  # a pickle
+        wire.decode(b"\x80\x04K\x01.")  # a pickle
     with pytest.raises(WireFormatError):
-        _wire.decode(raw[:-3])
+        wire.decode(raw[:-3])
     with pytest.raises(TypeError, match="bytes"):
-        _wire.decode("text")  # type: ignore[arg-type]
+        wire.decode("text")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- ledger and shared values

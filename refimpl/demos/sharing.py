@@ -8,7 +8,8 @@ import numpy as np
 
 from refimpl.encoding import FixedPoint
 from refimpl.ring import Z2_64, Ring
-from refimpl.sharing import reconstruct, share
+from refimpl.sharing.additive import reconstruct
+from refimpl.sharing.api import share
 
 __all__ = ["sharing_demo", "TUTORIAL_Q", "LARGE_PRIME"]
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import numpy as np
 
 from refimpl.encoding import FixedPoint
-from refimpl.multiparty import LedgerChannel, share_among
-from refimpl.private_inference import EncryptedMLP, plaintext_logits, train_mlp
-from refimpl.workers import Ledger, VirtualWorker, send
+from refimpl.mpc.inference import EncryptedMLP, plaintext_logits, train_mlp
+from refimpl.workers.shared_tensor import LedgerChannel, share_among
+from refimpl.workers.worker import Ledger, VirtualWorker, send
 
 __all__ = ["workers_demo"]
 

@@ -10,7 +10,7 @@ NumPy, the others need the ``fl`` extra: jax, optax, tqdm, matplotlib):
 * `refimpl.fl.server` -- client sampling, pluggable aggregation, FedAvg / FedAvgM / FedAdam;
 * `refimpl.fl.checkpoint` -- npz checkpoints;
 * `refimpl.fl.train` -- ``main(argv)`` behind ``python -m refimpl train``;
-* `refimpl.fl.demo` -- ``federated_demo()`` behind ``python -m refimpl demo``.
+* `refimpl.demos.federated` -- ``federated_demo()`` behind ``python -m refimpl demo``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["checkpoint", "client", "data", "demo", "model", "partition", "server", "train"]
+__all__ = ["checkpoint", "client", "data", "model", "partition", "server", "train"]
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -34,7 +34,8 @@ import numbers
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refimpl._errors import ConfigurationError, OutOfRangeError, check_key
+from refimpl._checks import check_key
+from refimpl.errors import ConfigurationError, OutOfRangeError
 from refimpl.prg import Stream, derive_key
 
 __all__ = ["stochastic_quantize", "dequantize", "dequantize_sum", "hadamard_rotate", "fwht", "packed_nbytes"]

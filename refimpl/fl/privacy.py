@@ -13,7 +13,8 @@
   client sampling at rate ``q`` and noise multiplier ``z``. FedAvg samples a fixed-size cohort without
   replacement; accounting it as Poisson sampling at ``q = m / K`` is the usual approximation (McMahan et al. 2018).
 
-All noise is drawn from keyed :class:`~refimpl.prg.Stream` s (AES-128-CTR / ChaCha20), never from NumPy's or Python's non-cryptographic generators.
+All noise is drawn from keyed :class:`~refimpl.prg.Stream` s (AES-128-CTR / ChaCha20), never from NumPy's or
+Python's non-cryptographic generators.
 Uniforms are 53-bit: ``u = (w >> 11 + 1/2) 2^-53`` for 64-bit keystream words ``w``, so ``0 < u < 1``.
 
 Example:
@@ -42,7 +43,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refimpl._errors import ConfigurationError, check_key
+from refimpl._checks import check_key
+from refimpl.errors import ConfigurationError
 from refimpl.prg import Stream, derive_key
 
 __all__ = [

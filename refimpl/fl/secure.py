@@ -44,18 +44,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from refimpl._errors import ConfigurationError, ThresholdError
+from refimpl.errors import ConfigurationError, ThresholdError
 from refimpl.fl import compress, privacy
 from refimpl.prg import Stream, derive_key, fresh_key
 from refimpl.ring import Z2_64, Ring
-from refimpl.secagg import (
-    STAGES,
-    AdditiveConfig,
-    AdditiveServer,
-    SecAggConfig,
-    run_additive_round,
-    run_secagg_round,
-)
+from refimpl.secagg import STAGES, AdditiveConfig, AdditiveServer, SecAggConfig, run_additive_round, run_secagg_round
 
 __all__ = [
     "PROTOCOLS",

@@ -66,14 +66,7 @@ from refimpl.encoding import FixedPoint
 from refimpl.prg import CIPHERS, derive_key, keystream
 from refimpl.ring import Z2_64, Ring
 from refimpl.testing import strategies as rst
-from refimpl.testing._check import (
-    Checker,
-    CheckResult,
-    ConformanceError,
-    PropertyFailure,
-    dkw_uniformity,
-    to_ints,
-)
+from refimpl.testing._check import Checker, CheckResult, ConformanceError, PropertyFailure, dkw_uniformity, to_ints
 from refimpl.testing._vectors import load_vectors
 
 __all__ = [

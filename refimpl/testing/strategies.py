@@ -48,7 +48,8 @@ from hypothesis.extra import numpy as hnp
 from refimpl.encoding import FixedPoint
 from refimpl.prg import CIPHERS
 from refimpl.ring import Z2_32, Z2_64, Ring
-from refimpl.sharing import Shares, share
+from refimpl.sharing.additive import Shares
+from refimpl.sharing.api import share
 
 __all__ = [
     "TUTORIAL_Q",
@@ -103,7 +104,7 @@ def _check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     return int(value)
 
 
-def _check_ring(name: str, value: Any) -> Ring:
+def check_ring(name: str, value: Any) -> Ring:
     if not isinstance(value, Ring):
         raise InvalidArgument(f"{name} must be a refimpl Ring, got {name}={value!r} of type {type(value).__name__}")
     return value
@@ -114,7 +115,7 @@ def _ring_or_strategy(name: str, value: Any, default: st.SearchStrategy[Ring]) -
         return default
     if isinstance(value, st.SearchStrategy):
         return value
-    return st.just(_check_ring(name, value))
+    return st.just(check_ring(name, value))
 
 
 def _shape_strategy(shape: Any) -> st.SearchStrategy[tuple[int, ...]]:
@@ -211,7 +212,7 @@ def boundary_values(ring: Ring) -> list[int]:
     ``0, 1, 2, M-1, M-2, M//2 - 1, M//2, M//2 + 1, (M+1)//2``, and for ``M > 2**32`` also ``2**32 - 1, 2**32,
     2**63 - 1, 2**63, 2**64 - 1`` (word boundaries) where they are elements.
     """
-    ring = _check_ring("ring", ring)
+    ring = check_ring("ring", ring)
     m = ring.modulus
     cands = [0, 1, 2, m - 1, m - 2, m // 2 - 1, m // 2, m // 2 + 1, (m + 1) // 2]
     cands += [2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1, 2**64]
@@ -229,7 +230,7 @@ def ring_values(ring: Ring, *, signed: bool = False) -> st.SearchStrategy[int]:
         ring: the ring.
         signed: draw from the signed view ``[-floor(M/2), ceil(M/2) - 1]`` instead of ``[0, M)``.
     """
-    return _ring_values(_check_ring("ring", ring), _check_bool("signed", signed))
+    return _ring_values(check_ring("ring", ring), _check_bool("signed", signed))
 
 
 @functools.lru_cache(maxsize=256)
@@ -255,7 +256,7 @@ def ring_elements(ring: Ring, *, shape: Any = None, signed: bool = False) -> st.
     Returns:
         A strategy of NumPy arrays of dtype ``ring.dtype`` (or signed, see above) and the given shape.
     """
-    ring = _check_ring("ring", ring)
+    ring = check_ring("ring", ring)
     _check_bool("signed", signed)
     shapes = _shape_strategy(shape)
     values = ring_values(ring, signed=signed)

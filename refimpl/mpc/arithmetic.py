@@ -1,0 +1,162 @@
+"""Beaver multiplication on shares: elementwise, matrix and square products with a dealer's triples."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refimpl.errors import PartyCountError, RingMismatchError, ShapeMismatchError
+from refimpl.mpc.channel import Channel
+from refimpl.mpc.dealer import Dealer, Triple, matmul_shape, ring_matmul
+from refimpl.ring import Ring
+from refimpl.sharing.additive import Shares
+
+__all__ = ["MaskedOperand", "beaver_parts",
+    "check_pair", "mask_operand", "matmul", "matmul_masked", "mul", "square"]
+
+def check_pair(x: Shares, y: Shares, dealer: Dealer) -> None:
+    for s in (x, y):
+        if not isinstance(s, Shares):
+            raise TypeError(f"expected Shares, got {type(s).__name__}")
+    if x.ring != y.ring or x.ring != dealer.ring:
+        raise RingMismatchError(f"operands over {x.ring!r} and {y.ring!r} with a dealer over {dealer.ring!r}")
+    if x.n != y.n or x.n != dealer.n:
+        raise PartyCountError(f"operands among {x.n} and {y.n} parties with a dealer for {dealer.n}")
+
+
+
+
+def _check_triple(triple: Triple | None, kind: str, shapes: tuple[tuple[int, ...], ...], dealer: Dealer) -> Triple:
+    if triple is None:
+        return getattr(dealer, {"mul": "mul_triple", "matmul": "matmul_triple", "square": "square_pair"}[kind])(
+            *shapes[: 1 if kind != "matmul" else 2])
+    if triple.kind != kind or triple.shapes != shapes:
+        raise ShapeMismatchError(f"{triple!r} does not fit a {kind} of shapes {shapes}")
+    return triple
+
+
+def beaver_parts(ring: Ring, kind: str, eps: np.ndarray, delta: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The local computation after a Beaver opening, for one party's share or for stacked shares.
+
+    Returns ``(local, public)``: every party's result is ``c + eps*b + a*delta`` (``local``, computed from its
+    own ``a``, ``b``, ``c``) and party 0 also adds ``public = eps*delta``. ``kind`` is ``"mul"`` or
+    ``"matmul"``; with ``b`` the square's ``a`` and ``delta = eps`` it also serves squaring.
+    """
+    op = ring.mul if kind == "mul" else (lambda u, v: ring_matmul(ring, u, v))
+    return ring.add(c, ring.add(op(eps, b), op(a, delta))), op(eps, delta)
+
+
+def _stacked_parts(ring: Ring, kind: str, eps: np.ndarray, delta: np.ndarray, a: np.ndarray, b: np.ndarray,
+                   c: np.ndarray) -> Shares:
+    """:func:`beaver_parts` on stacked shares, party 0 folding its public term into its own product:
+    ``eps * (b_0 + delta)`` (one product fewer than computing ``eps * delta`` apart)."""
+    op = ring.mul if kind == "mul" else (lambda u, v: ring_matmul(ring, u, v))
+    b_fold = np.array(b, dtype=ring.dtype)
+    b_fold[0] = ring.add(b_fold[0], delta)
+    return Shares(ring, np.asarray(ring.add(c, ring.add(op(eps, b_fold), op(a, delta))), dtype=ring.dtype))
+
+
+def with_public(ring: Ring, local: np.ndarray, public: np.ndarray) -> Shares:
+    data = np.array(local, dtype=ring.dtype)
+    data[0] = ring.add(data[0], public)
+    return Shares(ring, data)
+
+
+def mul(x: Shares, y: Shares, dealer: Dealer, channel: Channel | None = None, *,
+        triple: Triple | None = None) -> Shares:
+    """The sharing of the elementwise product ``x * y`` (Beaver; one round opening ``x - a`` and ``y - b``).
+
+    Args:
+        x, y: sharings of the same ring, party count and shape.
+        dealer: the crypto provider (same ring and ``n``).
+        channel: counts the opening (None: a throwaway :class:`Channel`).
+        triple: a specific ``dealer.mul_triple(shape)`` to consume (default: a fresh one).
+
+    Raises:
+        RingMismatchError, PartyCountError, ShapeMismatchError: incompatible operands, dealer or triple.
+        TripleReuseError: ``triple`` was used before.
+    """
+    check_pair(x, y, dealer)
+    if x.shape != y.shape:
+        raise ShapeMismatchError(f"elementwise mul needs equal shapes, got {x.shape} and {y.shape}")
+    channel = channel or Channel()
+    a, b, c = channel.take(_check_triple(triple, "mul", (x.shape, x.shape), dealer))
+    eps, delta = channel.open(x - a, y - b)
+    return _stacked_parts(x.ring, "mul", eps, delta, a.data, b.data, c.data)
+
+
+def matmul(x: Shares, y: Shares, dealer: Dealer, channel: Channel | None = None, *,
+           triple: Triple | None = None) -> Shares:
+    """The sharing of the matrix product ``x @ y`` for 2-d ``x`` (m, k) and ``y`` (k, p), in one round.
+
+    Arguments and errors as for :func:`mul`; ``triple`` comes from ``dealer.matmul_triple(x.shape, y.shape)``.
+    """
+    check_pair(x, y, dealer)
+    matmul_shape(x.shape, y.shape)
+    channel = channel or Channel()
+    a, b, c = channel.take(_check_triple(triple, "matmul", (x.shape, y.shape), dealer))
+    eps, delta = channel.open(x - a, y - b)
+    return _stacked_parts(x.ring, "matmul", eps, delta, a.data, b.data, c.data)
+
+
+class MaskedOperand:
+    """A shared right operand ``y`` opened once as ``delta = y - B`` for many products ``x @ y`` (fixed weights).
+
+    Made by :func:`mask_operand`. Each later product (:func:`matmul_masked`) opens only ``x - A``: for a model's
+    weights this halves the rounds' data and removes the weight-sized opening from every inference. ``B`` masks
+    ``y`` exactly once, so ``delta`` reveals nothing; every ``A`` is fresh.
+    """
+
+    __slots__ = ("b", "delta", "mask_index", "y")
+
+    def __init__(self, y: Shares, b: Shares, delta: np.ndarray, mask_index: int) -> None:
+        self.y, self.b, self.delta, self.mask_index = y, b, delta, mask_index
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.y.shape
+
+    def __repr__(self) -> str:
+        return f"MaskedOperand(shape={self.shape}, mask={self.mask_index})"
+
+
+def mask_operand(y: Shares, dealer: Dealer, channel: Channel | None = None) -> MaskedOperand:
+    """Open ``y - B`` once (one round) for a fresh dealer mask ``B``; see :class:`MaskedOperand`."""
+    check_pair(y, y, dealer)
+    channel = channel or Channel()
+    item = dealer.operand_mask(y.shape)
+    (b,) = channel.take(item)
+    assert isinstance(b, Shares)
+    (delta,) = channel.open(y - b)
+    return MaskedOperand(y, b, delta, item.index)
+
+
+def matmul_masked(x: Shares, y: MaskedOperand, dealer: Dealer, channel: Channel | None = None) -> Shares:
+    """``x @ y`` for a :class:`MaskedOperand` ``y``: one round opening only ``eps = x - A``.
+
+    ``[z] = [A @ B] + eps @ [B] + [A] @ delta + eps @ delta`` (the last term by party 0).
+
+    Example:
+        >>> from refimpl import share, Z2_64
+        >>> dealer, ch = Dealer(2), Channel()
+        >>> w = mask_operand(share([[1, 2], [3, 4]], 2), dealer, ch)
+        >>> Z2_64.lift(matmul_masked(share([[1, -1]], 2), w, dealer, ch).reconstruct()).tolist()
+        [[-2, -2]]
+        >>> ch.rounds                       # one round to mask the weights, one per product after that
+        2
+    """
+    check_pair(x, y.y, dealer)
+    matmul_shape(x.shape, y.shape)
+    channel = channel or Channel()
+    a, c = channel.take(dealer.masked_matmul_triple(x.shape, y.mask_index))
+    (eps,) = channel.open(x - a)
+    return _stacked_parts(x.ring, "matmul", eps, y.delta, a.data, y.b.data, c.data)
+
+
+def square(x: Shares, dealer: Dealer, channel: Channel | None = None, *, triple: Triple | None = None) -> Shares:
+    """The sharing of ``x * x`` from a pair ``(a, a**2)``: open ``eps = x - a``, then ``a2 + 2 eps a + eps**2``."""
+    check_pair(x, x, dealer)
+    channel = channel or Channel()
+    a, a2 = channel.take(_check_triple(triple, "square", (x.shape,), dealer))
+    (eps,) = channel.open(x - a)
+    return _stacked_parts(x.ring, "mul", eps, eps, a.data, a.data, a2.data)

@@ -1,0 +1,234 @@
+"""Pieces shared by the secure-aggregation protocols: per-round byte accounting and sizing checks.
+
+:class:`Traffic` is a small per-round ledger of messages and bytes between named parties (``"client 3"``,
+``"server 0"``). It stays here, independent of :mod:`refimpl.workers`, so that the protocols work (and count) with
+no worker machinery; a message's size is its payload plus a fixed 16-byte header (round number 8 bytes, sender and
+receiver ids 4 bytes each).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from refimpl.encoding import FixedPoint
+from refimpl.errors import ConfigurationError, OutOfRangeError, ProtocolError, ShapeMismatchError
+from refimpl.ring import Z2_64, Ring
+
+__all__ = ["HEADER_BYTES", "Codec", "Traffic", "check_round", "check_sum_fits", "check_clip"]
+
+HEADER_BYTES = 16
+"""Bytes of a message's header on the wire: round number (8), sender id (4), receiver id (4)."""
+
+
+@dataclass
+class Traffic:
+    """Messages and bytes sent between parties, per round.
+
+    Example:
+        >>> t = Traffic()
+        >>> t.record(0, "client 1", "server 0", 800)
+        >>> t.record(0, "client 1", "server 1", 16)
+        >>> t.sent("client 1"), t.received("server 1"), t.messages("client 1")
+        (848, 32, 2)
+    """
+
+    entries: list[tuple[int, str, str, int]] = field(default_factory=list)
+
+    def record(self, round_: int, sender: str, receiver: str, payload_bytes: int) -> None:
+        """Count one message of ``payload_bytes`` (plus the header) from ``sender`` to ``receiver``."""
+        self.entries.append((int(round_), sender, receiver, int(payload_bytes) + HEADER_BYTES))
+
+    def _select(self, round_: int | None) -> list[tuple[int, str, str, int]]:
+        return [e for e in self.entries if round_ is None or e[0] == round_]
+
+    def sent(self, party: str, round_: int | None = None) -> int:
+        """Bytes ``party`` sent (in ``round_``, or in all rounds)."""
+        return sum(e[3] for e in self._select(round_) if e[1] == party)
+
+    def received(self, party: str, round_: int | None = None) -> int:
+        """Bytes ``party`` received."""
+        return sum(e[3] for e in self._select(round_) if e[2] == party)
+
+    def messages(self, party: str, round_: int | None = None) -> int:
+        """Messages ``party`` sent."""
+        return sum(1 for e in self._select(round_) if e[1] == party)
+
+    def summary(self, round_: int | None = None) -> dict[str, dict[str, int]]:
+        """``{party: {"sent": bytes, "received": bytes, "messages_sent": n, "messages_received": n}}``."""
+        out: dict[str, dict[str, int]] = defaultdict(
+            lambda: {"sent": 0, "received": 0, "messages_sent": 0, "messages_received": 0})
+        for _, s, r, nb in self._select(round_):
+            out[s]["sent"] += nb
+            out[s]["messages_sent"] += 1
+            out[r]["received"] += nb
+            out[r]["messages_received"] += 1
+        return dict(out)
+
+
+def check_round(expected: int, got: Any, what: str) -> None:
+    """Raise :class:`ProtocolError` unless ``got`` is the round number ``expected``."""
+    if isinstance(got, bool) or not isinstance(got, numbers.Integral) or int(got) != expected:
+        raise ProtocolError(f"{what} carries round {got!r}, but this party is in round {expected}")
+
+
+def check_clip(clip: Any) -> float:
+    """Return ``clip`` as a float, or raise :class:`ConfigurationError` unless it is positive and finite."""
+    if isinstance(clip, bool) or not isinstance(clip, numbers.Real):
+        raise TypeError(f"clip must be a real number, got {clip!r} of type {type(clip).__name__}")
+    c = float(clip)
+    if not (math.isfinite(c) and c > 0):
+        raise ConfigurationError(f"clip range must be positive and finite, got clip={clip!r}")
+    return c
+
+
+def check_sum_fits(num_clients: int, per_client: int, ring: Ring, *, signed: bool, what: str) -> None:
+    """Check that a sum of ``num_clients`` values of magnitude <= ``per_client`` cannot wrap in ``ring``.
+
+    Signed values (fixed point) need ``K * B <= floor((M - 1) / 2)``; unsigned ones (quantized, in ``[0, B]``) need
+    ``K * B <= M - 1``; with ``B = 2^(b-1)`` resp. ``2^b - 1`` this is the ``K * 2^b <= M`` rule.
+
+    Raises:
+        ConfigurationError: the sum could wrap, naming K, the per-client bound and the ring.
+    """
+    limit = (ring.modulus - 1) // 2 if signed else ring.modulus - 1
+    if num_clients * per_client > limit:
+        bits = math.log2(2 * per_client + 1 if signed else per_client + 1)
+        raise ConfigurationError(
+            f"sizing: {num_clients} clients x per-client bound {per_client} ({what}, {bits:.1f} bits) = "
+            f"{num_clients * per_client} exceeds {'the signed range' if signed else 'the range'} {limit} of "
+            f"{ring!r}, so the sum could wrap; use fewer clients, a smaller clip / fewer bits, or a larger ring"
+        )
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How contributions become ring elements, and how the total comes back; sizing-checked when constructed.
+
+    Two encodings: **fixed point** (default): reals with ``|x| <= clip`` encode as ``round(x * 2^frac_bits)``
+    (signed); **integers** (``bits`` set): integers in ``[0, 2^bits)`` (e.g. from stochastic quantization) are used
+    as they are. ``headroom`` widens the per-client integer bound (for noise added after encoding).
+
+    Args:
+        length: d, the number of coordinates of every contribution.
+        max_clients: K, the most clients summed in one round.
+        clip: fixed point: the largest ``|x|`` of any coordinate (positive, finite).
+        frac_bits: fixed point: fractional bits.
+        bits: integer mode: contributions lie in ``[0, 2^bits)``.
+        headroom: extra integer magnitude allowed per client and coordinate.
+        ring: the ring of the shares / masked inputs.
+
+    Raises:
+        ConfigurationError: ``K * B`` does not fit the ring (the ``K * 2^b <= M`` rule), a clip that is not
+            positive and finite, ``bits < 1``, ``length < 1``, ``headroom < 0``.
+
+    Example:
+        >>> Codec(length=4, max_clients=2**20, clip=1.0, frac_bits=16, ring=Ring(2**32))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        refimpl.errors.ConfigurationError: sizing: 1048576 clients x per-client bound 65536 ... of Z2_32, ...
+    """
+
+    length: int
+    max_clients: int
+    clip: float | None = 1.0
+    frac_bits: int = 16
+    bits: int | None = None
+    headroom: int = 0
+    ring: Ring = Z2_64
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ring, Ring):
+            raise TypeError(f"ring must be a refimpl Ring, got {self.ring!r}")
+        for name in ("length", "max_clients", "headroom"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {v!r}")
+        if self.length < 1:
+            raise ConfigurationError(f"length must be at least 1, got {self.length}")
+        if self.max_clients < 1:
+            raise ConfigurationError(f"max_clients must be at least 1, got {self.max_clients}")
+        if self.headroom < 0:
+            raise ConfigurationError(f"headroom must be >= 0, got {self.headroom}")
+        if self.bits is not None:
+            if isinstance(self.bits, bool) or not isinstance(self.bits, numbers.Integral) or self.bits < 1:
+                raise ConfigurationError(f"bits must be a positive integer, got {self.bits!r}")
+            check_sum_fits(self.max_clients, self.per_client_bound, self.ring, signed=False,
+                           what=f"integers in [0, 2^{self.bits}) + headroom {self.headroom}")
+        else:
+            clip = check_clip(self.clip)
+            _ = self.fixed_point  # validates frac_bits against the ring
+            check_sum_fits(self.max_clients, self.per_client_bound, self.ring, signed=True,
+                           what=f"clip {clip} x 2^{self.frac_bits} + headroom {self.headroom}")
+
+    @property
+    def fixed_point(self) -> FixedPoint:
+        """The fixed-point encoding (fixed-point mode)."""
+        return FixedPoint(frac_bits=self.frac_bits, ring=self.ring)
+
+    @property
+    def per_client_bound(self) -> int:
+        """B: the largest magnitude of one client's encoded coordinate (``2^bits - 1`` or ``ceil(clip 2^f)``),
+        plus ``headroom``."""
+        if self.bits is not None:
+            return 2 ** int(self.bits) - 1 + self.headroom
+        return math.ceil(float(self.clip) * 2 ** self.frac_bits) + self.headroom  # type: ignore[arg-type]
+
+    @property
+    def encoded_nbytes(self) -> int:
+        """Bytes of one encoded contribution: ``length`` ring elements."""
+        return self.length * self.ring.element_bytes
+
+    def encode(self, values: ArrayLike) -> np.ndarray:
+        """Encode one contribution (reals with ``|x| <= clip``, or integers in ``[0, 2^bits)``), range-checked.
+
+        Raises:
+            ShapeMismatchError: not ``length`` coordinates.
+            OutOfRangeError: a coordinate beyond the clip range / bit width (never wrapped or clipped silently).
+        """
+        x = np.asarray(values)
+        if x.shape != (self.length,):
+            raise ShapeMismatchError(f"a contribution has shape ({self.length},), got {x.shape}")
+        if self.bits is not None:
+            if x.dtype.kind not in "iu":
+                raise TypeError(f"integer mode takes integer contributions, got dtype {x.dtype}")
+            bad = (x < 0) | (x >= 2**self.bits)
+            if bad.any():
+                raise OutOfRangeError(f"value {x[bad][0].item()} is outside [0, 2^{self.bits})")
+            return self.ring.element(x.astype(np.int64))
+        xf = x.astype(np.float64)
+        bad = ~(np.abs(xf) <= float(self.clip))  # type: ignore[arg-type]
+        if bad.any():
+            raise OutOfRangeError(f"value {xf[bad][0].item()!r} is outside the clip range [-{self.clip}, {self.clip}]")
+        return self.fixed_point.encode(xf)
+
+    def check_encoded(self, k: ArrayLike) -> np.ndarray:
+        """Check pre-encoded integers (signed in fixed-point mode, ``[0, B]`` in integer mode) against the
+        per-client bound B and return them as ring elements.
+
+        Raises:
+            OutOfRangeError: a value outside ``[-B, B]`` (fixed point) or ``[0, B]`` (integers).
+        """
+        arr = np.asarray(k)
+        if arr.shape != (self.length,):
+            raise ShapeMismatchError(f"a contribution has shape ({self.length},), got {arr.shape}")
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"encoded contributions are integers, got dtype {arr.dtype}")
+        a = arr if arr.dtype == np.int64 else arr.astype(np.int64)  # ring.element below copies: no copy here
+        lo, hi = (0 if self.bits is not None else -self.per_client_bound), self.per_client_bound
+        if a.size and (np.minimum.reduce(a, axis=None) < lo or np.maximum.reduce(a, axis=None) > hi):
+            bad = (a < lo) | (a > hi)
+            raise OutOfRangeError(f"encoded value {a[bad][0]} is outside [{lo}, {hi}]")
+        return self.ring.element(a)
+
+    def decode_sum(self, total: np.ndarray) -> np.ndarray:
+        """Decode a reconstructed total: reals (fixed point) or exact integers (integer mode)."""
+        if self.bits is not None:
+            return np.asarray(total).astype(np.int64) if self.ring.modulus <= 2**63 else np.asarray(total)
+        return self.fixed_point.decode(total)

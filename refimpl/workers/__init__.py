@@ -1,0 +1,24 @@
+"""Parties holding objects behind pointers, the instruction set they execute, and tensors shared among them.
+
+* :mod:`~refimpl.workers.interface` -- :class:`Worker`, the interface every party implements;
+* :mod:`~refimpl.workers.worker` -- :class:`VirtualWorker`, :class:`Pointer`, :func:`send`, :class:`Ledger`;
+* :mod:`~refimpl.workers.ops` -- the registered instruction set (nothing else runs on a worker);
+* :mod:`~refimpl.workers.shared_tensor` -- :class:`SharedTensor`, :func:`share_among`.
+"""
+
+from refimpl.workers.interface import Worker
+from refimpl.workers.shared_tensor import LedgerChannel, SharedTensor, share_among, share_pointer
+from refimpl.workers.worker import Ledger, Message, Pointer, VirtualWorker, send
+
+__all__ = [
+    "Ledger",
+    "LedgerChannel",
+    "Message",
+    "Pointer",
+    "SharedTensor",
+    "VirtualWorker",
+    "Worker",
+    "send",
+    "share_among",
+    "share_pointer",
+]

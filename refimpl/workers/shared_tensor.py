@@ -1,0 +1,381 @@
+"""Values secret-shared across virtual workers (the tutorial's ``x.share(bob, alice, crypto_provider=...)``).
+
+A :class:`SharedTensor` holds one pointer per worker, each to that worker's additive share. Addition,
+subtraction, negation and products with public values run locally at each worker; ``*`` and ``@`` of two shared
+values run Beaver's protocol with the crypto provider (a worker that deals triples from its own key): the
+provider pushes each party its part of a triple, every party sends its masked pieces to every other party in one
+opening round, and each party finishes locally. With a fixed-point ``encoding`` products are truncated by the
+dealer-assisted protocol of :func:`refimpl.mpc.truncate` (error below one unit in the last place, any ``n``).
+Every step is a serialised message in the workers' :class:`~refimpl.workers.Ledger`.
+
+:class:`LedgerChannel` routes the openings and dealer traffic of the stacked protocols of :mod:`refimpl.mpc`
+and :mod:`refimpl.mpc.comparison` through the same wire format and ledger (used for encrypted inference).
+
+Example:
+    >>> import numpy as np
+    >>> from refimpl.workers import Ledger, VirtualWorker, send
+    >>> ledger = Ledger()
+    >>> jake, john, secure = (VirtualWorker(n, ledger) for n in ("jake", "john", "secure_worker"))
+    >>> provider = VirtualWorker("crypto_provider", ledger)
+    >>> x = send(np.array([1, 2, 3]), jake).share(jake, john, secure, crypto_provider=provider)
+    >>> y = share_among(np.array([4, 5, 6]), (jake, john, secure), crypto_provider=provider)
+    >>> x
+    SharedTensor(workers=('jake', 'john', 'secure_worker'), ring=Z2_64, shape=(3,))
+    >>> (x + y).get().tolist(), (x * y).get().tolist(), (x * y - 10 * x + 1).get().tolist()
+    ([5, 7, 9], [4, 10, 18], [-5, -9, -11])
+    >>> fp = FixedPoint()
+    >>> a = share_among(np.array([[0.5, -1.5]]), (jake, john), crypto_provider=provider, encoding=fp)
+    >>> b = share_among(np.array([[2.0], [0.25]]), (jake, john), crypto_provider=provider, encoding=fp)
+    >>> (a @ b).get()
+    array([[0.625]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from refimpl.encoding import FixedPoint
+from refimpl.errors import PartyCountError, RingMismatchError, ShapeMismatchError
+from refimpl.mpc.channel import Channel
+from refimpl.mpc.dealer import Sharing, Triple
+from refimpl.mpc.truncation import truncation_offset
+from refimpl.net import wire
+from refimpl.net.accounting import Ledger
+from refimpl.ring import Z2_64, Ring
+from refimpl.sharing.additive import CompressedShares, Shares
+from refimpl.sharing.binary import BinaryShares
+from refimpl.workers.interface import Worker
+from refimpl.workers.ops import share_out
+
+if TYPE_CHECKING:
+    from refimpl.workers.worker import Pointer, VirtualWorker
+
+__all__ = ["LedgerChannel", "SharedTensor", "share_among", "share_pointer"]
+
+
+def _check_workers(workers: Sequence[VirtualWorker], provider: VirtualWorker | None) -> tuple[VirtualWorker, ...]:
+    workers = tuple(workers)
+    if len(workers) < 2:
+        raise PartyCountError(f"sharing needs at least 2 workers, got {len(workers)}")
+    for w in workers + ((provider,) if provider is not None else ()):
+        if not isinstance(w, Worker):
+            raise TypeError(f"expected a worker (VirtualWorker or a networked worker), got {type(w).__name__}")
+    if len({w.name for w in workers}) != len(workers):
+        raise ValueError(f"workers must be distinct, got {[w.name for w in workers]}")
+    if provider is not None and provider in workers:
+        raise ValueError(f"the crypto provider {provider.name!r} must not be one of the share holders")
+    return workers
+
+
+class SharedTensor:
+    """A value additively shared among workers: one pointer per worker to its share.
+
+    Made by :func:`share_among` or ``Pointer.share``. Supports ``+ - *`` and ``@`` with other shared tensors (same
+    workers, ring and encoding) and with public values, unary ``-``, and :meth:`get`.
+    """
+
+    __array_ufunc__ = None  # ndarray @ shared defers to SharedTensor.__rmatmul__
+
+    def __init__(self, pointers: Sequence[Pointer], ring: Ring, shape: tuple[int, ...],
+                 crypto_provider: VirtualWorker | None = None, encoding: FixedPoint | None = None) -> None:
+        self.pointers = tuple(pointers)
+        self.ring, self.shape = ring, tuple(shape)
+        self.crypto_provider, self.encoding = crypto_provider, encoding
+
+    @property
+    def workers(self) -> tuple[VirtualWorker, ...]:
+        return tuple(p.location for p in self.pointers)
+
+    @property
+    def n(self) -> int:
+        return len(self.pointers)
+
+    @property
+    def _me(self) -> VirtualWorker:
+        return self.pointers[0].owner
+
+    def __repr__(self) -> str:
+        enc = f", encoding={self.encoding!r}" if self.encoding is not None else ""
+        return f"SharedTensor(workers={tuple(w.name for w in self.workers)}, ring={self.ring!r}, " \
+               f"shape={self.shape}{enc})"
+
+    def _new(self, out: list[int], shape: tuple[int, ...]) -> SharedTensor:
+        return SharedTensor([self._me.pointer(w, i) for w, i in zip(self.workers, out)], self.ring, shape,
+                            self.crypto_provider, self.encoding)
+
+    def _each(self, fn: str, per_party: list[dict[str, Any]], shape: tuple[int, ...],
+              drop: list[list[int]] | None = None) -> SharedTensor:
+        """Run ``fn`` at every worker in one round; store the results as a new shared tensor."""
+        ledger = self._me.ledger
+        out = [ledger.new_id() for _ in self.workers]
+        with ledger.round():
+            for i, (w, kw) in enumerate(zip(self.workers, per_party)):
+                args = kw.pop("args", [])
+                msg = {"op": "exec", "fn": fn, "args": args, "kw": kw, "out": out[i],
+                       "drop": drop[i] if drop else []}
+                self._me.deliver(w, "command", msg)
+        return self._new(out, shape)
+
+    def _refs(self) -> list[dict[str, int]]:
+        for p in self.pointers:
+            p._check()
+        return [{"ref": p.id} for p in self.pointers]
+
+    def _check_other(self, other: SharedTensor) -> None:
+        if [w.name for w in other.workers] != [w.name for w in self.workers]:
+            raise PartyCountError(f"shared among {[w.name for w in self.workers]} and "
+                                  f"{[w.name for w in other.workers]}: share both among the same workers")
+        if other.ring != self.ring:
+            raise RingMismatchError(f"cannot combine values shared over {self.ring!r} and {other.ring!r}")
+        if other.encoding != self.encoding:
+            raise ValueError(f"cannot combine encodings {self.encoding!r} and {other.encoding!r}")
+
+    def _public(self, value: ArrayLike) -> tuple[np.ndarray, bool]:
+        """Encode a public value; returns (ring elements, whether the product with it needs truncation)."""
+        arr = np.asarray(value)
+        if self.encoding is None or arr.dtype.kind in "iu":
+            return self.ring.element(arr), False
+        return self.encoding.encode(arr), True
+
+    # ---------------------------------------------------------------- linear operations
+    def _linear(self, other: Any, fn: str) -> SharedTensor:
+        if isinstance(other, SharedTensor):
+            self._check_other(other)
+            shape = np.broadcast_shapes(self.shape, other.shape)
+            kws = [{"args": [x, y], "fn": fn, "modulus": self.ring.modulus}
+                   for x, y in zip(self._refs(), other._refs())]
+            if fn == "rsub":
+                kws = [{"args": [y, x], "fn": "sub", "modulus": self.ring.modulus}
+                       for x, y in zip(self._refs(), other._refs())]
+            return self._each("ring_binary", kws, shape)
+        arr = np.asarray(other)
+        value = self.encoding.encode(arr) if self.encoding is not None else self.ring.element(arr)
+        shape = np.broadcast_shapes(self.shape, value.shape)
+        kws = [{"args": [x, value], "fn": fn, "party": i, "modulus": self.ring.modulus}
+               for i, x in enumerate(self._refs())]
+        return self._each("ring_public", kws, shape)
+
+    def __add__(self, other: Any) -> SharedTensor:
+        return self._linear(other, "add")
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> SharedTensor:
+        return self._linear(other, "sub")
+
+    def __rsub__(self, other: Any) -> SharedTensor:
+        return self._linear(other, "rsub")
+
+    def __neg__(self) -> SharedTensor:
+        kws = [{"args": [x, 0], "fn": "neg", "party": i, "modulus": self.ring.modulus}
+               for i, x in enumerate(self._refs())]
+        return self._each("ring_public", kws, self.shape)
+
+    # ---------------------------------------------------------------- products
+    def _public_product(self, other: Any, fn: str) -> SharedTensor:
+        value, scaled = self._public(other)
+        if fn == "mul":
+            shape = np.broadcast_shapes(self.shape, value.shape)
+        else:
+            dummy = np.empty(self.shape if fn == "matmul" else value.shape, dtype=np.int8)
+            shape = np.matmul(dummy, np.empty(value.shape if fn == "matmul" else self.shape, np.int8)).shape
+        kws = [{"args": [x, value], "fn": fn, "party": i, "modulus": self.ring.modulus}
+               for i, x in enumerate(self._refs())]
+        out = self._each("ring_public", kws, tuple(shape))
+        return out._truncate() if scaled else out
+
+    def _provider(self) -> VirtualWorker:
+        if self.crypto_provider is None:
+            raise ValueError("multiplying two shared values needs a crypto provider: share with crypto_provider=")
+        return self.crypto_provider
+
+    def _deal(self, kind: str, shapes: list[tuple[int, ...]], nparts: int, **extra: Any) -> list[list[int]]:
+        ledger = self._me.ledger
+        ids = [[ledger.new_id() for _ in range(nparts)] for _ in self.workers]
+        msg = {"op": "exec", "fn": "deal", "kw": {"kind": kind, "shapes": [list(s) for s in shapes],
+               "names": [w.name for w in self.workers], "ids": ids, "modulus": self.ring.modulus, **extra}}
+        self._me.deliver(self._provider(), "command", msg)
+        return ids
+
+    def _open_and_finish(self, xs: list[list[dict[str, int]]], masks: list[list[int]], parts: list[list[int]],
+                         sign: int, public: Any, finish: str, shape: tuple[int, ...], **finish_kw: Any
+                         ) -> SharedTensor:
+        """Opening round (every party sends masked pieces to every other), then the local finishing step."""
+        ledger, names, n = self._me.ledger, [w.name for w in self.workers], self.n
+        piece = [[ledger.new_id() for _ in range(n)] for _ in range(n)]  # piece[i][j]: from party i, held by j
+        with ledger.round():
+            for i, w in enumerate(self.workers):
+                kw = {"xs": xs[i], "masks": [{"ref": m} for m in masks[i]], "sign": sign, "party": i,
+                      "modulus": self.ring.modulus, "peers": [names[j] for j in range(n) if j != i],
+                      "ids": [piece[i][j] for j in range(n) if j != i], "own": piece[i][i], "public": public}
+                self._me.deliver(w, "command", {"op": "exec", "fn": "mask_push", "kw": kw})
+        kws = [{"pieces": [{"ref": piece[i][j]} for i in range(n)], "parts": [{"ref": p} for p in parts[j]],
+                "party": j, "modulus": self.ring.modulus, **finish_kw} for j in range(n)]
+        drop = [[piece[i][j] for i in range(n)] + parts[j] for j in range(n)]
+        return self._each(finish, kws, shape, drop=drop)
+
+    def _truncate(self) -> SharedTensor:
+        f = self.encoding.frac_bits  # type: ignore[union-attr]
+        parts = self._deal("trunc", [self.shape], 3, frac_bits=f)
+        xs = [[x] for x in self._refs()]
+        masks = [[p[0]] for p in parts]
+        return self._open_and_finish(xs, masks, parts, +1, truncation_offset(self.ring), "trunc_finish",
+                                     self.shape, frac_bits=f)
+
+    def _beaver(self, other: SharedTensor, kind: str) -> SharedTensor:
+        self._check_other(other)
+        if kind == "mul":
+            if self.shape != other.shape:
+                raise ShapeMismatchError(f"elementwise product needs equal shapes, got {self.shape} and "
+                                         f"{other.shape}")
+            shape = self.shape
+        else:
+            if len(self.shape) != 2 or len(other.shape) != 2 or self.shape[1] != other.shape[0]:
+                raise ShapeMismatchError(f"matmul takes (m, k) @ (k, p), got {self.shape} @ {other.shape}")
+            shape = (self.shape[0], other.shape[1])
+        parts = self._deal(kind, [self.shape, other.shape], 3)
+        xs = [[x, y] for x, y in zip(self._refs(), other._refs())]
+        masks = [[p[0], p[1]] for p in parts]
+        out = self._open_and_finish(xs, masks, parts, -1, None, "beaver_finish", shape, kind=kind)
+        return out._truncate() if self.encoding is not None else out
+
+    def __mul__(self, other: Any) -> SharedTensor:
+        if isinstance(other, SharedTensor):
+            return self._beaver(other, "mul")
+        return self._public_product(other, "mul")
+
+    __rmul__ = __mul__
+
+    def __matmul__(self, other: Any) -> SharedTensor:
+        if isinstance(other, SharedTensor):
+            return self._beaver(other, "matmul")
+        return self._public_product(other, "matmul")
+
+    def __rmatmul__(self, other: Any) -> SharedTensor:
+        return self._public_product(other, "rmatmul")
+
+    def get(self) -> np.ndarray:
+        """Fetch every share to the owner and reconstruct: signed integers, or floats with an encoding.
+
+        The pointers go stale and the workers drop their shares.
+        """
+        with self._me.ledger.round():
+            parts = [p.get() for p in self.pointers]
+        total = self.ring.sum(np.stack([np.asarray(p, dtype=self.ring.dtype) for p in parts]), axis=0)
+        return self.encoding.decode(total) if self.encoding is not None else self.ring.lift(total)
+
+
+def share_among(value: ArrayLike, workers: Sequence[VirtualWorker], *, crypto_provider: VirtualWorker | None = None,
+                ring: Ring = Z2_64, encoding: FixedPoint | None = None,
+                sender: VirtualWorker | None = None) -> SharedTensor:
+    """Secret-share a local value among ``workers``: the sender (default: the ledger's ``me``) sends each a share.
+
+    Args:
+        value: integers, or reals with an ``encoding``.
+        workers: the share holders (at least 2, distinct).
+        crypto_provider: the worker that deals Beaver triples for ``*`` and ``@`` of shared values.
+        ring: the ring of the shares (default Z_2^64); ``encoding.ring`` wins when an encoding is given.
+        encoding: a :class:`~refimpl.encoding.FixedPoint` for real values.
+
+    Raises:
+        PartyCountError: fewer than 2 workers.
+        ValueError: repeated workers, or the provider among them.
+    """
+    workers = _check_workers(workers, crypto_provider)
+    ring = encoding.ring if encoding is not None else ring
+    sender = workers[0].ledger.me if sender is None else sender
+    arr = np.asarray(value)
+    ids = [sender.ledger.new_id() for _ in workers]
+    frac = encoding.frac_bits if encoding is not None else None
+    base = encoding.base if encoding is not None else 2
+    share_out(sender, arr, names=[w.name for w in workers], ids=ids, modulus=ring.modulus, frac_bits=frac, base=base)
+    me = workers[0].ledger.me
+    return SharedTensor([me.pointer(w, i) for w, i in zip(workers, ids)], ring, arr.shape, crypto_provider,
+                        encoding)
+
+
+def share_pointer(ptr: Pointer, workers: Sequence[VirtualWorker], *, crypto_provider: VirtualWorker | None = None,
+                  ring: Ring = Z2_64, encoding: FixedPoint | None = None) -> SharedTensor:
+    """``ptr.share(*workers, crypto_provider=...)``: the pointed-to value's worker shares it among ``workers``.
+
+    The original object stays where it is (``ptr`` remains valid). Returns a :class:`SharedTensor` owned by the
+    pointer's owner.
+    """
+    workers = _check_workers(workers, crypto_provider)
+    ring = encoding.ring if encoding is not None else ring
+    ptr._check()
+    ledger = ptr.owner.ledger
+    ids = [ledger.new_id() for _ in workers]
+    kw = {"names": [w.name for w in workers], "ids": ids, "modulus": ring.modulus,
+          "frac_bits": encoding.frac_bits if encoding is not None else None,
+          "base": encoding.base if encoding is not None else 2}
+    shape = ptr.owner.deliver(ptr.location, "command",
+                              {"op": "exec", "fn": "share_out", "args": [{"ref": ptr.id}], "kw": kw})
+    return SharedTensor([ptr.owner.pointer(w, i) for w, i in zip(workers, ids)], ring, tuple(shape),
+                        crypto_provider, encoding)
+
+
+class LedgerChannel(Channel):
+    """A :class:`~refimpl.mpc.Channel` whose traffic is serialised and recorded in a workers' ledger.
+
+    Party ``i`` of a stacked sharing is ``workers[i]``. Each opening encodes party ``i``'s pieces once with
+    :mod:`refimpl.net.wire` and records one ``open`` message to each other party (one round); dealer items are
+    recorded as ``dealer`` messages from the crypto provider. The opened values are reconstructed from the
+    decoded bytes, so a corrupted encoding would surface as an error, not as a silently wrong result.
+
+    Args:
+        workers: the computing parties, in share order.
+        crypto_provider: the worker credited with dealer traffic.
+    """
+
+    def __init__(self, workers: Sequence[VirtualWorker], crypto_provider: VirtualWorker) -> None:
+        super().__init__()
+        self.workers = _check_workers(workers, crypto_provider)
+        self.crypto_provider = crypto_provider
+        self.ledger: Ledger = self.workers[0].ledger
+
+    def open(self, *sharings: Sharing) -> list[np.ndarray]:
+        super().open(*sharings)
+        names = [w.name for w in self.workers]
+        received = []
+        with self.ledger.round():
+            for i, name in enumerate(names):
+                raw = wire.encode([s.data[i] for s in sharings])
+                for j, other in enumerate(names):
+                    if j != i:
+                        self.ledger.record(name, other, "open", len(raw))
+                received.append(wire.decode(raw))
+        out = []
+        for k, s in enumerate(sharings):
+            stacked = np.stack([r[k] for r in received])
+            out.append(BinaryShares(stacked).reconstruct() if isinstance(s, BinaryShares)
+                       else Shares(s.ring, stacked).reconstruct())
+        return out
+
+    def take(self, triple: Triple) -> tuple[Sharing, ...]:
+        parts = super().take(triple)
+        with self.ledger.round():
+            for i, w in enumerate(self.workers):
+                raw = wire.encode([p.data[i] for p in parts])
+                self.ledger.record(self.crypto_provider.name, w.name, "dealer", len(raw))
+        return parts
+
+    def transfer(self, sharing: Shares | CompressedShares, sender: VirtualWorker, receivers: Sequence[VirtualWorker],
+                 kind: str) -> None:
+        """Record sending share ``i`` of ``sharing`` from ``sender`` to ``receivers[i]`` (one round).
+
+        A :class:`~refimpl.sharing.CompressedShares` travels as party 0's array and one 16- or 32-byte key for
+        each other party (about one plaintext's size however many receivers).
+        """
+        with self.ledger.round():
+            for i, w in enumerate(receivers):
+                if isinstance(sharing, CompressedShares):
+                    raw = wire.encode(sharing.first if i == 0 else sharing.keys[i - 1])
+                else:
+                    raw = wire.encode(sharing.data[i])
+                if w is not sender:
+                    self.ledger.record(sender.name, w.name, kind, len(raw))
