@@ -1,67 +1,60 @@
-"""Command line: ``python -m refimpl demo`` and ``python -m refimpl train ...``.
+"""Command line: ``python -m refimpl <command> [options]``.
 
-Subcommands that need optional packages (JAX for training) import them only when they run, and say which extra to
-install when they are missing.
+Each command lives in its own module and is imported only when it runs, so a command that needs an optional package
+(JAX for training, ``websockets`` for networked parties) says which extra to install when that package is missing.
+To add a command, add one :class:`Command` to ``COMMANDS``.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
-__all__ = ["main"]
-
-
-def _demo(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="refimpl demo", description="Walk through the tutorial, on refimpl.")
-    parser.add_argument("--part", choices=["sharing", "workers", "federated", "all"], default="all",
-                        help="which part to run (default: all the parts whose dependencies are installed)")
-    args = parser.parse_args(argv)
-    if args.part in ("sharing", "all"):
-        from refimpl.demos.sharing import sharing_demo
-
-        sharing_demo(print)
-    if args.part in ("workers", "all"):
-        from refimpl.demos.workers import workers_demo
-
-        print()
-        workers_demo(print)
-    if args.part in ("federated", "all"):
-        _optional_parts(print)
-    return 0
+__all__ = ["COMMANDS", "Command", "main"]
 
 
-def _optional_parts(out: Callable[[str], None]) -> None:
-    """Run the demo parts that later modules add, when their modules and dependencies are present."""
-    try:
-        from refimpl.demos.federated import federated_demo
-    except ModuleNotFoundError as err:
-        out(f"\n(skipping the federated-learning part: {err.name} is not installed; pip install 'refimpl[fl]')")
-        return
-    out("")
-    federated_demo(out)
+class Command(NamedTuple):
+    """A subcommand: ``target`` is ``"module:function"``, called with the remaining arguments; returns the exit code."""
+
+    target: str
+    extra: str
+    help: str
 
 
-def _train(argv: Sequence[str]) -> int:
-    try:
-        from refimpl.fl.train import main as train_main
-    except ModuleNotFoundError as err:
-        print(f"refimpl train needs {err.name}: pip install 'refimpl[fl]'", file=sys.stderr)
-        return 2
-    return int(train_main(list(argv)) or 0)
+COMMANDS: dict[str, Command] = {
+    "demo": Command("refimpl.demos.cli:main", "fl",
+                    "the tutorial's walkthrough: sharing among workers, fixed point, federated learning"),
+    "train": Command("refimpl.fl.train:main", "fl",
+                     "federated training (FedAvg over a JAX MLP); see python -m refimpl train --help"),
+}
 
 
-_COMMANDS = {"demo": _demo, "train": _train}
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {cmd.help}" for name, cmd in COMMANDS.items()]
+    return "usage: python -m refimpl {" + ",".join(COMMANDS) + "} [options]\n\n" + "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m refimpl``."""
+    """Entry point of ``python -m refimpl``: dispatch to the command's module; exit code 2 on a usage error."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in _COMMANDS:
-        print("usage: python -m refimpl {demo,train} [options]\n\n"
-              "  demo    the tutorial's walkthrough: sharing among workers, fixed point, federated learning\n"
-              "  train   federated training (FedAvg over a JAX MLP); see python -m refimpl train --help",
-              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return _COMMANDS[argv[0]](argv[1:])
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"refimpl: unknown command {name!r}; choose one of {', '.join(COMMANDS)}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    command = COMMANDS[name]
+    module_name, func_name = command.target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and not err.name.startswith("refimpl"):
+            print(f"refimpl {name} needs the package {err.name!r}: pip install 'refimpl[{command.extra}]'",
+                  file=sys.stderr)
+            return 2
+        raise
+    return int(getattr(module, func_name)(rest) or 0)

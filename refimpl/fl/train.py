@@ -19,6 +19,7 @@ Example (the README's Fashion-MNIST run):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -124,19 +125,38 @@ def _read_metrics(path: Path, up_to: int) -> list[dict[str, Any]]:
     return [r for r in rows if r["round"] <= up_to]
 
 
-def _run(args: argparse.Namespace) -> int:
-    import jax
-    import optax
-    from tqdm import tqdm
+@dataclasses.dataclass
+class _Run:
+    """Everything one training run holds: its output paths, data, engine and (optional) secure aggregation."""
 
-    from refimpl.fl import checkpoint, client, data, model, partition, secure, server
+    args: argparse.Namespace
+    config: dict[str, Any]
+    out: Path
+    dataset: Any
+    client_data: Any
+    fedavg: Any
+    agg: Any
+    acct: Any
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.npz"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+
+def _setup(args: argparse.Namespace) -> _Run:
+    """Load and partition the data (writing ``partition.json``), place it on the devices, build the FedAvg engine."""
+    import optax
+
+    from refimpl.fl import client, data, partition, secure, server
 
     agg, acct = secure.from_args(args)  # keys derived from --seed unless --fresh-keys: resume stays bit-identical
     config = {k: v for k, v in sorted(vars(args).items()) if k not in _RUNTIME_ONLY}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, metrics_path = out / "checkpoint.npz", out / "metrics.jsonl"
-
     ds = data.load(args.dataset, data_dir=args.data_dir)
     parts = partition.make_partition(args.partition, ds.y_train, args.clients, seed=args.seed, alpha=args.alpha,
                                      shards_per_client=args.shards_per_client)
@@ -148,47 +168,71 @@ def _run(args: argparse.Namespace) -> int:
     mesh = None
     if args.devices != 1:
         mesh = client.client_mesh(None if args.devices == 0 else args.devices)
-    client_data = server.to_device(fed, mesh)
     client_opt = optax.sgd(args.client_lr, momentum=args.client_momentum or None)
     fedavg = server.FedAvg(
         client.make_round_update(client_opt, local_epochs=args.local_epochs, batch_size=args.batch_size,
                                  clients_per_chunk=args.clients_per_chunk),
         server.server_optimizer(args.server_opt, args.server_lr), fraction=args.fraction, seed=args.seed,
         aggregate=agg or server.weighted_mean)
+    return _Run(args, config, out, ds, server.to_device(fed, mesh), fedavg, agg, acct)
 
+
+def _initial_state(run: _Run) -> tuple[Any, list[dict[str, Any]]]:
+    """A fresh state, or the checkpoint's with ``--resume``; the metrics history up to that round (rewritten)."""
+    from refimpl.fl import checkpoint, model
+
+    args = run.args
     if args.resume:
-        if not ckpt_path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        state, saved = checkpoint.load(ckpt_path, fedavg.optimizer)
-        if saved != json.loads(json.dumps(config)):
+        if not run.checkpoint_path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {run.checkpoint_path}")
+        state, saved = checkpoint.load(run.checkpoint_path, run.fedavg.optimizer)
+        config = json.loads(json.dumps(run.config))
+        if saved != config:
             diff = {k: (saved.get(k), config.get(k)) for k in set(saved) | set(config) if saved.get(k) != config.get(k)}
             raise ValueError(f"--resume: checkpoint was written with other settings (saved, now): {diff}")
     else:
-        state = fedavg.init(model.init(_model_spec(args.model), seed=args.seed))
-    if agg:  # streams are domain-separated by round; epsilon accumulates over the whole run
-        agg.round = state.round
-    if acct:
-        acct.rounds = state.round
-    history = _read_metrics(metrics_path, state.round)
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
-    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        state = run.fedavg.init(model.init(_model_spec(args.model), seed=args.seed))
+    if run.agg:  # streams are domain-separated by round; epsilon accumulates over the whole run
+        run.agg.round = state.round
+    if run.acct:
+        run.acct.rounds = state.round
+    history = _read_metrics(run.metrics_path, state.round)
+    run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+    (run.out / "config.json").write_text(json.dumps(run.config, indent=2, sort_keys=True) + "\n")
+    return state, history
 
+
+def _round_row(run: _Run, state: Any, result: Any, seconds: float, param_bytes: int) -> dict[str, Any]:
+    """The metrics line of one finished round (evaluation added by the caller)."""
+    from refimpl.fl import secure
+
+    row: dict[str, Any] = {"round": state.round, "test_accuracy": None, "test_loss": None,
+                           "train_loss": result.train_loss, "seconds": seconds,
+                           "clients": len(result.clients), "bytes_up_per_client": param_bytes,
+                           "bytes_down_per_client": param_bytes}
+    row.update(secure.round_metrics(run.agg, run.acct))  # survivors, measured upload bytes, (epsilon, delta)
+    return row
+
+
+def _train(run: _Run, state: Any, history: list[dict[str, Any]]) -> None:
+    """Run rounds until ``--rounds``: one metrics line per round, evaluations and checkpoints as configured."""
+    import jax
+    from tqdm import tqdm
+
+    from refimpl.fl import checkpoint, model
+
+    args, ds = run.args, run.dataset
     x_test, y_test = jax.device_put(ds.x_test), jax.device_put(ds.y_test)
     evaluate = jax.jit(lambda p: (model.accuracy(p, x_test, y_test), model.loss(p, x_test, y_test)))
     param_bytes = int(sum(v.size * 4 for v in state.params.values()))
     bar = tqdm(total=args.rounds, initial=state.round, disable=not args.progress, unit="round", file=sys.stderr)
     postfix: dict[str, str] = {}
-    with metrics_path.open("a") as log:
+    with run.metrics_path.open("a") as log:
         while state.round < args.rounds:
             t0 = time.perf_counter()
-            state, result = fedavg.run_round(state, client_data)
+            state, result = run.fedavg.run_round(state, run.client_data)
             jax.block_until_ready(state.params)
-            seconds = time.perf_counter() - t0
-            row: dict[str, Any] = {"round": state.round, "test_accuracy": None, "test_loss": None,
-                                   "train_loss": result.train_loss, "seconds": seconds,
-                                   "clients": len(result.clients), "bytes_up_per_client": param_bytes,
-                                   "bytes_down_per_client": param_bytes}
-            row.update(secure.round_metrics(agg, acct))  # survivors, measured upload bytes, (epsilon, delta)
+            row = _round_row(run, state, result, time.perf_counter() - t0, param_bytes)
             if state.round % args.eval_every == 0 or state.round == args.rounds:
                 t1 = time.perf_counter()
                 acc, test_loss = evaluate(state.params)
@@ -204,15 +248,27 @@ def _run(args: argparse.Namespace) -> int:
             history.append(row)
             bar.update(1)
             if state.round == args.rounds or (args.checkpoint_every and state.round % args.checkpoint_every == 0):
-                checkpoint.save(ckpt_path, state, config)
+                checkpoint.save(run.checkpoint_path, state, run.config)
     bar.close()
+
+
+def _report(run: _Run, history: list[dict[str, Any]]) -> None:
+    """Write ``curves.png`` (with ``--plot``) and print the last evaluated round."""
+    args = run.args
     if args.plot and history:
-        write_plot(history, out / "curves.png", f"{args.dataset}, {args.partition}, {args.model}")
+        write_plot(history, run.out / "curves.png", f"{args.dataset}, {args.partition}, {args.model}")
     last = next((r for r in reversed(history) if r["test_accuracy"] is not None), None)
     if last is not None:
         privacy = f", (epsilon, delta) = ({last['epsilon']:.3g}, {last['delta']:g})" if "epsilon" in last else ""
         print(f"round {last['round']}: test accuracy {last['test_accuracy']:.4f}, test loss "
-              f"{last['test_loss']:.4f}{privacy}; outputs in {out}")
+              f"{last['test_loss']:.4f}{privacy}; outputs in {run.out}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    run = _setup(args)
+    state, history = _initial_state(run)
+    _train(run, state, history)
+    _report(run, history)
     return 0
 
 

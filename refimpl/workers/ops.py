@@ -1,9 +1,9 @@
 """The instruction set a :class:`~refimpl.workers.VirtualWorker` executes on its own objects (``exec`` commands).
 
 Each operation is a plain function of the worker and its decoded arguments; ``{"ref": id}`` anywhere in the
-arguments stands for the worker's own stored object ``id``. Only the names in ``_OPS`` can run: a message names an
-operation, it never carries code. Results are stored under the message's ``out`` id; ids listed in ``drop`` (spent
-triples, opened pieces) are deleted afterwards.
+arguments stands for the worker's own stored object ``id``. Only registered names can run (:func:`instructions`;
+higher layers add theirs with :func:`register`): a message names an operation, it never carries code. Results are
+stored under the message's ``out`` id; ids listed in ``drop`` (spent triples, opened pieces) are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -170,6 +170,26 @@ _OPS: dict[str, Callable[..., Any]] = {
     "beaver_finish": beaver_finish,
     "trunc_finish": trunc_finish,
 }
+
+
+def register(name: str, fn: Callable[..., Any]) -> None:
+    """Add an instruction ``fn(worker, *args, **kwargs)`` under ``name`` (code registers it; never a message).
+
+    Higher layers (e.g. federated training's ``train_step``) extend the instruction set this way, at import time in
+    the process that runs the worker. Re-registering a name with a different function raises ``ValueError``.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"an instruction name must be a non-empty str, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"instruction {name!r} must be callable, got {type(fn).__name__}")
+    if _OPS.get(name, fn) is not fn:
+        raise ValueError(f"instruction {name!r} is already registered to {_OPS[name]!r}")
+    _OPS[name] = fn
+
+
+def instructions() -> list[str]:
+    """The names a worker runs, sorted."""
+    return sorted(_OPS)
 
 
 def run(worker: Any, msg: dict[str, Any]) -> Any:
