@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from refimpl import nn
+
 __all__ = [
     "MODELS",
     "Params",
@@ -124,7 +126,8 @@ def accuracy(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
 
 def numpy_loss_and_grad(params: Mapping[str, ArrayLike], x: ArrayLike, y: ArrayLike,
                         mask: ArrayLike | None = None) -> tuple[float, dict[str, np.ndarray]]:
-    """Reference forward and backward pass in float64 NumPy, written out by hand.
+    """Reference forward and backward pass in float64 NumPy, written out by hand (:mod:`refimpl.nn`, the one
+    NumPy MLP of refimpl).
 
     With h_0 = x, a_i = h_i W_i + b_i, h_{i+1} = relu(a_i), p = softmax(a_{L-1}) and per-example weights
     w_j = m_j / max(1, sum m): dL/da_{L-1} = w (p - onehot(y)); dL/dW_i = h_i^T delta_i; dL/db_i = sum_j delta_i;
@@ -139,29 +142,5 @@ def numpy_loss_and_grad(params: Mapping[str, ArrayLike], x: ArrayLike, y: ArrayL
     Returns:
         (loss, grads) with grads keyed like params, float64.
     """
-    n_layers = _num_layers(params)
-    p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y)
-    m = np.ones(len(ys)) if mask is None else np.asarray(mask, dtype=np.float64)
-    weight = m / max(1.0, m.sum()) if mask is not None else m / len(ys)
-    hs, pre = [xs], []
-    for i in range(n_layers):
-        a = hs[-1] @ p64[f"w{i}"] + p64[f"b{i}"]
-        pre.append(a)
-        if i < n_layers - 1:
-            hs.append(np.maximum(a, 0.0))
-    logits = pre[-1]
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_z = np.log(np.exp(shifted).sum(axis=1))
-    log_p = shifted - log_z[:, None]
-    total = float(-(weight * log_p[np.arange(len(ys)), ys]).sum())
-    delta = np.exp(log_p)
-    delta[np.arange(len(ys)), ys] -= 1.0
-    delta *= weight[:, None]
-    grads: dict[str, np.ndarray] = {}
-    for i in reversed(range(n_layers)):
-        grads[f"w{i}"] = hs[i].T @ delta
-        grads[f"b{i}"] = delta.sum(axis=0)
-        if i > 0:
-            delta = (delta @ p64[f"w{i}"].T) * (pre[i - 1] > 0)
-    return total, grads
+    _num_layers(params)
+    return nn.loss_and_grad(params, x, y, mask)

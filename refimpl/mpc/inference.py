@@ -37,12 +37,12 @@ References:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from refimpl import nn
 from refimpl._checks import check_party_count
 from refimpl.encoding import FixedPoint
 from refimpl.errors import ShapeMismatchError
@@ -58,35 +58,9 @@ from refimpl.sharing.api import share
 __all__ = ["EncryptedMLP", "plaintext_logits", "train_mlp"]
 
 
-def _layers(params: Mapping[str, ArrayLike]) -> list[tuple[np.ndarray, np.ndarray]]:
-    count = sum(1 for k in params if k.startswith("w"))
-    if count == 0 or set(params) != {f"{c}{i}" for i in range(count) for c in "wb"}:
-        raise ValueError(f"params must have keys w0, b0, w1, b1, ..., got {sorted(params)}")
-    layers: list[tuple[np.ndarray, np.ndarray]] = []
-    for i in range(count):
-        w, b = np.asarray(params[f"w{i}"], np.float64), np.asarray(params[f"b{i}"], np.float64)
-        if w.ndim != 2 or b.shape != (w.shape[1],) or (layers and layers[-1][0].shape[1] != w.shape[0]):
-            raise ShapeMismatchError(f"layer {i}: w{i} {w.shape} and b{i} {b.shape} do not chain")
-        layers.append((w, b))
-    return layers
-
-
 def plaintext_logits(params: Mapping[str, ArrayLike], x: ArrayLike) -> np.ndarray:
-    """The MLP's logits in float64: ``relu(x W0 + b0) ... W_last + b_last``."""
-    h = np.asarray(x, np.float64)
-    layers = _layers(params)
-    for i, (w, b) in enumerate(layers):
-        h = h @ w + b
-        if i < len(layers) - 1:
-            h = np.maximum(h, 0.0)
-    return h
-
-
-def _uniform(stream: Stream, shape: int | tuple[int, ...]) -> np.ndarray:
-    """Floats uniform in [-1, 1) from the top 53 bits of little-endian 64-bit stream words."""
-    words = np.empty(shape, dtype=np.uint64)
-    stream.read_into(words)
-    return (words >> np.uint64(11)).astype(np.float64) * 2.0**-52 - 1.0
+    """The MLP's logits in float64: ``relu(x W0 + b0) ... W_last + b_last`` (:func:`refimpl.nn.logits`)."""
+    return nn.logits(params, x)
 
 
 def train_mlp(x: ArrayLike, y: ArrayLike, sizes: Sequence[int] = (784, 128, 10), *, epochs: int = 8,
@@ -96,41 +70,22 @@ def train_mlp(x: ArrayLike, y: ArrayLike, sizes: Sequence[int] = (784, 128, 10),
     Initialisation is U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and the batch order a permutation, both drawn from a keyed
     stream derived from ``seed`` (the model is the secret this module protects, so even its initialisation uses
     refimpl's cryptographic streams, not NumPy's generators). Same inputs and seed give the same weights on one
-    machine.
+    machine. The forward and backward passes are :mod:`refimpl.nn`'s.
 
     Returns:
         ``{"w0", "b0", "w1", "b1", ...}`` as float32 arrays (the layout of :mod:`refimpl.fl.model`).
     """
     xs, ys = np.asarray(x, np.float64), np.asarray(y)
     stream = Stream(derive_key(bytes(16), "refimpl/train_mlp", int(seed)))
-    ws = [_uniform(stream, (a, b)) / np.sqrt(a) for a, b in itertools.pairwise(sizes)]
-    bs = [np.zeros(b) for b in sizes[1:]]
-    vel = [np.zeros_like(p) for p in ws + bs]
+    params = nn.init_params(sizes, stream=stream)
+    velocity: dict[str, np.ndarray] = {}
     for _ in range(epochs):
-        order = np.argsort(_uniform(stream, len(xs)), kind="stable")
+        order = np.argsort(nn.uniform(stream, len(xs)), kind="stable")
         for start in range(0, len(xs), batch):
             idx = order[start : start + batch]
-            hs = [xs[idx]]
-            for i, (w, b) in enumerate(zip(ws, bs)):
-                a = hs[-1] @ w + b
-                hs.append(np.maximum(a, 0.0) if i < len(ws) - 1 else a)
-            z = hs[-1] - hs[-1].max(axis=1, keepdims=True)
-            p = np.exp(z)
-            p /= p.sum(axis=1, keepdims=True)
-            p[np.arange(len(idx)), ys[idx]] -= 1.0
-            delta = p / len(idx)
-            grads_w, grads_b = list(ws), list(bs)  # placeholders, all overwritten below
-            for i in reversed(range(len(ws))):
-                grads_w[i], grads_b[i] = hs[i].T @ delta, delta.sum(axis=0)
-                if i > 0:
-                    delta = (delta @ ws[i].T) * (hs[i] > 0)
-            for k, (param, grad) in enumerate(zip(ws + bs, grads_w + grads_b)):
-                vel[k] = momentum * vel[k] - lr * grad
-                param += vel[k]
-    out = {}
-    for i, (w, b) in enumerate(zip(ws, bs)):
-        out[f"w{i}"], out[f"b{i}"] = w.astype(np.float32), b.astype(np.float32)
-    return out
+            _, grads = nn.loss_and_grad(params, xs[idx], ys[idx])
+            nn.sgd_step(params, grads, lr, momentum=momentum, velocity=velocity)
+    return {k: v.astype(np.float32) for k, v in params.items()}
 
 
 class EncryptedMLP:
@@ -164,7 +119,7 @@ class EncryptedMLP:
         self._inputs = 0
         ring, fp = self.encoding.ring, self.encoding
         self.layers: list[tuple[MaskedOperand, Shares]] = []
-        for i, (w, b) in enumerate(_layers(params)):
+        for i, (w, b) in enumerate(nn.layers(params)):
             w_shares = share(fp.encode(w), self.n, ring=ring, key=derive_key(self._key, "model", i, "w"))
             b_shares = share(fp.encode(b), self.n, ring=ring, key=derive_key(self._key, "model", i, "b"))
             # set-up, once per model: open W - B for a dealer mask B, so inferences open only x - A
