@@ -38,10 +38,12 @@ from numpy.typing import ArrayLike
 from refimpl._checks import check_key, check_party_axis, check_party_count, read_only_view
 from refimpl.backend import dispatch
 from refimpl.errors import PartyCountError, RingMismatchError, ShapeMismatchError
-from refimpl.prg import Stream, check_cipher, derive_key, encryptor, fresh_key, key_length, write_keystream
+from refimpl.prg import Stream, check_cipher, derive_key, fresh_key, key_length
 from refimpl.ring import Z2_64, Ring
+from refimpl.sharing.kernels import apply_keystreams, check_out, share_words, sum_parties
 
-__all__ = ["Shares", "CompressedShares", "share_numpy", "share_compressed", "reconstruct", "sum_shares"]
+__all__ = ["Shares", "CompressedShares", "share_numpy", "share_compressed", "reconstruct", "sum_shares",
+           "apply_keystreams"]
 
 
 def check_ring(ring: Any) -> Ring:
@@ -124,13 +126,21 @@ class Shares:
     def __bool__(self) -> bool:
         raise TypeError("the truth value of a sharing is secret; reconstruct it first")
 
-    def reconstruct(self) -> np.ndarray:
-        """Open the sharing: the sum of all shares mod M."""
+    def reconstruct(self, *, out: np.ndarray | None = None) -> np.ndarray:
+        """Open the sharing: the sum of all shares mod M (written into ``out`` when given; see :func:`reconstruct`)."""
         data = self.data
+        if out is not None:
+            if dispatch.is_jax(data):
+                raise TypeError("reconstruct: out= takes a NumPy buffer; JAX-backed shares return a new array")
+            check_out(out, self.shape, self.ring.dtype, "reconstruct", data)
         if type(data) is np.ndarray and data.ndim >= 2 and data.flags.c_contiguous and \
                 self.ring.modulus in (2**32, 2**64):
-            return _sum_parties(data)  # native wrap-around: accumulate in place, chunk by chunk
-        return self.ring.sum(data, axis=0)
+            return sum_parties(data, out)  # native wrap-around: chunk by chunk, on every core
+        total = self.ring.sum(data, axis=0)
+        if out is None:
+            return total
+        out[...] = total
+        return out
 
     # ---------------------------------------------------------------- homomorphic operations
     def _check_compatible(self, other: Shares) -> None:
@@ -248,81 +258,27 @@ def party_keys(key: bytes | None, n: int, prg: str) -> list[bytes]:
     return [derive_key(master, "refimpl/share", party, length=key_length(prg)) for party in range(1, n)]
 
 
-# Fused kernels for Z_2^32 / Z_2^64 (native wrap-around). They work through the arrays in chunks of this many bytes
-# per share, so each chunk of masks is still in cache when it is subtracted (or added): one pass over memory
-# instead of one per party, and no temporaries. Results are bit-identical to the unfused definitions.
-_FUSED_CHUNK_BYTES = 1 << 19
+def _words_view(secret: Any, ring: Ring) -> np.ndarray | None:
+    """``secret`` viewed as ring elements without a copy, when it is a native (u)int array of the ring's width
+    (every such value is in range for Z_2^32 / Z_2^64: ``ring.element`` would return the same words, copied)."""
+    if type(secret) is np.ndarray and ring.modulus in (2**32, 2**64) and secret.dtype.kind in "iu" and \
+            secret.dtype.itemsize == ring.dtype.itemsize and secret.dtype.isnative:
+        return secret.view(ring.dtype)
+    return None
 
 
-def _share_words(x: np.ndarray, keys: list[bytes], prg: str, data: np.ndarray) -> None:
-    """Fill ``data`` (fresh, C-contiguous, shape ``(n, *x.shape)``, uint32/uint64, little-endian host) with the
-    sharing of ``x``: ``data[i]`` = keystream of ``keys[i - 1]`` (exactly ``Stream(key, cipher=prg).read_into``:
-    offset 0, default nonce) and ``data[0] = x - data[1] - ... - data[n-1]`` with native wrap-around."""
-    n = data.shape[0]
-    flat = data.reshape(n, -1)
-    xf = x.reshape(-1)
-    itemsize = data.dtype.itemsize
-    step = _FUSED_CHUNK_BYTES // itemsize
-    encryptors = [encryptor(k, prg, bytes(16), 0) for k in keys]
-    rows = [memoryview(flat[party].view(np.uint8)) for party in range(1, n)]
-    first = flat[0]
-    for lo in range(0, xf.size, step):
-        hi = min(xf.size, lo + step)
-        start, nbytes = lo * itemsize, (hi - lo) * itemsize
-        for enc, row in zip(encryptors, rows):
-            write_keystream(enc, row, start, nbytes)
-        out = first[lo:hi]
-        np.subtract(xf[lo:hi], flat[1, lo:hi], out=out)
-        for party in range(2, n):
-            np.subtract(out, flat[party, lo:hi], out=out)
-
-
-def _sum_parties(data: np.ndarray) -> np.ndarray:
-    """``sum(data, axis=0)`` for a C-contiguous uint32/uint64 stack of shares (ndim >= 2), with wrap-around."""
-    n = data.shape[0]
-    flat = data.reshape(n, -1)
-    out = np.empty(data.shape[1:], dtype=data.dtype)
-    acc = out.reshape(-1)
-    step = _FUSED_CHUNK_BYTES // data.dtype.itemsize
-    for lo in range(0, acc.size, step):
-        part = acc[lo : lo + step]
-        np.add(flat[0, lo : lo + step], flat[1, lo : lo + step], out=part)
-        for party in range(2, n):
-            np.add(part, flat[party, lo : lo + step], out=part)
-    return out
-
-
-def apply_keystreams(acc: np.ndarray, keys: Iterable[bytes], prg: str, op: np.ufunc) -> None:
-    """``acc = op(acc, mask_k)`` in place for every key, where ``mask_k`` is the keystream of ``k`` read as
-    ``Stream(k, cipher=prg).read_into`` reads it (offset 0, default nonce) into an array of ``acc``'s shape and dtype.
-
-    ``acc``: C-contiguous uint32/uint64 numpy array on a little-endian host; ``op``: ``np.add`` or ``np.subtract``
-    (native wrap-around, so this is ``ring.add`` / ``ring.sub`` of ``ring.sample(Stream(k, cipher=prg), shape)`` for
-    Z_2^32 / Z_2^64, bit for bit). The masks are never materialised: each chunk of keystream goes into one small
-    scratch buffer and is folded into ``acc`` while still in cache."""
-    flat = acc.reshape(-1)
-    itemsize = acc.dtype.itemsize
-    step = _FUSED_CHUNK_BYTES // itemsize
-    encryptors = [encryptor(k, prg, bytes(16), 0) for k in keys]
-    if not encryptors or not flat.size:
-        return
-    scratch = np.empty(_FUSED_CHUNK_BYTES + 16, dtype=np.uint8)  # + 16: update_into's room after the data
-    room = memoryview(scratch)  # type: ignore[arg-type]
-    words = scratch[:_FUSED_CHUNK_BYTES].view(acc.dtype)
-    for lo in range(0, flat.size, step):
-        hi = min(flat.size, lo + step)
-        part, mask = flat[lo:hi], words[: hi - lo]
-        for enc in encryptors:
-            write_keystream(enc, room, 0, (hi - lo) * itemsize)
-            op(part, mask, out=part)
+def _fast(ring: Ring) -> bool:
+    return ring.modulus in (2**32, 2**64) and sys.byteorder == "little"
 
 
 def share_compressed(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = None,
-                     prg: str = "aes128-ctr") -> CompressedShares:
+                     prg: str = "aes128-ctr", out: np.ndarray | None = None) -> CompressedShares:
     """Share ``secret`` among ``n`` parties in seed-compressed form.
 
     Party ``i >= 1`` gets the key ``derive_key(key, "refimpl/share", i)``; party 0 gets
-    ``secret - sum(expand(key_i)) mod M``. Arguments are those of :func:`share`.
+    ``secret - sum(expand(key_i)) mod M``. Arguments are those of :func:`share`; ``out``: a writeable, C-contiguous
+    array of the secret's shape and ``ring.dtype`` that receives party 0's share (reuse it across calls to skip the
+    first-touch cost of fresh memory; the result's ``first`` is then ``out`` itself).
 
     Example:
         >>> c = share_compressed(np.arange(1000), 5, key=bytes(16))
@@ -337,38 +293,51 @@ def share_compressed(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: byte
     if dispatch.is_tracer(secret):
         raise TypeError("share_compressed builds host-side wire data (keys and a NumPy array), so it cannot run "
                         "under jax.jit or jax.vmap; use share() there, or call share_compressed outside")
-    return share_compressed_owned(ring.element(secret), n, ring, key, prg)  # ring.element returns a new array
+    if out is None:
+        return share_compressed_owned(ring.element(secret), n, ring, key, prg)  # ring.element: a new array
+    x = _words_view(secret, ring)
+    if x is None:
+        x = ring.element(secret)
+    check_out(out, x.shape, ring.dtype, "share_compressed", x)
+    return share_compressed_owned(x, n, ring, key, prg, out=out)
 
 
-def share_compressed_owned(x: Any, n: int, ring: Ring, key: bytes | None, prg: str) -> CompressedShares:
-    """:func:`share_compressed` of ring elements ``x`` (checked arguments) that the caller hands over: for Z_2^32 /
-    Z_2^64 party 0's share is computed in ``x`` itself, so ``x`` must be a new array no one else uses."""
+def share_compressed_owned(x: Any, n: int, ring: Ring, key: bytes | None, prg: str, *,
+                           out: np.ndarray | None = None) -> CompressedShares:
+    """:func:`share_compressed` of ring elements ``x`` (checked arguments). Without ``out`` the caller hands ``x``
+    over: for Z_2^32 / Z_2^64 party 0's share is computed in ``x`` itself, so ``x`` must be a new array no one else
+    uses. With ``out`` (checked by the caller) party 0's share is written there and ``x`` is only read."""
     keys = party_keys(key, n, prg)
-    if type(x) is np.ndarray and ring.modulus in (2**32, 2**64) and sys.byteorder == "little" and \
-            x.dtype == ring.dtype and x.flags.c_contiguous and x.flags.writeable:
-        apply_keystreams(x, keys, prg, np.subtract)  # party 0's share, in place, the masks never materialised
-        return CompressedShares(ring, x, tuple(keys), prg)
+    if type(x) is np.ndarray and _fast(ring) and x.dtype == ring.dtype and x.flags.c_contiguous and \
+            (out is not None or x.flags.writeable):
+        target = x if out is None else out
+        apply_keystreams(target, keys, prg, np.subtract, src=None if out is None else x)  # masks never materialised
+        return CompressedShares(ring, target, tuple(keys), prg)
     first = x
     for k in keys:
         first = ring.sub(first, ring.sample(Stream(k, cipher=prg), x.shape))
+    if out is not None:
+        out[...] = first
+        return CompressedShares(ring, out, tuple(keys), prg)
     return CompressedShares(ring, np.asarray(first, dtype=ring.dtype), tuple(keys), prg)
 
 
 def share_numpy(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | None = None,
-          prg: str = "aes128-ctr") -> Shares:
+                prg: str = "aes128-ctr", out: np.ndarray | None = None) -> Shares:
     """The NumPy path of :func:`refimpl.sharing.api.share` (JAX arrays are dispatched there, not here)."""
     ring = check_ring(ring)
     prg = check_cipher(prg)
     n = check_party_count(n)
-    if type(secret) is np.ndarray and ring.modulus in (2**32, 2**64) and secret.dtype.kind in "iu" and \
-            secret.dtype.itemsize == ring.dtype.itemsize and secret.dtype.isnative:
-        x = secret.view(ring.dtype)  # every (u)int32 / (u)int64 is in range: ring.element would return this, copied
-    else:
+    x = _words_view(secret, ring)
+    if x is None:
         x = ring.element(secret)
+    if out is None:
+        data = np.empty((n, *x.shape), dtype=ring.dtype)
+    else:
+        data = check_out(out, (n, *x.shape), ring.dtype, "share", x)
     keys = party_keys(key, n, prg)
-    data = np.empty((n, *x.shape), dtype=ring.dtype)
-    if ring.modulus in (2**32, 2**64) and sys.byteorder == "little":
-        _share_words(x, keys, prg, data)  # masks and party 0's share computed together, chunk by chunk
+    if _fast(ring):
+        share_words(x, keys, prg, data)  # masks and party 0's share together, chunk by chunk, on every core
         return Shares(ring, data)
     for party, k in enumerate(keys, start=1):  # the definition, for every other ring (and big-endian hosts)
         data[party, ...] = ring.sample(Stream(k, cipher=prg), x.shape)
@@ -376,17 +345,30 @@ def share_numpy(secret: ArrayLike, n: int, *, ring: Ring = Z2_64, key: bytes | N
     return Shares(ring, data)
 
 
-def reconstruct(shares: Shares | CompressedShares) -> np.ndarray:
+def reconstruct(shares: Shares | CompressedShares, *, out: np.ndarray | None = None) -> np.ndarray:
     """Open a sharing: the sum of all shares mod M.
 
+    Args:
+        shares: a :class:`Shares` or :class:`CompressedShares`.
+        out: optional writeable, C-contiguous NumPy array of the secret's shape and ``ring.dtype`` to write the
+            result into (returned); reusing one buffer skips the first-touch cost of fresh memory.
+
     Raises:
-        TypeError: ``shares`` is not a sharing.
+        TypeError: ``shares`` is not a sharing; ``out`` of the wrong type or dtype.
+        ShapeMismatchError: ``out`` of the wrong shape.
     """
     if isinstance(shares, CompressedShares):
+        first = shares.first
+        if type(first) is np.ndarray and _fast(shares.ring) and first.dtype == shares.ring.dtype and \
+                first.flags.c_contiguous:
+            target = np.empty(shares.shape, shares.ring.dtype) if out is None else \
+                check_out(out, shares.shape, shares.ring.dtype, "reconstruct", first)
+            apply_keystreams(target, shares.keys, shares.prg, np.add, src=first)  # keys expanded chunk by chunk
+            return target
         shares = shares.expand()
     if not isinstance(shares, Shares):
         raise TypeError(f"reconstruct takes Shares or CompressedShares, got {type(shares).__name__}")
-    return shares.reconstruct()
+    return shares.reconstruct(out=out)
 
 
 def sum_shares(sharings: Iterable[Shares]) -> Shares:

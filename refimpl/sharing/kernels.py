@@ -1,0 +1,230 @@
+"""Fused, multi-threaded kernels for additive sharing over Z_2^32 / Z_2^64 (native wrap-around, little-endian hosts).
+
+Every kernel walks its arrays in chunks of :data:`CHUNK_BYTES` per share, so a chunk of keystream is still in cache
+when it is combined: one pass over memory, no temporaries. Large arrays are split into contiguous, chunk-aligned
+ranges, one per thread; each thread opens its own cipher positioned at its range's first byte (counter mode is
+seekable), so the keystream and every result are **bit-identical** to the one-thread definition whatever the
+number of threads. The ``cryptography`` package releases the GIL while it encrypts and NumPy's ufuncs release it
+while they add, so the threads run on every core.
+
+The number of threads is the number of cores this process may use (``os.sched_getaffinity``), or
+``REFIMPL_THREADS`` from the environment, or what :func:`set_threads` sets (1 = never start a thread). Arrays
+below :data:`MIN_PARALLEL_BYTES` per share always run in the calling thread.
+
+Example:
+    >>> import numpy as np
+    >>> from refimpl.prg import Stream
+    >>> acc = np.zeros(10, np.uint64)
+    >>> apply_keystreams(acc, [bytes(16)], "aes128-ctr", np.add)
+    >>> bool((acc == Stream(bytes(16)).read(80).view(np.uint64)).all())
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from refimpl.errors import ShapeMismatchError
+from refimpl.prg import encryptor, write_keystream
+
+__all__ = ["CHUNK_BYTES", "MIN_PARALLEL_BYTES", "apply_keystreams", "check_out", "set_threads", "share_words",
+           "sum_parties", "threads"]
+
+CHUNK_BYTES = 1 << 19  # a multiple of every cipher's block (16, 64): each chunk starts on a block boundary
+MIN_PARALLEL_BYTES = 1 << 21  # per share: below this, starting threads costs more than it saves
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_override: int | None = None
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads() -> int:
+    """The number of threads the kernels use for large arrays (see the module docstring)."""
+    if _override is not None:
+        return _override
+    env = os.environ.get("REFIMPL_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"REFIMPL_THREADS must be a positive integer, got {env!r}")
+        return int(env)
+    return _cores()
+
+
+def set_threads(count: int | None) -> int | None:
+    """Use ``count`` threads (None: back to the default); returns the previous setting (None if it was default).
+
+    Results do not depend on the number of threads, only the speed does.
+
+    Raises:
+        ValueError: ``count`` is not a positive integer or None.
+    """
+    global _override
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"thread count must be a positive integer or None, got {count!r}")
+    previous, _override = _override, count
+    return previous
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < size:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(size, thread_name_prefix="refimpl-kernel"), size
+        return _pool
+
+
+def _forget_pool() -> None:  # a forked child inherits the pool object but not its threads
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _ranges(size: int, step: int, row_bytes: int) -> list[tuple[int, int]]:
+    """Split ``range(size)`` into contiguous, ``step``-aligned ranges, one per thread."""
+    workers = threads() if row_bytes >= MIN_PARALLEL_BYTES else 1
+    chunks = -(-size // step)
+    workers = max(1, min(workers, chunks))
+    per = -(-chunks // workers)
+    return [(lo * step, min(size, (lo + per) * step)) for lo in range(0, chunks, per)]
+
+
+def _run(work: Callable[[int, int], None], ranges: Sequence[tuple[int, int]]) -> None:
+    if len(ranges) == 1:
+        work(*ranges[0])
+        return
+    pool = _executor(len(ranges))
+    futures = [pool.submit(work, lo, hi) for lo, hi in ranges[1:]]
+    try:
+        work(*ranges[0])  # the calling thread takes the first range
+    finally:
+        for f in futures:
+            f.result()  # re-raises a worker's exception
+
+
+def share_words(x: np.ndarray, keys: Sequence[bytes], prg: str, data: np.ndarray) -> None:
+    """Fill ``data`` (C-contiguous, shape ``(n, *x.shape)``, uint32/uint64) with the sharing of ``x``.
+
+    ``data[i]`` = keystream of ``keys[i - 1]`` (exactly ``Stream(key, cipher=prg).read_into``: offset 0, default
+    nonce) and ``data[0] = x - data[1] - ... - data[n-1]`` with native wrap-around. ``x`` may not overlap ``data``.
+    """
+    n = data.shape[0]
+    flat = data.reshape(n, -1)
+    xf = x.reshape(-1)
+    itemsize = data.dtype.itemsize
+    step = CHUNK_BYTES // itemsize
+    rows = [flat[party].view(np.uint8) for party in range(1, n)]
+    first = flat[0]
+
+    def work(lo: int, hi: int) -> None:
+        encs = [encryptor(k, prg, bytes(16), lo * itemsize) for k in keys]
+        views = [memoryview(row) for row in rows]  # type: ignore[arg-type]
+        for a in range(lo, hi, step):
+            b = min(hi, a + step)
+            for enc, view in zip(encs, views):
+                write_keystream(enc, view, a * itemsize, (b - a) * itemsize)
+            out = first[a:b]
+            np.subtract(xf[a:b], flat[1, a:b], out=out)
+            for party in range(2, n):
+                np.subtract(out, flat[party, a:b], out=out)
+
+    if xf.size:
+        _run(work, _ranges(xf.size, step, xf.size * itemsize))
+
+
+def sum_parties(data: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``sum(data, axis=0)`` for a C-contiguous uint32/uint64 stack of shares (ndim >= 2), with wrap-around.
+
+    ``out``: a C-contiguous array of ``data.shape[1:]`` and ``data.dtype`` to write into (not overlapping ``data``);
+    a new array when None.
+    """
+    n = data.shape[0]
+    flat = data.reshape(n, -1)
+    if out is None:
+        out = np.empty(data.shape[1:], dtype=data.dtype)
+    acc = out.reshape(-1)
+    step = CHUNK_BYTES // data.dtype.itemsize
+
+    def work(lo: int, hi: int) -> None:
+        for a in range(lo, hi, step):
+            b = min(hi, a + step)
+            part = acc[a:b]
+            np.add(flat[0, a:b], flat[1, a:b], out=part)
+            for party in range(2, n):
+                np.add(part, flat[party, a:b], out=part)
+
+    if acc.size:
+        _run(work, _ranges(acc.size, step, data.nbytes))
+    return out
+
+
+def apply_keystreams(acc: np.ndarray, keys: Iterable[bytes], prg: str, op: np.ufunc, *,
+                     src: np.ndarray | None = None) -> None:
+    """``acc = op(acc, mask_k)`` in place for every key, where ``mask_k`` is the keystream of ``k`` read as
+    ``Stream(k, cipher=prg).read_into`` reads it (offset 0, default nonce) into an array of ``acc``'s shape and dtype.
+
+    ``acc``: C-contiguous uint32/uint64 numpy array on a little-endian host; ``op``: ``np.add`` or ``np.subtract``
+    (native wrap-around, so this is ``ring.add`` / ``ring.sub`` of ``ring.sample(Stream(k, cipher=prg), shape)`` for
+    Z_2^32 / Z_2^64, bit for bit). The masks are never materialised: each chunk of keystream goes into a small
+    per-thread scratch buffer and is folded into ``acc`` while still in cache.
+
+    ``src``: when given (an array of ``acc``'s size and dtype, C-contiguous), ``acc`` starts as a copy of ``src``
+    (in the same pass: ``acc = op(src, mask_1)``, then the other masks)."""
+    flat = acc.reshape(-1)
+    key_list = list(keys)
+    if src is not None and not key_list:
+        np.copyto(acc, src.reshape(acc.shape))
+    if not key_list or not flat.size:
+        return
+    first = flat if src is None else src.reshape(-1)
+    itemsize = acc.dtype.itemsize
+    step = CHUNK_BYTES // itemsize
+
+    def work(lo: int, hi: int) -> None:
+        encs = [encryptor(k, prg, bytes(16), lo * itemsize) for k in key_list]
+        scratch = np.empty(CHUNK_BYTES + 16, dtype=np.uint8)  # + 16: update_into's room after the data
+        room = memoryview(scratch)  # type: ignore[arg-type]
+        words = scratch[:CHUNK_BYTES].view(acc.dtype)
+        for a in range(lo, hi, step):
+            b = min(hi, a + step)
+            part, mask, operand = flat[a:b], words[: b - a], first[a:b]
+            for enc in encs:
+                write_keystream(enc, room, 0, (b - a) * itemsize)
+                op(operand, mask, out=part)
+                operand = part
+
+    _run(work, _ranges(flat.size, step, flat.size * itemsize * len(key_list)))
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, what: str, *inputs: Any) -> np.ndarray:
+    """Validate an ``out=`` buffer: a writeable, C-contiguous numpy array of exactly ``shape`` and ``dtype``."""
+    if type(out) is not np.ndarray:
+        raise TypeError(f"{what}: out= must be a numpy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{what}: out= must have dtype {dtype}, got {out.dtype}")
+    if tuple(out.shape) != tuple(shape):
+        raise ShapeMismatchError(f"{what}: out= must have shape {tuple(shape)}, got {tuple(out.shape)}")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"{what}: out= must be C-contiguous and writeable")
+    for other in inputs:
+        if isinstance(other, np.ndarray) and np.may_share_memory(out, other):
+            raise ValueError(f"{what}: out= overlaps an input array; pass a separate buffer")
+    return out

@@ -1,0 +1,132 @@
+"""The multi-threaded sharing kernels and the ``out=`` buffers: bit-identical to the one-thread definition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from refimpl import Z2_32, Z2_64, Ring, reconstruct, share, share_compressed
+from refimpl.errors import ShapeMismatchError
+from refimpl.prg import Stream
+from refimpl.sharing import kernels
+from refimpl.sharing.additive import party_keys
+
+KEY = bytes(range(16))
+
+
+@pytest.fixture
+def thread_count():
+    """Set the kernels' thread count for one test and restore the default afterwards."""
+    previous = kernels.set_threads(None)
+    yield kernels.set_threads
+    kernels.set_threads(previous)
+
+
+def definition(x: np.ndarray, n: int, ring: Ring, prg: str) -> np.ndarray:
+    """The sharing by its definition: masks read from Streams, party 0 = x - sum(masks)."""
+    keys = party_keys(KEY, n, prg)
+    data = np.empty((n, *x.shape), ring.dtype)
+    for party, k in enumerate(keys, start=1):
+        data[party] = ring.sample(Stream(k, cipher=prg), x.shape)
+    data[0] = ring.sub(ring.element(x), ring.sum(data[1:], axis=0))
+    return data
+
+
+# Sizes around the parallel threshold and the chunk size, including ragged tails; element counts per share.
+BIG = kernels.MIN_PARALLEL_BYTES // 8
+
+
+@settings(max_examples=12, deadline=None)
+@given(size=st.sampled_from([0, 1, 1000, BIG - 1, BIG, BIG + 3, 3 * BIG + 17]),
+       n=st.integers(2, 4), threads=st.integers(1, 5), ring=st.sampled_from([Z2_32, Z2_64]),
+       prg=st.sampled_from(["aes128-ctr", "chacha20"]))
+@example(size=3 * BIG + 17, n=3, threads=3, ring=Z2_64, prg="aes128-ctr")
+@example(size=3 * BIG + 17, n=2, threads=2, ring=Z2_32, prg="chacha20")
+def test_threaded_share_matches_definition(size, n, threads, ring, prg):
+    x = (np.arange(size, dtype=np.uint64) * 0x9E3779B97F4A7C15).astype(ring.dtype)
+    previous = kernels.set_threads(threads)
+    try:
+        s = share(x, n, ring=ring, key=KEY, prg=prg)
+        c = share_compressed(x, n, ring=ring, key=KEY, prg=prg)
+        opened, opened_c = reconstruct(s), reconstruct(c)
+    finally:
+        kernels.set_threads(previous)
+    want = definition(x, n, ring, prg)
+    assert (s.data == want).all()
+    assert (c.first == want[0]).all()
+    assert (opened == x).all() and (opened_c == x).all()
+
+
+@pytest.mark.parametrize("ring", [Z2_32, Z2_64])
+def test_out_buffers_are_reused_and_bit_identical(ring, thread_count):
+    thread_count(2)
+    x = np.arange(3 * BIG + 5).astype(ring.dtype)
+    buf = np.empty((3, x.size), ring.dtype)
+    s = share(x, 3, ring=ring, key=KEY, out=buf)
+    assert np.shares_memory(s.data, buf) and not s.data.flags.writeable
+    assert (s.data == share(x, 3, ring=ring, key=KEY).data).all()
+    first = np.empty(x.size, ring.dtype)
+    c = share_compressed(x, 3, ring=ring, key=KEY, out=first)
+    assert c.first is first and (first == s.data[0]).all()
+    opened = np.empty(x.size, ring.dtype)
+    assert reconstruct(s, out=opened) is opened and (opened == x).all()
+    opened[:] = 0
+    assert reconstruct(c, out=opened) is opened and (opened == x).all()
+
+
+def test_out_on_other_rings_and_inputs():
+    ring = Ring(10**9 + 7)
+    x = np.array([1, 2, ring.modulus - 1], dtype=np.uint64)
+    buf = np.empty((2, 3), ring.dtype)
+    s = share(x, 2, ring=ring, key=KEY, out=buf)
+    assert (reconstruct(s, out=np.empty(3, ring.dtype)) == x).all()
+    first = np.empty(3, ring.dtype)
+    assert (reconstruct(share_compressed([1, 2, -1], 2, ring=ring, key=KEY, out=first)) == [1, 2, ring.modulus - 1]).all()
+
+
+def test_bad_out_buffers_are_refused():
+    x = np.arange(10, dtype=np.uint64)
+    with pytest.raises(ShapeMismatchError, match=r"shape \(3, 10\)"):
+        share(x, 3, out=np.empty((2, 10), np.uint64))
+    with pytest.raises(TypeError, match="dtype uint64"):
+        share(x, 3, out=np.empty((3, 10), np.uint32))
+    with pytest.raises(ValueError, match="C-contiguous and writeable"):
+        share(x, 3, out=np.empty((10, 3), np.uint64).T)
+    buf = np.empty((3, 10), np.uint64)
+    with pytest.raises(ValueError, match="overlaps an input"):
+        share(buf[1], 3, out=buf)
+    with pytest.raises(TypeError, match="numpy array"):
+        reconstruct(share(x, 2), out=[0] * 10)
+    with pytest.raises(ShapeMismatchError):
+        share_compressed(x, 2, out=np.empty(9, np.uint64))
+
+
+def test_thread_settings_are_checked(monkeypatch, thread_count):
+    with pytest.raises(ValueError, match="positive integer"):
+        thread_count(0)
+    monkeypatch.setenv("REFIMPL_THREADS", "3")
+    assert kernels.threads() == 3
+    monkeypatch.setenv("REFIMPL_THREADS", "many")
+    with pytest.raises(ValueError, match="REFIMPL_THREADS"):
+        kernels.threads()
+
+
+def test_apply_keystreams_with_source_and_no_keys():
+    src = np.arange(7, dtype=np.uint32)
+    acc = np.zeros(7, np.uint32)
+    kernels.apply_keystreams(acc, [], "aes128-ctr", np.add, src=src)
+    assert (acc == src).all()
+    kernels.apply_keystreams(acc, [KEY, KEY], "aes128-ctr", np.subtract, src=src)
+    mask = Z2_32.sample(Stream(KEY), 7)
+    assert (acc == Z2_32.sub(Z2_32.sub(src, mask), mask)).all()
+
+
+def test_large_arrays_are_split_into_chunk_aligned_ranges(thread_count):
+    thread_count(3)
+    step = kernels.CHUNK_BYTES // 8
+    ranges = kernels._ranges(3 * BIG + 17, step, (3 * BIG + 17) * 8)
+    assert len(ranges) == 3 and ranges[0][0] == 0 and ranges[-1][1] == 3 * BIG + 17
+    assert all(lo % step == 0 and lo == prev_hi for (lo, _), (_, prev_hi) in zip(ranges[1:], ranges))
+    assert kernels._ranges(1000, step, 8000) == [(0, 1000)]  # small: the calling thread only
