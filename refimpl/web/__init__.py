@@ -1,0 +1,23 @@
+"""Browser workers: a web page whose JavaScript takes part in secure aggregation like refimpl's Python clients.
+
+``refimpl/web/static/`` (package data, plain ES modules, no build step) re-implements the primitives a client needs,
+bit-identical to refimpl and checked against its known-answer vectors (under ``node --test`` and in Chromium):
+
+* ``prg.mjs``: AES-128-CTR keystreams and HKDF-SHA256 through WebCrypto, ChaCha20 in JavaScript, X25519 through
+  WebCrypto;
+* ``ring.mjs``, ``encoding.mjs``: Z_M (typed arrays for Z_2^32 / Z_2^64, BigInt otherwise) and fixed point with
+  refimpl's exact half-to-even rounding and range errors;
+* ``sharing.mjs``, ``secagg.mjs``: n-party additive shares with seed compression and the additive secure-aggregation
+  client; ``wire.mjs``: refimpl's safe wire format (``RFW1``);
+* ``conformance.mjs``: the known-answer checks; ``train.mjs``: softmax regression on typed arrays; ``app.mjs`` and
+  ``index.html``: the page.
+
+:mod:`refimpl.web.assets` serves those files (and the vectors) by a fixed whitelist; :mod:`refimpl.web.server` runs
+secure-aggregation rounds for browser tabs and Python clients over WebSocket (``python -m refimpl web``).
+"""
+
+from __future__ import annotations
+
+from refimpl.web.assets import ASSETS, asset
+
+__all__ = ["ASSETS", "asset"]
