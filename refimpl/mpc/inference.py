@@ -126,6 +126,23 @@ class EncryptedMLP:
             self.layers.append((mask_operand(w_shares, self.dealer, self.channel), b_shares))
         self.setup = self.channel.summary()
 
+    @classmethod
+    def from_shares(cls, layers: Sequence[tuple[Shares, Shares]], *, encoding: FixedPoint, dealer: Dealer,
+                    channel: Channel | None = None, key: bytes | None = None) -> EncryptedMLP:
+        """A model on weights that are already shared (e.g. by encrypted training): they are never opened.
+
+        ``layers`` holds ``(W_i, b_i)`` sharings at the encoding's scale; ``dealer`` serves the same parties.
+        Truncation is the dealer's. The set-up masks each ``W_i`` once, as :class:`EncryptedMLP` does.
+        """
+        self = cls.__new__(cls)
+        self.n, self.encoding, self.truncation = dealer.n, encoding, "dealer"
+        self._key = fresh_key(16) if key is None else key
+        self.dealer, self.channel, self._inputs = dealer, channel or Channel(), 0
+        before = self.channel.summary()
+        self.layers = [(mask_operand(w, dealer, self.channel), b) for w, b in layers]
+        self.setup = {k: v - before[k] for k, v in self.channel.summary().items()}
+        return self
+
     @property
     def input_size(self) -> int:
         return self.layers[0][0].shape[0]

@@ -1,0 +1,114 @@
+"""Several independent Beaver products or truncations opened in ONE round (the round count of a training step).
+
+:func:`refimpl.mpc.matmul`, :func:`~refimpl.mpc.mul` and :func:`~refimpl.mpc.truncate` open one sharing (pair)
+per call, one round each. A training step has independent products (the weight gradient ``h^T delta`` and the
+back-propagated ``delta W^T`` of a layer) and independent truncations (every parameter's update): here they share
+one opening, so the rounds per step do not grow with the number of operands. Each operand still consumes its own
+fresh dealer item, and the results are exactly those of the one-at-a-time functions (same protocol, same bounds:
+truncation is ``floor(x / 2**f)`` or one more for ``|x| < 2**(l-2)``).
+
+Example:
+    >>> from refimpl import share, Z2_64
+    >>> from refimpl.mpc import Channel, Dealer
+    >>> dealer, channel = Dealer(2, key=bytes(16)), Channel()
+    >>> x, y = share([[1, 2]], 2), share([[3], [4]], 2)
+    >>> p, q = matmul_many([(x, y), (y, x)], dealer, channel)
+    >>> Z2_64.lift(p.reconstruct()).tolist(), Z2_64.lift(q.reconstruct()).tolist(), channel.rounds
+    ([[11]], [[3, 6], [4, 8]], 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from refimpl.errors import ShapeMismatchError
+from refimpl.mpc.arithmetic import beaver_parts, check_pair, with_public
+from refimpl.mpc.channel import Channel
+from refimpl.mpc.dealer import Dealer, check_frac_bits, matmul_shape
+from refimpl.mpc.truncation import truncation_offset, truncation_parts
+from refimpl.sharing.additive import Shares
+
+__all__ = ["matmul_many", "mul_many", "sum_rows", "transpose", "truncate_many"]
+
+
+def transpose(x: Shares) -> Shares:
+    """The sharing of ``x.T`` for a 2-d sharing (each party transposes its own share; no communication)."""
+    if len(x.shape) != 2:
+        raise ShapeMismatchError(f"transpose takes a 2-d sharing, got shape {x.shape}")
+    return Shares(x.ring, np.ascontiguousarray(np.swapaxes(x.data, 1, 2)))
+
+
+def sum_rows(x: Shares) -> Shares:
+    """The sharing of ``x.sum(axis=0)`` for a 2-d sharing (local)."""
+    if len(x.shape) != 2:
+        raise ShapeMismatchError(f"sum_rows takes a 2-d sharing, got shape {x.shape}")
+    return Shares(x.ring, x.ring.sum(x.data, axis=1))
+
+
+def _products(kind: str, pairs: Sequence[tuple[Shares, Shares]], dealer: Dealer, channel: Channel
+              ) -> list[Shares]:
+    if not pairs:
+        return []
+    parts = []
+    for x, y in pairs:
+        check_pair(x, y, dealer)
+        if kind == "matmul":
+            matmul_shape(x.shape, y.shape)
+            item = dealer.matmul_triple(x.shape, y.shape)
+        else:
+            if x.shape != y.shape:
+                raise ShapeMismatchError(f"elementwise mul needs equal shapes, got {x.shape} and {y.shape}")
+            item = dealer.mul_triple(x.shape)
+        parts.append(channel.take(item))
+    masked = []
+    for (x, y), (a, b, _) in zip(pairs, parts):
+        masked += [x - a, y - b]
+    opened = channel.open(*masked)
+    ring = dealer.ring
+    out = []
+    for k, (_, b, c) in enumerate(parts):
+        a = parts[k][0]
+        local, public = beaver_parts(ring, kind, opened[2 * k], opened[2 * k + 1], a.data, b.data, c.data)
+        out.append(with_public(ring, local, public))
+    return out
+
+
+def matmul_many(pairs: Sequence[tuple[Shares, Shares]], dealer: Dealer, channel: Channel | None = None
+                ) -> list[Shares]:
+    """``[x @ y for x, y in pairs]`` on shares, every ``x - A`` and ``y - B`` opened in one round.
+
+    Raises:
+        RingMismatchError, PartyCountError, ShapeMismatchError: as :func:`refimpl.mpc.matmul`.
+    """
+    return _products("matmul", pairs, dealer, channel or Channel())
+
+
+def mul_many(pairs: Sequence[tuple[Shares, Shares]], dealer: Dealer, channel: Channel | None = None
+             ) -> list[Shares]:
+    """``[x * y for x, y in pairs]`` (elementwise) on shares, in one round."""
+    return _products("mul", pairs, dealer, channel or Channel())
+
+
+def truncate_many(items: Sequence[tuple[Shares, int]], dealer: Dealer, channel: Channel | None = None
+                  ) -> list[Shares]:
+    """``[x / 2**f for x, f in items]`` by dealer-assisted truncation (:func:`refimpl.mpc.truncate`), one round.
+
+    Each result is ``floor(x / 2**f)`` or ``floor(x / 2**f) + 1`` for signed ``x`` in ``[-2**(l-2), 2**(l-2))``.
+
+    Raises:
+        ValueError: a ring that is not Z_2^l, or ``f`` outside ``[0, l - 2]``.
+    """
+    channel = channel or Channel()
+    if not items:
+        return []
+    pairs = []
+    for x, f in items:
+        check_pair(x, x, dealer)
+        check_frac_bits(x.ring, f)
+        pairs.append(channel.take(dealer.trunc_pair(x.shape, f)))
+    opened = channel.open(*[x + truncation_offset(x.ring) + r for (x, _), (r, _, _) in zip(items, pairs)])
+    ring = dealer.ring
+    return [with_public(ring, *truncation_parts(ring, f, c, r_hi.data, r_msb.data))
+            for (_, f), c, (_, r_hi, r_msb) in zip(items, opened, pairs)]

@@ -1,0 +1,322 @@
+"""Encrypted training ("protecting the model"): SGD on an MLP whose weights AND data stay secret-shared.
+
+The model owner secret-shares the MLP's weights (fixed point, scale ``2**f``) among ``n >= 2`` compute parties;
+data owners secret-share images and one-hot labels among the same parties; a crypto provider (:class:`Dealer`)
+supplies correlated randomness. One step on a batch of ``B`` examples, all on shares (``u = 2**-f``):
+
+* forward, per layer: ``a_i = trunc(h_i @ W_i) + b_i`` (Beaver matmul, 1 round; dealer truncation, 1 round);
+  hidden layers ``d_i = [a_i >= 0]`` (exact comparison, :func:`refimpl.mpc.comparison.drelu`) and
+  ``h_{i+1} = a_i * d_i`` (1 round);
+* loss gradient ``delta = dL/dz`` (times ``B``): ``z - onehot(y)`` for the squared error (local, 0 rounds) or
+  ``softmax(z) - onehot(y)`` for cross-entropy (:mod:`refimpl.mpc.training_loss`);
+* backward, per layer (both products in ONE round, :func:`refimpl.mpc.batched.matmul_many`):
+  ``G_i = h_i^T @ delta_i`` (scale ``2**2f``), ``g_i = sum_rows(delta_i)``, and below a hidden layer
+  ``delta_{i-1} = trunc((delta_i @ W_i^T) * d_{i-1})`` (1 round for the product with the bit, 1 to truncate);
+* SGD: with the public step ``s = round(lr / B * 2**k) / 2**k`` (``k`` = :attr:`EncryptedTrainer.step_bits`),
+  ``W_i -= trunc(G_i * round(s 2**k), f + k)``, ``b_i -= trunc(g_i * round(s 2**k), k)``: every update truncated
+  in ONE round (:func:`refimpl.mpc.batched.truncate_many`), stochastic rounding, unbiased.
+
+Nothing is opened but Beaver-masked values and masked truncation inputs; at the end only the model owner
+reconstructs (:meth:`EncryptedTrainer.reconstruct`), or the shares go straight to encrypted inference
+(:meth:`EncryptedTrainer.to_inference`). :class:`PlaintextTwin` is the same computation in float64 NumPy (same
+initial weights, batch order and step ``s``), so the two can be compared step by step;
+:func:`gradient_error_bound` bounds the difference of one step's gradients.
+
+Rounds per step, MSE, ``n = 2``, one hidden layer: forward 2 + 9 + 2 (the exact ReLU: 8 rounds for its
+bit, 1 for the product), backward 3 + 1, update 1 = 18.
+
+Example:
+    >>> from refimpl import nn
+    >>> params = nn.init_params((6, 4, 3), seed=1)
+    >>> x, y = (np.arange(30.0).reshape(5, 6) % 7) / 7, np.array([0, 1, 2, 1, 0])
+    >>> trainer = EncryptedTrainer(params, lr=0.5, key=bytes(16))
+    >>> twin = PlaintextTwin(params, lr=0.5, step_bits=trainer.step_bits)
+    >>> trainer.step(*trainer.share_batch(x, y)); twin.step(x, y)
+    >>> bool(max(np.abs(trainer.reconstruct()[k] - twin.params[k]).max() for k in params) < 1e-3)
+    True
+    >>> trainer.channel.rounds
+    18
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from refimpl import nn
+from refimpl._checks import check_party_count
+from refimpl.encoding import FixedPoint
+from refimpl.errors import ConfigurationError, ShapeMismatchError
+from refimpl.mpc.batched import matmul_many, mul_many, sum_rows, transpose, truncate_many
+from refimpl.mpc.channel import Channel
+from refimpl.mpc.comparison import drelu
+from refimpl.mpc.dealer import Dealer
+from refimpl.mpc.training_loss import LOSS_COSTS, loss_delta
+from refimpl.prg import Stream, derive_key, fresh_key
+from refimpl.sharing.additive import Shares
+from refimpl.sharing.api import share
+
+__all__ = ["EncryptedTrainer", "PlaintextTwin", "batch_order", "gradient_error_bound", "step_scale"]
+
+_HEADROOM_BITS = 10  # |lr/B * gradient| may reach 2**10 before an update's truncation input leaves its range
+
+
+def step_bits_for(encoding: FixedPoint) -> int:
+    """Fractional bits ``k`` of the public SGD step: ``l - 2 - 2f - 10`` (the update's truncation input
+    ``G * round(s 2**k)`` at scale ``2**(2f + k)`` stays below ``2**(l-2)`` for updates below ``2**10``)."""
+    return encoding.ring.bits - 2 - 2 * encoding.frac_bits - _HEADROOM_BITS
+
+
+def step_scale(lr: float, batch: int, step_bits: int) -> float:
+    """The public per-example step ``round(lr / batch * 2**k) / 2**k`` both the trainer and its twin use."""
+    return round(lr / batch * 2.0**step_bits) / 2.0**step_bits
+
+
+def batch_order(count: int, epoch: int, *, seed: int = 0) -> np.ndarray:
+    """The permutation of ``count`` examples for ``epoch``, from a keyed stream (shared by trainer and twin)."""
+    stream = Stream(derive_key(bytes(16), "refimpl/encrypted-training/order", int(seed), int(epoch)))
+    return np.argsort(nn.uniform(stream, count), kind="stable")
+
+
+def _check_encoding(encoding: FixedPoint) -> FixedPoint:
+    if not isinstance(encoding, FixedPoint):
+        raise TypeError(f"encoding must be a FixedPoint, got {type(encoding).__name__}")
+    if encoding.base != 2 or not encoding.ring.is_power_of_two or encoding.ring.dtype == object:
+        raise ConfigurationError(f"encrypted training truncates by shifting: it needs base 2 in Z_2^32 or Z_2^64, "
+                                 f"got {encoding!r}")
+    if step_bits_for(encoding) < 8:
+        raise ConfigurationError(
+            f"{encoding!r} leaves {step_bits_for(encoding)} bits for the SGD step (needs >= 8: ring bits - 2 - "
+            f"2 * frac_bits - {_HEADROOM_BITS}); use Z_2^64 or fewer fractional bits (at most "
+            f"{(encoding.ring.bits - 20) // 2} here)")
+    return encoding
+
+
+class EncryptedTrainer:
+    """Minibatch SGD on a secret-shared MLP over secret-shared data (see the module docstring for the protocol).
+
+    Args:
+        params: the model owner's initial weights ``{"w0", "b0", ...}`` (shared at once; kept nowhere).
+        n: number of compute parties (>= 2).
+        encoding: fixed point, base 2 (default: 16 fractional bits in Z_2^64).
+        lr: learning rate for the MEAN loss over a batch (the step per example is ``lr / B``, see
+            :func:`step_scale`).
+        loss: ``"mse"`` (``||z - onehot||^2 / 2``, 0 rounds) or ``"xent"`` (softmax cross-entropy).
+        key: the model owner's key (shares of the weights; None: fresh from the OS).
+        dealer: the crypto provider (None: one with a key derived from ``key``).
+        channel: counts the openings and dealer items (a workers' ``LedgerChannel`` records them in the ledger).
+
+    Raises:
+        ConfigurationError: an encoding the protocol cannot train with.
+        ValueError: malformed ``params``, an unknown loss or a non-positive ``lr``.
+    """
+
+    def __init__(self, params: Mapping[str, ArrayLike], *, n: int = 2, encoding: FixedPoint | None = None,
+                 lr: float = 0.1, loss: str = "mse", key: bytes | None = None, dealer: Dealer | None = None,
+                 channel: Channel | None = None) -> None:
+        self.n = check_party_count(n)
+        self.encoding = _check_encoding(encoding or FixedPoint())
+        if loss not in LOSS_COSTS:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {tuple(LOSS_COSTS)}")
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        self.lr, self.loss = float(lr), loss
+        self.step_bits = step_bits_for(self.encoding)
+        self._key = fresh_key(16) if key is None else key
+        self.dealer = dealer or Dealer(self.n, ring=self.encoding.ring, key=derive_key(self._key, "dealer"))
+        self.channel = channel or Channel()
+        self.steps = 0
+        self._batches = 0
+        lay = nn.layers(params)
+        self.sizes = (lay[0][0].shape[0], *(w.shape[1] for w, _ in lay))
+        self.weights: dict[str, Shares] = {}
+        for i, (w, b) in enumerate(lay):
+            self.weights[f"w{i}"] = self._share(w, derive_key(self._key, "model", i, "w"))
+            self.weights[f"b{i}"] = self._share(b, derive_key(self._key, "model", i, "b"))
+
+    def _share(self, value: np.ndarray, key: bytes) -> Shares:
+        return share(self.encoding.encode(value), self.n, ring=self.encoding.ring, key=key)
+
+    @property
+    def layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def __repr__(self) -> str:
+        return f"EncryptedTrainer(sizes={self.sizes}, n={self.n}, loss={self.loss!r}, steps={self.steps})"
+
+    # ---------------------------------------------------------------- the data owners' side
+    def share_batch(self, x: ArrayLike, y: ArrayLike, *, key: bytes | None = None) -> tuple[Shares, Shares]:
+        """A data owner's side: encode and share images ``x`` (B, d0) and the one-hot rows of labels ``y``.
+
+        ``key`` is the data owner's (None: derived from the trainer's key and a batch counter, for simulations).
+        """
+        xs = np.asarray(x, np.float64)
+        if xs.ndim != 2 or xs.shape[1] != self.sizes[0]:
+            raise ShapeMismatchError(f"images must have shape (batch, {self.sizes[0]}), got {xs.shape}")
+        ys = np.asarray(y)
+        if ys.shape != (len(xs),) or ys.dtype.kind not in "iu" or ys.size and not 0 <= ys.min() <= ys.max() < \
+                self.sizes[-1]:
+            raise ValueError(f"labels must be {len(xs)} integers in [0, {self.sizes[-1]}), got {ys!r}")
+        self._batches += 1
+        key = key or derive_key(self._key, "data", self._batches)
+        return (self._share(xs, derive_key(key, "x")),
+                self._share(nn.one_hot(ys, self.sizes[-1]), derive_key(key, "y")))
+
+    # ---------------------------------------------------------------- the compute parties' side
+    def forward(self, x: Shares) -> tuple[Shares, list[Shares], list[Shares]]:
+        """Logits on shares, and the cache of the backward pass: layer inputs ``hs`` and ReLU bits."""
+        f, hs, bits = self.encoding.frac_bits, [x], []
+        a = x
+        for i in range(self.layers):
+            (prod,) = matmul_many([(hs[-1], self.weights[f"w{i}"])], self.dealer, self.channel)
+            (a,) = truncate_many([(prod, f)], self.dealer, self.channel)
+            b = self.weights[f"b{i}"]
+            a = Shares(a.ring, a.ring.add(a.data, b.data[:, None, :]))
+            if i < self.layers - 1:
+                bit = drelu(a, self.dealer, self.channel)
+                (h,) = mul_many([(a, bit)], self.dealer, self.channel)
+                hs.append(h)
+                bits.append(bit)
+        return a, hs, bits
+
+    def _raw_gradients(self, x: Shares, y: Shares) -> dict[str, Shares]:
+        """Summed gradients: weights at scale ``2**2f`` (untruncated), biases at ``2**f``."""
+        if x.shape[0] != y.shape[0]:
+            raise ShapeMismatchError(f"{x.shape[0]} images with {y.shape[0]} labels")
+        f = self.encoding.frac_bits
+        z, hs, bits = self.forward(x)
+        delta = loss_delta(self.loss, z, y, self.encoding, self.dealer, self.channel)
+        grads: dict[str, Shares] = {}
+        for i in reversed(range(self.layers)):
+            pairs = [(transpose(hs[i]), delta)]
+            if i > 0:
+                pairs.append((delta, transpose(self.weights[f"w{i}"])))
+            products = matmul_many(pairs, self.dealer, self.channel)
+            grads[f"w{i}"], grads[f"b{i}"] = products[0], sum_rows(delta)
+            if i > 0:
+                (masked,) = mul_many([(products[1], bits[i - 1])], self.dealer, self.channel)
+                (delta,) = truncate_many([(masked, f)], self.dealer, self.channel)
+        return grads
+
+    def gradients(self, x: Shares, y: Shares) -> dict[str, Shares]:
+        """The summed gradients ``B * dL/dparam`` on shares, all at scale ``2**f`` (for tests and diagnostics)."""
+        raw = self._raw_gradients(x, y)
+        names = [k for k in raw if k.startswith("w")]
+        out = dict(zip(names, truncate_many([(raw[k], self.encoding.frac_bits) for k in names], self.dealer,
+                                            self.channel)))
+        return {k: out.get(k, raw[k]) for k in self.weights}
+
+    def step(self, x: Shares, y: Shares) -> None:
+        """One SGD step on a shared batch (images ``x``, one-hot labels ``y``), in place on the weights' shares."""
+        raw = self._raw_gradients(x, y)
+        f, k = self.encoding.frac_bits, self.step_bits
+        scale = int(round(step_scale(self.lr, x.shape[0], k) * 2.0**k))
+        names = list(self.weights)
+        updates = truncate_many([(raw[name] * scale, f + k if name.startswith("w") else k) for name in names],
+                                self.dealer, self.channel)
+        for name, upd in zip(names, updates):
+            self.weights[name] = self.weights[name] - upd
+        self.steps += 1
+
+    # ---------------------------------------------------------------- the model owner's side
+    def reconstruct(self) -> dict[str, np.ndarray]:
+        """The model owner's opening of the trained weights (float64)."""
+        return {k: self.encoding.decode(v.reconstruct()) for k, v in self.weights.items()}
+
+    def party_state(self, party: int) -> dict[str, Any]:
+        """What party ``party`` holds (its own share of every parameter) plus public metadata, for checkpoints."""
+        if not 0 <= party < self.n:
+            raise ValueError(f"party must be in [0, {self.n}), got {party}")
+        return {"party": party, "n": self.n, "steps": self.steps, "sizes": list(self.sizes),
+                "shares": {k: np.array(v.data[party]) for k, v in self.weights.items()}}
+
+    def load_party_states(self, states: list[Mapping[str, Any]]) -> None:
+        """Replace the weights' shares by the parties' checkpointed shares (one state per party, in order).
+
+        Raises:
+            ValueError: states of other parties, sizes or step counts.
+        """
+        if [int(s["party"]) for s in states] != list(range(self.n)):
+            raise ValueError(f"need one state per party 0..{self.n - 1}, got parties {[s['party'] for s in states]}")
+        if len({int(s["steps"]) for s in states}) != 1 or any(list(s["sizes"]) != list(self.sizes) for s in states):
+            raise ValueError("party states disagree on the step count or model sizes")
+        ring = self.encoding.ring
+        for name, old in self.weights.items():
+            data = np.stack([np.asarray(s["shares"][name], dtype=ring.dtype) for s in states])
+            if data.shape != old.data.shape:
+                raise ShapeMismatchError(f"{name}: checkpointed shares {data.shape}, expected {old.data.shape}")
+            self.weights[name] = Shares(ring, data)
+        self.steps = int(states[0]["steps"])
+
+    def to_inference(self) -> Any:
+        """An :class:`~refimpl.mpc.inference.EncryptedMLP` on the trained shares, never opened."""
+        from refimpl.mpc.inference import EncryptedMLP
+
+        layers = [(self.weights[f"w{i}"], self.weights[f"b{i}"]) for i in range(self.layers)]
+        return EncryptedMLP.from_shares(layers, encoding=self.encoding, dealer=self.dealer, channel=self.channel,
+                                        key=derive_key(self._key, "inference"))
+
+
+class PlaintextTwin:
+    """The same training in float64 NumPy: same initial weights, batch order and SGD step as the trainer.
+
+    The gradient of a batch is summed over its examples and multiplied by :func:`step_scale`, exactly the public
+    step the encrypted trainer applies.
+    """
+
+    def __init__(self, params: Mapping[str, ArrayLike], *, lr: float = 0.1, loss: str = "mse",
+                 step_bits: int = step_bits_for(FixedPoint())) -> None:
+        self.params = {k: np.array(v, np.float64) for k, v in params.items()}
+        nn.layers(self.params)
+        self.lr, self.loss, self.step_bits, self.steps = float(lr), loss, int(step_bits), 0
+
+    def gradients(self, x: ArrayLike, y: ArrayLike) -> dict[str, np.ndarray]:
+        """Summed gradients ``B * dL/dparam`` (the trainer's :meth:`EncryptedTrainer.gradients`)."""
+        ys = np.asarray(y)
+        _, grads = nn.loss_and_grad(self.params, x, ys, loss=self.loss)
+        return {k: g * len(ys) for k, g in grads.items()}
+
+    def step(self, x: ArrayLike, y: ArrayLike) -> None:
+        grads = self.gradients(x, y)
+        nn.sgd_step(self.params, grads, step_scale(self.lr, len(np.asarray(y)), self.step_bits))
+        self.steps += 1
+
+
+def gradient_error_bound(params: Mapping[str, ArrayLike], x: ArrayLike, y: ArrayLike, frac_bits: int
+                         ) -> dict[str, np.ndarray]:
+    """Elementwise bound on ``|gradients on shares - PlaintextTwin.gradients|`` for one batch, MSE loss.
+
+    Propagates absolute errors through the computation with ``u = 2**-frac_bits``: encoding error ``u/2`` on each
+    input, weight and bias, ``u`` per truncation (the result is ``floor`` or one more), none for the exact ReLU
+    and products. Where a pre-activation lies within its error bound of 0 the ReLU bit may differ from the
+    twin's; there the bound takes the whole back-propagated term. Float64 rounding of the twin is ignored.
+    """
+    u = 2.0**-frac_bits
+    lay = nn.layers(params)
+    cache = nn.forward(params, x)
+    e_h, e_a_list = np.full(cache.hs[0].shape, u / 2), []
+    for i, (w, _) in enumerate(lay):
+        e_a = e_h @ (np.abs(w) + u / 2) + np.abs(cache.hs[i]) @ np.full(w.shape, u / 2) + u + u / 2
+        e_a_list.append(e_a)
+        e_h = e_a
+    z = cache.pre[-1]
+    delta = z - nn.one_hot(y, z.shape[1])
+    e_d = e_a_list[-1]
+    bounds: dict[str, np.ndarray] = {}
+    for i in reversed(range(len(lay))):
+        w = lay[i][0]
+        h = cache.hs[i]
+        e_hi = e_a_list[i - 1] if i > 0 else np.full(h.shape, u / 2)
+        bounds[f"w{i}"] = e_hi.T @ (np.abs(delta) + e_d) + np.abs(h).T @ e_d + u
+        bounds[f"b{i}"] = e_d.sum(axis=0)
+        if i > 0:
+            back = delta @ w.T
+            e_back = e_d @ (np.abs(w) + u / 2).T + np.abs(delta) @ np.full(w.T.shape, u / 2)
+            pre = cache.pre[i - 1]
+            flip = np.abs(pre) <= e_a_list[i - 1]
+            e_d = np.where(flip, np.abs(back) + e_back, e_back) + u
+            delta = back * (pre > 0)
+    return bounds
