@@ -192,7 +192,10 @@ def make_loop_update(optimizer: optax.GradientTransformation, *, local_epochs: i
 
 
 def client_mesh(num_devices: int | None = None, axis: str = "clients") -> Mesh:
-    """A 1-D mesh over the first ``num_devices`` local devices (all if None), for `shard_clients`.
+    """A 1-D mesh over the first ``num_devices`` devices (all if None), for `shard_clients`.
+
+    In a ``jax.distributed`` run (`refimpl.fl.distributed`) the devices are those of every process, so the same
+    mesh shards the clients across processes (hosts).
 
     The axis is of type ``Auto``, so XLA's partitioner propagates the client sharding through the vmapped
     program (no sharding annotations are needed inside it).
@@ -203,7 +206,8 @@ def client_mesh(num_devices: int | None = None, axis: str = "clients") -> Mesh:
     available = jax.devices()
     n = len(available) if num_devices is None else num_devices
     if not 1 <= n <= len(available):
-        raise ValueError(f"num_devices must be in [1, {len(available)}] (local devices), got {num_devices}")
+        raise ValueError(f"num_devices must be in [1, {len(available)}] (the devices of every process of the run; "
+                         f"more CPU devices: XLA_FLAGS=--xla_force_host_platform_device_count=N), got {num_devices}")
     return Mesh(np.array(available[:n]), (axis,), axis_types=(AxisType.Auto,))
 
 

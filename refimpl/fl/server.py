@@ -33,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpy.typing import ArrayLike
 
 from refimpl.fl.client import RoundUpdate, shard_clients
+from refimpl.fl.distributed import gather
 from refimpl.fl.partition import FederatedDataset
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "num_sampled",
     "sample_clients",
     "server_optimizer",
+    "spans_processes_of",
     "to_device",
     "weighted_mean",
 ]
@@ -236,7 +238,19 @@ class FedAvg:
         if len(losses) != m:
             deltas = jax.tree_util.tree_map(lambda d: d[:m], deltas)
         weights = sizes.astype(np.float64)
-        mean_update = _check_aggregate(self.aggregate(deltas, weights), state.params)
+        spans_processes = data.mesh is not None and spans_processes_of(data.mesh)
+        if spans_processes and self.aggregate is not weighted_mean:
+            deltas = gather(deltas)  # a host-side aggregator (secure aggregation) needs every client's update
+        mean_update = self.aggregate(deltas, weights)
+        if spans_processes:  # the server step runs on every process alike, on process-local arrays
+            mean_update = gather(mean_update)
+        mean_update = _check_aggregate(mean_update, state.params)
         params, opt_state = self._step(state.params, state.opt_state, mean_update)  # type: ignore[attr-defined]
-        result = RoundResult(ids, weights, np.asarray(losses[:m], dtype=np.float64))
+        losses_host = gather(losses) if spans_processes else np.asarray(losses)
+        result = RoundResult(ids, weights, np.asarray(losses_host[:m], dtype=np.float64))
         return ServerState(params, opt_state, state.round + 1), result
+
+
+def spans_processes_of(mesh: Mesh) -> bool:
+    """Whether a mesh holds devices of more than one process (a ``jax.distributed`` run)."""
+    return len({d.process_index for d in mesh.devices.flat}) > 1

@@ -30,7 +30,17 @@ from typing import Any
 __all__ = ["build_parser", "main"]
 
 # Flags that may differ between a run and its resumption.
-_RUNTIME_ONLY = ("rounds", "resume", "out", "checkpoint_every", "progress", "plot", "data_dir", "eval_every")
+_RUNTIME_ONLY = ("rounds", "resume", "out", "checkpoint_every", "progress", "plot", "data_dir", "eval_every",
+                 "coordinator", "num_processes", "process_id")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only where it informs: not for on/off switches (``--no-plot``), not for None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.nargs == 0 or action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,24 +51,34 @@ def build_parser() -> argparse.ArgumentParser:
     from refimpl.fl.server import SERVER_OPTIMIZERS
 
     p = argparse.ArgumentParser(prog="refimpl train", description="Federated averaging of an MLP.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=DATASETS, default="fashion_mnist")
+                                formatter_class=_HelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, default="fashion_mnist",
+                   help="training data (mnist-10k ships with refimpl; python -m refimpl data fetch mnist)")
     p.add_argument("--data-dir", default=None, help="directory with the IDX files (else $REFIMPL_DATA_DIR, ...)")
-    p.add_argument("--partition", choices=PARTITIONS, default="iid")
+    p.add_argument("--partition", choices=PARTITIONS, default="iid", help="how the training set is split among clients")
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (--partition dirichlet)")
     p.add_argument("--shards-per-client", type=int, default=2, help="for --partition shards")
     p.add_argument("--clients", type=int, default=100, help="number of clients K")
     p.add_argument("--fraction", type=float, default=0.1, help="fraction C of clients per round")
     p.add_argument("--local-epochs", type=int, default=1, help="local epochs E")
     p.add_argument("--batch-size", type=int, default=10, help="local batch size B")
-    p.add_argument("--client-lr", type=float, default=0.1)
-    p.add_argument("--client-momentum", type=float, default=0.0)
-    p.add_argument("--server-opt", choices=SERVER_OPTIMIZERS, default="fedavg")
+    p.add_argument("--client-lr", type=float, default=0.1, help="client SGD learning rate")
+    p.add_argument("--client-momentum", type=float, default=0.0, help="client SGD momentum (0: plain SGD)")
+    p.add_argument("--server-opt", choices=SERVER_OPTIMIZERS, default="fedavg",
+                   help="server optimizer on the mean update (fedavg: w += mean update)")
     p.add_argument("--server-lr", type=float, default=None, help="default: 1.0 (fedavg, fedavgm), 0.01 (fedadam)")
-    p.add_argument("--rounds", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=50, help="FedAvg rounds to run")
     p.add_argument("--model", default="2nn", help=f"one of {tuple(MODELS)} or layer sizes like 784,64,10")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the split, the initial model, client sampling and shuffling")
     p.add_argument("--devices", type=int, default=1, help="shard clients over this many local devices (0: all)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="run as this many coordinated processes on 127.0.0.1 (jax.distributed, gloo); --devices "
+                        "then counts the devices of all processes (1: one per process)")
+    p.add_argument("--coordinator", default=None,
+                   help="real hosts: host:port of process 0 (start one process per host with the same flags)")
+    p.add_argument("--num-processes", type=int, default=None, help="real hosts: the number of processes P")
+    p.add_argument("--process-id", type=int, default=None, help="real hosts: this process, 0 .. P-1")
     p.add_argument("--clients-per-chunk", type=int, default=None,
                    help="vmap this many clients at a time (default: all of a round's clients)")
     p.add_argument("--out", default="runs/fedavg", help="output directory")
@@ -79,6 +99,7 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     for name in ("checkpoint_every", "devices"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    _check_processes(args, parser)
     if args.eval_every < 1:
         parser.error(f"--eval-every must be >= 1, got {args.eval_every}")
     if not 0 < args.fraction <= 1:
@@ -94,21 +115,51 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--model {args.model!r}: {e}")
 
 
+def _check_processes(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Checks the multi-process flags; with ``--coordinator``, ``--processes`` becomes ``--num-processes``."""
+    joined = (args.coordinator, args.num_processes, args.process_id)
+    if any(v is not None for v in joined) and any(v is None for v in joined):
+        parser.error("--coordinator, --num-processes and --process-id go together (one process per host)")
+    if args.coordinator is not None:
+        if args.processes not in (1, args.num_processes):
+            parser.error(f"--processes {args.processes} disagrees with --num-processes {args.num_processes}")
+        args.processes = args.num_processes
+    if args.processes < 1:
+        parser.error(f"--processes must be >= 1, got {args.processes}")
+    if args.processes > 1:
+        if args.devices not in (0, 1) and args.devices % args.processes:
+            parser.error(f"--devices {args.devices} counts devices across all {args.processes} processes: give a "
+                         f"multiple of --processes")
+        if args.fresh_keys and args.secure != "none":
+            parser.error("--fresh-keys with --processes > 1: every process runs the server step and needs the same "
+                         "keys; derive them from --seed (the default) or use --secure none")
+
+
 def _model_spec(text: str) -> str | list[int]:
     from refimpl.fl.model import MODELS
-    return text if text in MODELS else [int(s) for s in text.split(",")]
+    if text in MODELS:
+        return text
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ValueError(f"unknown model; choose one of {', '.join(MODELS)} or give layer sizes like 784,64,10"
+                         ) from None
 
 
 def write_plot(metrics: list[dict[str, Any]], path: Path, title: str) -> None:
     """Writes test accuracy and test loss against rounds to a PNG (matplotlib's Agg canvas, no pyplot state)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     rows = [m for m in metrics if m.get("test_accuracy") is not None]
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     ax_acc, ax_loss = fig.subplots(1, 2)
     rounds = [m["round"] for m in rows]
     ax_acc.plot(rounds, [m["test_accuracy"] for m in rows], color="tab:blue")
-    ax_acc.set(xlabel="round", ylabel="test accuracy", title=title)
+    ax_acc.set(xlabel="round", ylabel="test accuracy")
+    fig.suptitle(title)
+    for ax in (ax_acc, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
     ax_acc.grid(alpha=0.3)
     ax_loss.plot(rounds, [m["test_loss"] for m in rows], color="tab:red", label="test")
     ax_loss.plot(rounds, [m["train_loss"] for m in rows], color="tab:gray", label="train (clients)")
@@ -166,8 +217,9 @@ def _setup(args: argparse.Namespace) -> _Run:
         "dataset": ds.name, "source": ds.source, "sizes": partition.sizes(parts).tolist(),
         "label_histograms": hist.tolist(), "labels_per_client": (hist > 0).sum(axis=1).tolist()}) + "\n")
     mesh = None
-    if args.devices != 1:
-        mesh = client.client_mesh(None if args.devices == 0 else args.devices)
+    if args.devices != 1 or args.processes > 1:
+        total = args.processes if args.devices == 1 else args.devices
+        mesh = client.client_mesh(None if total == 0 else total)
     client_opt = optax.sgd(args.client_lr, momentum=args.client_momentum or None)
     fedavg = server.FedAvg(
         client.make_round_update(client_opt, local_epochs=args.local_epochs, batch_size=args.batch_size,
@@ -256,16 +308,53 @@ def _report(run: _Run, history: list[dict[str, Any]]) -> None:
     """Write ``curves.png`` (with ``--plot``) and print the last evaluated round."""
     args = run.args
     if args.plot and history:
-        write_plot(history, run.out / "curves.png", f"{args.dataset}, {args.partition}, {args.model}")
+        write_plot(history, run.out / "curves.png", f"{args.dataset}, {args.partition}, {args.model}; {_privacy(args)}")
     last = next((r for r in reversed(history) if r["test_accuracy"] is not None), None)
-    if last is not None:
+    if last is not None and not args.process_id:
         privacy = f", (epsilon, delta) = ({last['epsilon']:.3g}, {last['delta']:g})" if "epsilon" in last else ""
         print(f"round {last['round']}: test accuracy {last['test_accuracy']:.4f}, test loss "
               f"{last['test_loss']:.4f}{privacy}; outputs in {run.out}")
 
 
+def _privacy(args: argparse.Namespace) -> str:
+    """``secure aggregation: additive (2 servers), DP: off`` -- the privacy settings in a few words."""
+    secure = "off (plaintext)" if args.secure == "none" else \
+        f"{args.secure} ({args.servers} servers)" if args.secure == "additive" else args.secure
+    dp = f"z={args.noise_multiplier:g}, clip {args.clip:g}, {args.noise} noise" if args.noise_multiplier > 0 else "off"
+    return f"secure aggregation: {secure}, DP: {dp}"
+
+
+def summary(run: _Run) -> str:
+    """The start-up line: data, clients, model, local training, rounds, secure aggregation and DP."""
+    from refimpl.fl import model, server
+
+    a, ds = run.args, run.dataset
+    m = server.num_sampled(a.clients, a.fraction)
+    sizes = model.sizes_of(_model_spec(a.model))
+    params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+    return (f"refimpl train: {ds.name} ({len(ds.x_train)} train / {len(ds.x_test)} test, {ds.source}); "
+            f"{a.clients} clients ({a.partition}), {m} per round; model {a.model} ({params:,} parameters); "
+            f"E={a.local_epochs} B={a.batch_size} lr={a.client_lr:g}; {a.rounds} rounds ({a.server_opt}); "
+            f"{_privacy(a)}")
+
+
+def _join(args: argparse.Namespace) -> None:
+    """In a multi-process run: join the coordinator; processes other than 0 write to ``OUT/.process-<id>``."""
+    from refimpl.fl import distributed
+
+    per_process = None if args.devices == 0 else max(1, args.devices // args.processes)
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id, local_cpu_devices=per_process)
+    if args.process_id > 0:  # same files, kept apart (each process resumes from its own checkpoint)
+        args.out = str(Path(args.out) / f".process-{args.process_id}")
+        args.progress = args.plot = False
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.coordinator is not None:
+        _join(args)
     run = _setup(args)
+    if not args.process_id:  # in a multi-process run, process 0 speaks for all
+        print(summary(run), flush=True)
     state, history = _initial_state(run)
     _train(run, state, history)
     _report(run, history)
@@ -285,11 +374,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(args, parser)
+    if args.processes > 1 and args.coordinator is None:  # launch the processes here, coordinated on 127.0.0.1
+        from refimpl.fl.distributed import launch
+        return launch(["train", *(sys.argv[1:] if argv is None else argv)], args.processes)
     from refimpl.fl.checkpoint import CheckpointError
     from refimpl.fl.data import DataError, DatasetNotFoundError
     try:
         return _run(args)
-    except (DatasetNotFoundError, DataError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (DatasetNotFoundError, DataError, CheckpointError, FileNotFoundError, ValueError, ModuleNotFoundError) as e:
         print(f"refimpl train: error: {e}", file=sys.stderr)
         return 1
 
