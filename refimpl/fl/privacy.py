@@ -249,8 +249,12 @@ def epsilon_after(rounds: int, noise_multiplier: float, sampling_rate: float, de
         >>> round(epsilon_after(10000, 4.0, 0.01, 1e-5), 2)   # Abadi et al. 2016 report 1.26 (moments acct.)
         1.04
     """
-    import dp_accounting
-    from dp_accounting import pld, rdp
+    try:
+        import dp_accounting
+        from dp_accounting import pld, rdp
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError("privacy accounting (--noise-multiplier > 0) needs the package 'dp-accounting': "
+                                  "pip install 'refimpl[dp]'", name="dp_accounting") from e
 
     if method not in ("rdp", "pld"):
         raise ValueError(f"method must be 'rdp' or 'pld', got {method!r}")
