@@ -9,6 +9,7 @@ from refimpl.errors import (
     BackendError,
     ConfigurationError,
     KeyFormatError,
+    KeyReuseError,
     NotAFieldError,
     OutOfRangeError,
     PartyCountError,
@@ -21,6 +22,7 @@ from refimpl.errors import (
     ThresholdError,
     TripleReuseError,
     WireFormatError,
+    WorkerUnavailable,
 )
 from refimpl.prg import Stream, derive_key, fresh_key, keystream
 from refimpl.ring import Z2_32, Z2_64, Ring
@@ -66,7 +68,9 @@ __all__ = [
     "ConfigurationError",
     "ProtocolError",
     "ReplayError",
+    "KeyReuseError",
     "TripleReuseError",
     "WireFormatError",
     "PointerError",
+    "WorkerUnavailable",
 ]

@@ -23,6 +23,8 @@ __all__ = [
     "ConfigurationError",
     "ProtocolError",
     "ReplayError",
+    "WorkerUnavailable",
+    "KeyReuseError",
 ]
 
 
@@ -75,6 +77,11 @@ class ReplayError(ProtocolError):
     """A protocol message was already received (a replay); it is rejected and changes nothing."""
 
 
+class KeyReuseError(ProtocolError):
+    """One key would pad two secrets: two parties given the same key in one round, or one key batched over many
+    secrets (``jax.vmap`` of ``share``); the second use is refused."""
+
+
 class TripleReuseError(RefimplError):
     """A crypto provider's correlated randomness (a Beaver triple, truncation pair, daBit) was used twice."""
 
@@ -85,3 +92,8 @@ class WireFormatError(RefimplError):
 
 class PointerError(RefimplError):
     """A pointer is stale (its object was fetched, moved or deleted) or names no object at its worker."""
+
+
+class WorkerUnavailable(RefimplError):
+    """A party on the network did not answer: it cannot be reached, its connection broke (a killed process), it
+    missed a request's deadline or its pings, or it restarted and lost the session. The message names the party."""

@@ -41,14 +41,17 @@ EXPECTED_ALL = [
     "ConfigurationError",
     "ProtocolError",
     "ReplayError",
+    "KeyReuseError",
     "TripleReuseError",
     "WireFormatError",
     "PointerError",
+    "WorkerUnavailable",
 ]
 
 ERRORS = ["RefimplError", "RingMismatchError", "PartyCountError", "ShapeMismatchError", "OutOfRangeError",
           "NotAFieldError", "KeyFormatError", "BackendError", "ThresholdError", "ConfigurationError", "ProtocolError",
-          "ReplayError", "TripleReuseError", "WireFormatError", "PointerError"]
+          "ReplayError", "KeyReuseError", "TripleReuseError", "WireFormatError", "PointerError",
+          "WorkerUnavailable"]
 
 
 def test_every_exception_is_public_under_refimpl_errors():

@@ -160,15 +160,23 @@ class VirtualWorker:
                              "with the same Ledger")
         raw = wire.encode(message, pointer_ref=_transfer_ref)
         self.ledger.record(self.name, receiver.name, kind, len(raw))
-        reply = receiver._handle(wire.decode(raw, pointer=receiver._adopt), self)
-        if reply is None:
+        raw_reply = receiver.receive(raw, self, kind)
+        if raw_reply is None:
             return None
-        raw = wire.encode(reply, pointer_ref=_transfer_ref)
-        self.ledger.record(receiver.name, self.name, "reply", len(raw))
-        out = wire.decode(raw, pointer=self._adopt)
+        self.ledger.record(receiver.name, self.name, "reply", len(raw_reply))
+        out = wire.decode(raw_reply, pointer=self._adopt)
         if "error" in out:
             raise _REMOTE_ERRORS.get(out.get("type"), RefimplError)(out["error"])
         return out.get("value")
+
+    def receive(self, raw: bytes | bytearray, sender: VirtualWorker, kind: str) -> bytes | None:
+        """Handle one encoded message from ``sender``; return the encoded reply (None: no reply).
+
+        In process this decodes, handles and encodes; a networked worker (:mod:`refimpl.workers.remote`) overrides
+        it to carry the bytes over its connection instead.
+        """
+        reply = self._handle(wire.decode(raw, pointer=self._adopt), sender)  # type: ignore[arg-type]
+        return None if reply is None else wire.encode(reply, pointer_ref=_transfer_ref)
 
     def _handle(self, msg: dict[str, Any], sender: VirtualWorker) -> dict[str, Any] | None:
         op = msg.get("op")

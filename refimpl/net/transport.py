@@ -1,0 +1,541 @@
+"""Authenticated WebSocket connections between parties: mutual TLS, chunked messages, deadlines, liveness.
+
+One process runs one asyncio event loop in a background thread (:func:`event_loop`); synchronous callers (a
+:class:`~refimpl.workers.remote.RemoteWorker`, a worker executing an instruction) hand it coroutines and wait.
+
+**Frames.** A message (the bytes of one :mod:`refimpl.net.wire` message) travels as WebSocket binary messages of at
+most :data:`CHUNK` payload bytes, each behind a 16-byte header ``b"RN" | type u8 | flags u8 | request id u64 |
+chunk index u32``; the first chunk starts with ``total length u64 | kind length u8 | kind``. Writing awaits the
+socket's drain (back-pressure), so a 1 GiB array streams in bounded memory per chunk, and the WebSocket ping/pong
+keepalive runs between chunks: liveness does not depend on message size. Types: ``HELLO`` (the handshake),
+``REQUEST`` (answered by ``REPLY``, ``ACK`` = empty reply, or ``FAIL`` = rejected), ``NOTIFY`` (not answered).
+
+**Who is who.** With TLS (the default) both ends present certificates of the deployment CA
+(:mod:`refimpl.net.certs`); the client checks that the server's certificate names the party it wanted, the server
+that the client's certificate names the party it claims in its ``HELLO``. ``insecure_plaintext=True`` drops TLS
+(names are then unauthenticated claims) and is refused for anything but loopback addresses.
+
+**Deadlines.** A request fails with :class:`~refimpl.errors.WorkerUnavailable` naming the party when the party
+does not start answering within ``deadline`` seconds after the request was written, when the connection breaks
+(a killed process), or when pings go unanswered for ``ping_timeout`` seconds. A transfer that keeps flowing is
+never cut off by the deadline, however large.
+
+**Sessions.** A server has a random boot id, sent in its ``HELLO``. A client reconnects by itself after a dropped
+connection (the request in flight fails; objects stay on the server); if the server restarted meanwhile (new boot
+id: its objects are gone) the link fails clearly instead of resuming.
+
+**Rejected input.** A malformed frame closes that connection (code 1002) and is logged; a request id that does not
+increase (a replayed or reordered request) is answered with ``FAIL`` and logged; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ipaddress
+import itertools
+import json
+import logging
+import os
+import secrets
+import ssl
+import struct
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from refimpl.errors import ConfigurationError, ProtocolError, ReplayError, WorkerUnavailable
+from refimpl.net import certs
+
+__all__ = ["CHUNK", "Link", "Server", "check_loopback", "event_loop", "run_sync", "serve"]
+
+log = logging.getLogger("refimpl.net")
+
+CHUNK = 1 << 20
+_HDR = struct.Struct("<2sBBQI")
+_FIRST = struct.Struct("<QB")
+HELLO, REQUEST, NOTIFY, REPLY, ACK, FAIL = range(6)
+_TYPES = {HELLO, REQUEST, NOTIFY, REPLY, ACK, FAIL}
+_LAST = 1
+MAX_MESSAGE = 1 << 34  # 16 GiB: the largest message a party accepts by default
+_T = TypeVar("_T")
+
+
+# ---------------------------------------------------------------- the process's event loop
+class _LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="refimpl-net", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+
+_loop_lock = threading.Lock()
+_loop: _LoopThread | None = None
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """This process's network event loop (started on first use, in a daemon thread)."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or not _loop.thread.is_alive() or _loop.pid != os.getpid():  # type: ignore[attr-defined]
+            _loop = _LoopThread()
+            _loop.pid = os.getpid()  # type: ignore[attr-defined]
+        return _loop.loop
+
+
+def run_sync(coro: Awaitable[_T], timeout: float | None = None) -> _T:
+    """Run ``coro`` on the network loop and wait for its result (from any thread but the loop's own)."""
+    loop = event_loop()
+    if threading.current_thread() is _loop.thread:  # type: ignore[union-attr]
+        raise RuntimeError("a blocking network call was made on the network thread itself")
+    fut: concurrent.futures.Future[_T] = asyncio.run_coroutine_threadsafe(coro, loop)  # type: ignore[arg-type]
+    try:
+        return fut.result(timeout)
+    except concurrent.futures.TimeoutError:
+        fut.cancel()
+        raise
+
+
+def check_loopback(host: str) -> None:
+    """Refuse a non-loopback address for an unauthenticated (``insecure_plaintext``) endpoint."""
+    try:
+        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigurationError(f"insecure plaintext is for loopback experiments only; refusing address {host!r} "
+                                 "(use TLS certificates: python -m refimpl certs)")
+
+
+# ---------------------------------------------------------------- frames
+def _frames(typ: int, req: int, kind: str, payload: bytes | bytearray | memoryview) -> Any:
+    view = memoryview(payload).cast("B")
+    kb = kind.encode()
+    first = _FIRST.pack(len(view), len(kb)) + kb
+    room = CHUNK - len(first)
+    index, pos = 0, 0
+    while True:
+        size = room if index == 0 else CHUNK
+        part = view[pos : pos + size]
+        pos += len(part)
+        last = pos >= len(view)
+        head = _HDR.pack(b"RN", typ, _LAST if last else 0, req, index)
+        yield b"".join((head, first, part)) if index == 0 else b"".join((head, part))
+        if last:
+            return
+        index += 1
+
+
+@dataclass
+class _Incoming:
+    typ: int
+    req: int
+    kind: str = ""
+    data: bytearray = field(default_factory=bytearray)
+    filled: int = 0
+    index: int = 0
+
+
+class _Assembler:
+    """Reassembles chunks into messages, one at a time per direction; raises ProtocolError on anything malformed."""
+
+    def __init__(self, max_message: int) -> None:
+        self.max_message = max_message
+        self.cur: _Incoming | None = None
+
+    def feed(self, frame: Any) -> _Incoming | None:
+        if not isinstance(frame, (bytes, bytearray)) or len(frame) < _HDR.size:
+            raise ProtocolError(f"malformed frame: {type(frame).__name__} of {len(frame)} bytes")
+        magic, typ, flags, req, index = _HDR.unpack_from(frame)
+        if magic != b"RN" or typ not in _TYPES or flags & ~_LAST:
+            raise ProtocolError(f"malformed frame header {bytes(frame[:_HDR.size]).hex()}")
+        body = memoryview(frame)[_HDR.size :]
+        cur = self.cur
+        if index == 0:
+            if cur is not None:
+                raise ProtocolError(f"message {req} starts before message {cur.req} ended")
+            if len(body) < _FIRST.size:
+                raise ProtocolError("malformed first chunk")
+            total, klen = _FIRST.unpack_from(body)
+            if total > self.max_message:
+                raise ProtocolError(f"message of {total} bytes exceeds the limit of {self.max_message}")
+            try:
+                kind = bytes(body[_FIRST.size : _FIRST.size + klen]).decode()
+            except UnicodeDecodeError:
+                raise ProtocolError("message kind is not UTF-8") from None
+            cur = self.cur = _Incoming(typ, req, kind, bytearray(total))
+            body = body[_FIRST.size + klen :]
+        elif cur is None or req != cur.req or typ != cur.typ or index != cur.index + 1:
+            raise ProtocolError(f"chunk {index} of message {req} out of sequence")
+        cur.index = index
+        end = cur.filled + len(body)
+        if end > len(cur.data):
+            raise ProtocolError(f"message {req} is longer than announced ({len(cur.data)} bytes)")
+        cur.data[cur.filled : end] = body
+        cur.filled = end
+        if flags & _LAST:
+            self.cur = None
+            if cur.filled != len(cur.data):
+                raise ProtocolError(f"message {req} ended after {cur.filled} of {len(cur.data)} bytes")
+            return cur
+        return None
+
+
+# ---------------------------------------------------------------- client side
+def _ws_options(ping_interval: float, ping_timeout: float, max_queue: int = 16) -> dict[str, Any]:
+    return {"compression": None, "max_size": CHUNK + 512, "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout, "max_queue": max_queue, "write_limit": 1 << 20}
+
+
+@dataclass
+class _Pending:
+    started: asyncio.Event
+    done: asyncio.Future[Any]
+
+
+class Link:
+    """A client connection from party ``me`` to party ``name`` at ``url`` (``wss://host:port`` or ``ws://``).
+
+    Args:
+        url: where the party listens.
+        name: the party expected there (its certificate must name it).
+        me: this party's name (the certificate presented).
+        tls_dir: the deployment's certificate directory (None only with ``insecure_plaintext``).
+        insecure_plaintext: no TLS, loopback only: names are unauthenticated.
+        deadline: seconds a party has to start answering a request.
+        ping_interval, ping_timeout: liveness (seconds).
+        max_message: the largest reply accepted, in bytes.
+    """
+
+    def __init__(self, url: str, name: str, me: str, *, tls_dir: str | os.PathLike[str] | None = None,
+                 insecure_plaintext: bool = False, deadline: float = 60.0, ping_interval: float = 5.0,
+                 ping_timeout: float = 20.0, max_message: int = MAX_MESSAGE) -> None:
+        self.url, self.name, self.me = url, certs.check_name(name), certs.check_name(me)
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname or not parts.port:
+            raise ConfigurationError(f"a party address is wss://host:port (ws:// only with insecure_plaintext), "
+                                     f"got {url!r}")
+        if insecure_plaintext:
+            if parts.scheme != "ws":
+                raise ConfigurationError(f"insecure_plaintext connects with ws://, got {url!r}")
+            check_loopback(parts.hostname)
+            self._ssl: ssl.SSLContext | None = None
+        else:
+            if parts.scheme != "wss":
+                raise ConfigurationError(f"{url!r} is not TLS: use wss:// (or insecure_plaintext=True on loopback)")
+            if tls_dir is None:
+                raise ConfigurationError(f"connecting to {name!r} needs tls_dir= (the deployment's certificates)")
+            self._ssl = certs.client_context(tls_dir, me)
+        self.deadline, self.ping_interval, self.ping_timeout = float(deadline), ping_interval, ping_timeout
+        self.max_message = max_message
+        self.boot: str | None = None
+        self.broken: str | None = None
+        self.bytes_written = self.bytes_read = 0
+        self._ws: Any = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._send_lock: asyncio.Lock | None = None
+        self._connect_lock: asyncio.Lock | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"Link({self.me!r} -> {self.name!r} at {self.url})"
+
+    def _unavailable(self, why: str) -> WorkerUnavailable:
+        return WorkerUnavailable(f"party {self.name!r} at {self.url} is unavailable: {why}")
+
+    async def _connect(self) -> None:
+        from websockets.asyncio.client import connect
+
+        if self._connect_lock is None:
+            self._connect_lock, self._send_lock = asyncio.Lock(), asyncio.Lock()
+        async with self._connect_lock:
+            if self._ws is not None:
+                return
+            if self.broken:
+                raise self._unavailable(self.broken)
+            try:
+                ws = await connect(self.url, ssl=self._ssl, proxy=None, open_timeout=self.deadline,
+                                   user_agent_header=None, **_ws_options(self.ping_interval, self.ping_timeout))
+            except (OSError, asyncio.TimeoutError, TimeoutError) as e:
+                raise self._unavailable(f"cannot connect ({type(e).__name__}: {e})") from None
+            except Exception as e:  # noqa: BLE001 - handshake rejections of every kind
+                raise self._unavailable(f"connection refused ({type(e).__name__}: {e})") from None
+            try:
+                if self._ssl is not None:
+                    seen = certs.peer_name(ws.transport.get_extra_info("ssl_object"))
+                    if seen != self.name:
+                        raise self._unavailable(f"its certificate names {seen!r}, not {self.name!r}")
+                hello = json.dumps({"party": self.me, "to": self.name, "version": 1}).encode()
+                await ws.send(next(_frames(HELLO, 0, "hello", hello)))
+                asm = _Assembler(1 << 16)
+                msg = None
+                while msg is None:
+                    msg = asm.feed(await asyncio.wait_for(ws.recv(), self.deadline))
+                info = json.loads(bytes(msg.data)) if msg.typ == HELLO else {}
+                if msg.typ == FAIL:
+                    raise self._unavailable(f"it refused us: {bytes(msg.data).decode(errors='replace')}")
+                if info.get("party") != self.name or not isinstance(info.get("boot"), str):
+                    raise self._unavailable(f"unexpected handshake {info!r}")
+            except WorkerUnavailable:
+                await ws.close()
+                raise
+            except Exception as e:  # noqa: BLE001
+                await ws.close()
+                raise self._unavailable(f"handshake failed ({type(e).__name__}: {e})") from None
+            if self.boot is not None and info["boot"] != self.boot:
+                self.broken = ("it restarted since we last connected: the objects it held are lost and pointers to "
+                               "them are stale; connect again for a new session")
+                await ws.close()
+                raise self._unavailable(self.broken)
+            self.boot = info["boot"]
+            self._ws = ws
+            self._reader = asyncio.get_running_loop().create_task(self._read(ws))
+
+    async def _read(self, ws: Any) -> None:
+        asm = _Assembler(self.max_message)
+        why = "connection closed"
+        try:
+            while True:
+                frame = await ws.recv()
+                self.bytes_read += len(frame)
+                if len(frame) >= _HDR.size and frame[:2] == b"RN":
+                    pend = self._pending.get(_HDR.unpack_from(frame)[3])
+                    if pend is not None:
+                        pend.started.set()
+                msg = asm.feed(frame)
+                if msg is None:
+                    continue
+                pend = self._pending.pop(msg.req, None)
+                if pend is None or pend.done.done():
+                    log.warning("%s: unexpected message %d from %r ignored", self.me, msg.req, self.name)
+                    continue
+                if msg.typ == REPLY:
+                    pend.done.set_result(msg.data)
+                elif msg.typ == ACK:
+                    pend.done.set_result(None)
+                elif msg.typ == FAIL:
+                    text = bytes(msg.data).decode(errors="replace")
+                    err = ReplayError if text.startswith("replay") else ProtocolError
+                    pend.done.set_exception(err(f"party {self.name!r} rejected the request: {text}"))
+                else:
+                    raise ProtocolError(f"unexpected frame type {msg.typ} from a server")
+        except ProtocolError as e:
+            why = f"malformed reply ({e})"
+            log.error("%s: %s from %r; closing", self.me, why, self.name)
+            await ws.close(1002, "malformed frame")
+        except Exception as e:  # noqa: BLE001 - ConnectionClosed and friends
+            why = f"connection lost ({type(e).__name__}: {e})"
+        finally:
+            if self._ws is ws:
+                self._ws = None
+            for pend in self._pending.values():
+                if not pend.done.done():
+                    pend.done.set_exception(self._unavailable(why))
+            self._pending.clear()
+
+    async def request(self, kind: str, payload: bytes | bytearray | memoryview, *, notify: bool = False
+                      ) -> bytearray | None:
+        """Send one message; return the reply's bytes (None for an ``ACK`` or a ``notify``)."""
+        await self._connect()
+        ws = self._ws
+        req = next(self._ids)
+        loop = asyncio.get_running_loop()
+        pend = _Pending(asyncio.Event(), loop.create_future())
+        if not notify:
+            self._pending[req] = pend
+        try:
+            assert self._send_lock is not None
+            async with self._send_lock:
+                for frame in _frames(NOTIFY if notify else REQUEST, req, kind, payload):
+                    await ws.send(frame)
+                    self.bytes_written += len(frame)
+        except Exception as e:  # noqa: BLE001
+            self._pending.pop(req, None)
+            raise self._unavailable(f"connection lost while sending ({type(e).__name__}: {e})") from None
+        if notify:
+            return None
+        try:
+            await asyncio.wait_for(pend.started.wait(), self.deadline)
+        except (asyncio.TimeoutError, TimeoutError):
+            self._pending.pop(req, None)
+            raise self._unavailable(f"no answer within the {self.deadline:g} s deadline") from None
+        result: bytearray | None = await pend.done
+        return result
+
+    def call(self, kind: str, payload: bytes | bytearray | memoryview, *, notify: bool = False) -> bytearray | None:
+        """:meth:`request` from synchronous code."""
+        return run_sync(self.request(kind, payload, notify=notify))
+
+    def notify_soon(self, kind: str, payload: bytes) -> None:
+        """Queue a message that expects no answer without waiting (safe from any thread, finalizers included)."""
+        def start() -> None:
+            task = event_loop().create_task(self.request(kind, payload, notify=True))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # drop errors: best effort
+
+        event_loop().call_soon_threadsafe(start)
+
+    def drop(self) -> None:
+        """Abort the connection (as a network failure would); the next request reconnects."""
+        async def abort() -> None:
+            if self._ws is not None:
+                self._ws.transport.abort()
+        run_sync(abort())
+
+    def close(self) -> None:
+        """Close the connection politely."""
+        async def close() -> None:
+            if self._ws is not None:
+                await self._ws.close()
+        try:
+            run_sync(close(), timeout=5)
+        except Exception:  # noqa: BLE001, S110 - closing is best effort
+            pass
+
+
+# ---------------------------------------------------------------- server side
+Handler = Callable[[str, int, str, bytearray], "bytes | bytearray | None"]
+
+
+class Server:
+    """A listening party: accepts authenticated connections and runs ``handler(peer, type, kind, payload)``.
+
+    Made by :func:`serve`. ``handler`` runs in a thread pool, one message at a time per connection (messages of a
+    connection are handled in order; connections concurrently); its return value is the reply (None: ``ACK``).
+    """
+
+    def __init__(self, name: str, handler: Handler, *, ssl_context: ssl.SSLContext | None, workers: int = 32,
+                 max_message: int = MAX_MESSAGE, ping_interval: float = 5.0, ping_timeout: float = 20.0) -> None:
+        self.name, self.handler, self.ssl = name, handler, ssl_context
+        self.boot = secrets.token_hex(8)
+        self.max_message, self.ping_interval, self.ping_timeout = max_message, ping_interval, ping_timeout
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=f"refimpl-{name}")
+        self.rejected = 0
+        self.peers: dict[str, int] = {}
+        self._server: Any = None
+        self.port = 0
+
+    async def _start(self, host: str, port: int) -> None:
+        from websockets.asyncio.server import serve as ws_serve
+
+        self._server = await ws_serve(self._connection, host, port, ssl=self.ssl, server_header=None,
+                                      **_ws_options(self.ping_interval, self.ping_timeout))
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def _reject(self, peer: str, why: str) -> None:
+        self.rejected += 1
+        log.warning("%s: rejected %s: %s", self.name, peer, why)
+
+    async def _hello(self, ws: Any) -> str | None:
+        addr = ws.remote_address or ("?", "?")
+        remote = f"{addr[0]}:{addr[1]}"
+        try:
+            msg = _Assembler(1 << 16).feed(await asyncio.wait_for(ws.recv(), 30))
+            info = json.loads(bytes(msg.data)) if msg is not None and msg.typ == HELLO else None
+        except Exception as e:  # noqa: BLE001
+            self._reject(remote, f"bad handshake ({type(e).__name__}: {e})")
+            return None
+        claimed = info.get("party") if isinstance(info, dict) else None
+        try:
+            certs.check_name(claimed)
+        except Exception:  # noqa: BLE001
+            self._reject(remote, f"bad handshake {str(info)[:80]!r}")
+            return None
+        assert isinstance(claimed, str)
+        why = None
+        if self.ssl is not None:
+            proven = certs.peer_name(ws.transport.get_extra_info("ssl_object"))
+            if proven != claimed:
+                why = f"claims to be {claimed!r} but its certificate names {proven!r}"
+        if info.get("to") != self.name:  # type: ignore[union-attr]
+            why = f"wanted party {info.get('to')!r}, this is {self.name!r}"  # type: ignore[union-attr]
+        if why:
+            self._reject(f"{claimed!r} from {remote}", why)
+            await ws.send(next(_frames(FAIL, 0, "hello", why.encode())))
+            await ws.close(1008, "refused")
+            return None
+        await ws.send(next(_frames(HELLO, 0, "hello", json.dumps({"party": self.name, "boot": self.boot}).encode())))
+        return claimed
+
+    async def _connection(self, ws: Any) -> None:
+        peer = await self._hello(ws)
+        if peer is None:
+            return
+        self.peers[peer] = self.peers.get(peer, 0) + 1
+        asm, last, loop = _Assembler(self.max_message), 0, asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    msg = asm.feed(await ws.recv())
+                except ProtocolError as e:
+                    self._reject(repr(peer), str(e))
+                    await ws.close(1002, "malformed frame")
+                    return
+                if msg is None:
+                    continue
+                if msg.typ not in (REQUEST, NOTIFY):
+                    self._reject(repr(peer), f"frame type {msg.typ} is not a request")
+                    await ws.close(1002, "unexpected frame")
+                    return
+                if msg.req <= last:
+                    why = f"replayed or reordered request {msg.req} (the last was {last})"
+                    self._reject(repr(peer), why)
+                    if msg.typ == REQUEST:
+                        await self._send(ws, FAIL, msg.req, "fail", f"replay: {why}".encode())
+                    continue
+                last = msg.req
+                try:
+                    reply = await loop.run_in_executor(self.pool, self.handler, peer, msg.typ, msg.kind, msg.data)
+                except Exception as e:  # noqa: BLE001 - a handler failure answers this request only
+                    log.exception("%s: handling %r from %r failed", self.name, msg.kind, peer)
+                    if msg.typ == REQUEST:
+                        await self._send(ws, FAIL, msg.req, "fail", f"{type(e).__name__}: {e}".encode())
+                    continue
+                if msg.typ == REQUEST:
+                    await self._send(ws, ACK if reply is None else REPLY, msg.req, "reply", reply or b"")
+        except Exception:  # noqa: BLE001, S110 - the peer went away; its objects stay (sessions resume)
+            pass
+        finally:
+            self.peers[peer] -= 1
+
+    @staticmethod
+    async def _send(ws: Any, typ: int, req: int, kind: str, payload: bytes | bytearray) -> None:
+        for frame in _frames(typ, req, kind, payload):
+            await ws.send(frame)
+
+    def close(self) -> None:
+        """Stop listening and close every connection."""
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+        run_sync(close(), timeout=10)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def serve(name: str, handler: Handler, host: str = "127.0.0.1", port: int = 0, *,
+          tls_dir: str | os.PathLike[str] | None = None, insecure_plaintext: bool = False, **kwargs: Any) -> Server:
+    """Listen as party ``name`` on ``host:port`` (0: any free port, see ``Server.port``) on the network loop.
+
+    Raises:
+        ConfigurationError: no ``tls_dir`` without ``insecure_plaintext``, or plaintext on a non-loopback address.
+    """
+    certs.check_name(name)
+    if insecure_plaintext:
+        check_loopback(host)
+        ctx = None
+        log.warning("%s: INSECURE PLAINTEXT on %s:%s: no encryption, names are unauthenticated claims (loopback "
+                    "experiments only)", name, host, port)
+    elif tls_dir is None:
+        raise ConfigurationError(f"party {name!r} needs tls_dir= (its certificate) or insecure_plaintext=True")
+    else:
+        ctx = certs.server_context(tls_dir, name)
+    server = Server(name, handler, ssl_context=ctx, **kwargs)
+    run_sync(server._start(host, port), timeout=30)
+    return server

@@ -1,0 +1,215 @@
+"""Workers in other processes: :func:`connect` returns a :class:`RemoteWorker` with the VirtualWorker interface.
+
+A :class:`RemoteWorker` is a proxy: every message addressed to it is encoded by :mod:`refimpl.net.wire` exactly as
+in process, counted in the session's ledger, and carried over an authenticated WebSocket connection
+(:mod:`refimpl.net.transport`) to the worker's process (``python -m refimpl worker``), which decodes it and runs it
+on its own object store. Pointers, chains, ``move`` (straight from worker to worker), ``remote_get``, ``copy``,
+arithmetic, :class:`~refimpl.workers.SharedTensor` sharing, Beaver products and truncation run unchanged; a pointer's
+last reference going away sends a ``delete`` (without waiting) that frees the remote object.
+
+Where ``connect`` lives: the issue sketched ``refimpl.net.connect``, but a RemoteWorker hands out
+:class:`~refimpl.workers.Pointer` objects, and ``net`` sits below ``workers`` in the layer contract; ``net`` keeps
+the byte-level transport, and ``connect`` is :func:`refimpl.workers.connect`.
+
+A :class:`Session` is the coordinator's ledger: the workers it is connected to by name, the object ids it hands
+out (starting at a random offset so that two coordinators of one deployment do not collide), and the count of
+every message written to or read from each socket, per ``(sender, receiver, kind)`` (:meth:`Session.links`).
+Worker processes keep the same record of their own sockets; :func:`deployment_links` merges them.
+
+Example (two worker processes on this machine; see the README's "Deploying parties" for the commands)::
+
+    >>> jake = connect("wss://127.0.0.1:8777", name="jake", tls_dir="certs")     # doctest: +SKIP
+    >>> x = send(np.array([1, 2, 3]), jake)                                      # doctest: +SKIP
+    >>> (x + x).get()                                                            # doctest: +SKIP
+    array([2, 4, 6])
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from refimpl.errors import ProtocolError
+from refimpl.net import wire
+from refimpl.net.transport import Link
+from refimpl.workers.worker import Ledger, VirtualWorker
+
+__all__ = ["RemoteWorker", "Session", "connect", "default_session", "deployment_links"]
+
+
+class Session(Ledger):
+    """A thread-safe ledger of one party's connections: workers by name, object ids, per-socket message counts.
+
+    Args:
+        first_id: the first object id handed out (default: a random offset below 2**44).
+        keep: recent message records kept in ``log``.
+    """
+
+    def __init__(self, *, first_id: int | None = None, keep: int = 10_000) -> None:
+        super().__init__(keep=keep)
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1 + secrets.randbelow(1 << 44) if first_id is None else int(first_id))
+        self._links: Counter[tuple[str, str, str]] = Counter()
+        self._link_bytes: Counter[tuple[str, str, str]] = Counter()
+
+    def record(self, sender: str, receiver: str, kind: str, nbytes: int, *, round: int | None = None) -> None:
+        with self._lock:
+            super().record(sender, receiver, kind, nbytes, round=round)
+            self._links[(sender, receiver, kind)] += 1
+            self._link_bytes[(sender, receiver, kind)] += int(nbytes)
+
+    def new_id(self) -> int:
+        with self._lock:
+            return next(self._ids)
+
+    def links(self) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """``{(sender, receiver, kind): (messages, bytes)}`` of every message this party wrote or read."""
+        with self._lock:
+            return {k: (n, self._link_bytes[k]) for k, n in self._links.items()}
+
+
+_default: Session | None = None
+
+
+def default_session() -> Session:
+    """The session :func:`connect` uses when given none (one per process)."""
+    global _default
+    if _default is None:
+        _default = Session()
+    return _default
+
+
+class _RemoteObjects(Mapping[int, Any]):
+    """A live, read-only view of a remote worker's object store (each access asks the worker)."""
+
+    def __init__(self, worker: RemoteWorker) -> None:
+        self._worker = worker
+
+    def _ids(self) -> list[int]:
+        return list(self._worker.control("objects"))
+
+    def __len__(self) -> int:
+        return int(self._worker.control("count"))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ids())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ids()
+
+    def __getitem__(self, key: int) -> Any:
+        """A copy of the object (a pointer shows as its description string; ownership stays put)."""
+        return self._worker.control("peek", id=key)
+
+
+class RemoteWorker(VirtualWorker):
+    """A worker in another process, reached over a :class:`~refimpl.net.transport.Link`; made by :func:`connect`.
+
+    It has the VirtualWorker interface: pass it to :func:`~refimpl.workers.send`, ``Pointer.move``,
+    ``Pointer.share``, :func:`~refimpl.workers.share_among` and as a crypto provider.
+    """
+
+    def __init__(self, name: str, ledger: Session, link: Link) -> None:
+        super().__init__(name, ledger)
+        self.link = link
+
+    def __repr__(self) -> str:
+        return f"RemoteWorker({self.name!r} at {self.link.url})"
+
+    @property
+    def objects(self) -> Mapping[int, Any]:  # type: ignore[override]
+        """A live read-only view of the remote object store (``len`` and ids ask the worker)."""
+        return _RemoteObjects(self)
+
+    def clear_objects(self) -> RemoteWorker:
+        """Drop every object stored at the remote worker."""
+        self.control("clear")
+        return self
+
+    def receive(self, raw: bytes | bytearray, sender: VirtualWorker, kind: str) -> bytes | None:
+        """Carry an encoded message to the worker; return its encoded reply (``delete`` is sent without waiting)."""
+        if kind == "delete":
+            self.link.notify_soon(kind, bytes(raw))
+            return None
+        reply = self.link.call(kind, raw)
+        return None if reply is None else bytes(reply)
+
+    def control(self, op: str, **fields: Any) -> Any:
+        """A session-management request (not a protocol message: not counted in the ledger)."""
+        raw = self.link.call("control", wire.encode({"op": op, **fields}))
+        if raw is None:
+            return None
+        out = wire.decode(raw)  # type: ignore[arg-type]
+        if "error" in out:
+            raise ProtocolError(out["error"])
+        return out.get("value")
+
+    def close(self) -> None:
+        """Close the connection (the worker keeps its objects)."""
+        self.link.close()
+        if self.ledger.workers.get(self.name) is self:
+            del self.ledger.workers[self.name]
+
+
+def connect(url: str, *, name: str, tls_dir: str | os.PathLike[str] | None = None, me: str = "me",
+            session: Session | None = None, insecure_plaintext: bool = False, deadline: float = 60.0,
+            ping_interval: float = 5.0, ping_timeout: float = 20.0) -> RemoteWorker:
+    """Connect to the worker ``name`` listening at ``url``; return its :class:`RemoteWorker`.
+
+    Every worker connected in one ``session`` (default: this process's) can be used together: shares, moves and
+    openings then go between the workers directly, each of which learns the others' addresses from the session.
+
+    Args:
+        url: ``wss://host:port`` (``ws://`` with ``insecure_plaintext``).
+        name: the worker's party name (its certificate must name it).
+        tls_dir: the deployment's certificates (``python -m refimpl certs``); this process presents ``me``'s.
+        me: this party's name.
+        insecure_plaintext: no TLS, loopback only, unauthenticated: for experiments.
+        deadline: seconds a worker has to start answering a request before :class:`~refimpl.errors.WorkerUnavailable`.
+        ping_interval, ping_timeout: liveness of the connection (seconds).
+
+    Raises:
+        WorkerUnavailable: the worker cannot be reached or is not who it should be.
+        ConfigurationError: a bad address, name or certificate directory.
+        ValueError: a worker of that name is already connected in the session.
+    """
+    session = default_session() if session is None else session
+    link = Link(url, name, me, tls_dir=tls_dir, insecure_plaintext=insecure_plaintext, deadline=deadline,
+                ping_interval=ping_interval, ping_timeout=ping_timeout)
+    if session.workers.get(name) is not None:
+        raise ValueError(f"a worker named {name!r} is already connected in this session")
+    link.call("control", wire.encode({"op": "ping"}))
+    if session._me is None:
+        session._me = VirtualWorker(me, session)
+    worker = RemoteWorker(name, session, link)
+    book = {w.name: w.link.url for w in list(session.workers.values()) if isinstance(w, RemoteWorker)}
+    for w in list(session.workers.values()):
+        if isinstance(w, RemoteWorker):
+            w.control("peers", peers=book)
+    return worker
+
+
+def deployment_links(*parties: Session | RemoteWorker, me: str | None = None) -> dict[tuple[str, str, str],
+                                                                                       tuple[int, int]]:
+    """Merge per-socket counts: each party contributes the messages it *wrote* ``{(sender, receiver, kind):
+    (messages, bytes)}``. Pass the coordinator's session and its RemoteWorkers (which report their own)."""
+    total: dict[tuple[str, str, str], tuple[int, int]] = {}
+    for p in parties:
+        if isinstance(p, RemoteWorker):
+            rows = {tuple(k): tuple(v) for k, v in p.control("links")}
+            owner = p.name
+        else:
+            rows = p.links()  # type: ignore[assignment]
+            owner = me if me is not None else (p._me.name if p._me is not None else "me")
+        for key, (n, b) in rows.items():
+            if key[0] == owner:
+                m0, b0 = total.get(key, (0, 0))  # type: ignore[arg-type]
+                total[key] = (m0 + n, b0 + b)  # type: ignore[index]
+    return total  # type: ignore[return-value]
+
+

@@ -1,0 +1,193 @@
+"""``python -m refimpl worker``: one party in its own process, serving its object store over mutual TLS.
+
+The worker runs only refimpl's instruction set (:mod:`refimpl.workers.ops`: store, get, move, copy, remote_get,
+delete and the registered ``exec`` operations) on values decoded from the safe wire format: no pickle, no code
+from the network. Messages of one connection run in order; connections run concurrently, so a worker can take
+shares pushed by its peers while it computes. It connects to its peers itself (addresses from ``--peer`` or from
+the coordinator's session; identities always from certificates): openings and dealer items go between the parties
+directly, never through the coordinator.
+
+Besides protocol messages a worker answers ``control`` requests (not counted in the ledger): ``ping``, ``peers``
+(the address book), ``objects``/``count``/``peek`` (inspect the store), ``clear``, ``links`` (the bytes it wrote and
+read per ``(sender, receiver, kind)``).
+
+Example::
+
+    python -m refimpl certs --out certs jake john secure_worker crypto_provider me
+    python -m refimpl worker --name jake --listen 127.0.0.1:8777 --tls-dir certs
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from refimpl.errors import ConfigurationError, PointerError, RefimplError
+from refimpl.net import transport, wire
+from refimpl.workers.remote import RemoteWorker, Session
+from refimpl.workers.worker import Pointer, VirtualWorker
+
+__all__ = ["ServedWorker", "WorkerServer", "main", "parse_address"]
+
+log = logging.getLogger("refimpl.worker")
+
+
+class ServedWorker(VirtualWorker):
+    """The worker object inside a worker process: a VirtualWorker whose peers are :class:`RemoteWorker` links."""
+
+    def __init__(self, name: str, *, tls_dir: str | os.PathLike[str] | None, insecure_plaintext: bool = False,
+                 deadline: float = 60.0, key: bytes | None = None) -> None:
+        super().__init__(name, Session(), key=key)
+        self.tls_dir, self.insecure_plaintext, self.deadline = tls_dir, insecure_plaintext, deadline
+        self.book: dict[str, str] = {}
+        self._peer_lock = threading.Lock()
+
+    def _peer(self, name: str) -> VirtualWorker:
+        worker = self.ledger.workers.get(name)
+        if worker is not None:
+            return worker
+        with self._peer_lock:
+            worker = self.ledger.workers.get(name)
+            if worker is not None:
+                return worker
+            url = self.book.get(name)
+            if url is None:
+                raise PointerError(f"worker {self.name!r} does not know where party {name!r} is (no --peer "
+                                   "address and none from the coordinator)")
+            link = transport.Link(url, name, self.name, tls_dir=self.tls_dir,
+                                  insecure_plaintext=self.insecure_plaintext, deadline=self.deadline)
+            return RemoteWorker(name, self.ledger, link)  # type: ignore[arg-type]
+
+    def handle_store(self, msg: dict[str, Any]) -> None:
+        for obj_id in msg["ids"]:
+            if obj_id in self._objects:
+                raise PointerError(f"object id {obj_id} is already in use at {self.name!r}: two coordinators "
+                                   "share a deployment with overlapping ids")
+
+    def _handle(self, msg: dict[str, Any], sender: Any) -> dict[str, Any] | None:
+        if isinstance(msg, dict) and msg.get("op") == "store":
+            try:
+                self.handle_store(msg)
+            except PointerError as e:
+                return {"error": str(e), "type": "PointerError"}
+        return super()._handle(msg, sender)
+
+    def control(self, msg: Any) -> Any:
+        op = msg.get("op") if isinstance(msg, dict) else None
+        if op == "ping":
+            return self.name
+        if op == "peers":
+            peers = msg.get("peers")
+            if not isinstance(peers, dict) or not all(isinstance(v, str) for v in peers.values()):
+                raise ValueError("peers takes {name: url}")
+            self.book.update({k: v for k, v in peers.items() if k != self.name})
+            return None
+        if op == "objects":
+            return sorted(self._objects)
+        if op == "count":
+            return len(self._objects)
+        if op == "peek":
+            obj = self._take(msg.get("id"))
+            return repr(obj) if isinstance(obj, Pointer) else obj
+        if op == "clear":
+            self.clear_objects()
+            return None
+        if op == "links":
+            return [[list(k), list(v)] for k, v in self.ledger.links().items()]  # type: ignore[attr-defined]
+        raise ValueError(f"unknown control request {op!r}")
+
+    def serve_message(self, peer: str, typ: int, kind: str, payload: bytearray) -> bytes | None:
+        """The transport handler: one message from ``peer``; returns the reply bytes (None: nothing to say)."""
+        if kind == "control":
+            try:
+                request = wire.decode(payload)  # type: ignore[arg-type]
+                return wire.encode({"value": self.control(request)})
+            except (RefimplError, TypeError, ValueError, KeyError) as e:
+                return wire.encode({"error": f"at {self.name!r}: {e}"})
+        self.ledger.record(peer, self.name, kind, len(payload))
+        try:
+            reply = self.receive(payload, _Sender(peer), kind)  # type: ignore[arg-type]
+        except RefimplError as e:  # undecodable bytes: answer with the error, keep serving
+            log.warning("%s: rejected a %r message from %r: %s", self.name, kind, peer, e)
+            reply = wire.encode({"error": f"at {self.name!r}: {e}", "type": type(e).__name__})
+        if reply is not None and typ == transport.REQUEST:
+            self.ledger.record(self.name, peer, "reply", len(reply))
+            return reply
+        return None
+
+
+class _Sender:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class WorkerServer:
+    """A :class:`ServedWorker` listening on ``host:port`` (see :func:`refimpl.net.transport.serve`)."""
+
+    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0, *,
+                 tls_dir: str | os.PathLike[str] | None = None, insecure_plaintext: bool = False,
+                 peers: dict[str, str] | None = None, deadline: float = 60.0, **kwargs: Any) -> None:
+        self.worker = ServedWorker(name, tls_dir=tls_dir, insecure_plaintext=insecure_plaintext, deadline=deadline)
+        self.worker.book.update(peers or {})
+        self.server = transport.serve(name, self.worker.serve_message, host, port, tls_dir=tls_dir,
+                                      insecure_plaintext=insecure_plaintext, **kwargs)
+        self.url = f"{'ws' if insecure_plaintext else 'wss'}://{host}:{self.server.port}"
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``host:port`` -> ``(host, port)``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigurationError(f"an address is host:port, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _peer_arg(text: str) -> tuple[str, str]:
+    name, sep, url = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--peer takes name=wss://host:port, got {text!r}")
+    return name, url
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m refimpl worker --name NAME --listen HOST:PORT --tls-dir DIR [--peer NAME=URL ...]``."""
+    p = argparse.ArgumentParser(prog="refimpl worker", description="Run one party (a worker) in this process.")
+    p.add_argument("--name", required=True, help="this party's name (its certificate must name it)")
+    p.add_argument("--listen", default="127.0.0.1:0", help="host:port to listen on (default 127.0.0.1, any port)")
+    p.add_argument("--tls-dir", help="the deployment's certificates (python -m refimpl certs)")
+    p.add_argument("--insecure-plaintext", action="store_true",
+                   help="INSECURE: no TLS, unauthenticated names; refused except on loopback addresses")
+    p.add_argument("--peer", action="append", type=_peer_arg, default=[], help="NAME=URL of a peer (repeatable)")
+    p.add_argument("--deadline", type=float, default=60.0, help="seconds a peer has to start answering")
+    p.add_argument("--ping-interval", type=float, default=5.0)
+    p.add_argument("--ping-timeout", type=float, default=20.0)
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not args.tls_dir and not args.insecure_plaintext:
+        p.error("give --tls-dir (mutual TLS) or, for loopback experiments only, --insecure-plaintext")
+    host, port = parse_address(args.listen)
+    try:
+        server = WorkerServer(args.name, host, port, tls_dir=args.tls_dir, insecure_plaintext=args.insecure_plaintext,
+                              peers=dict(args.peer), deadline=args.deadline, ping_interval=args.ping_interval,
+                              ping_timeout=args.ping_timeout)
+    except (RefimplError, OSError) as e:
+        print(f"refimpl worker: {e}", flush=True)
+        return 2
+    if args.insecure_plaintext:
+        print("WARNING: insecure plaintext: no encryption, no authentication (loopback experiments only)", flush=True)
+    print(f"worker {args.name} listening on {server.url}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.close()
+    return 0
