@@ -28,6 +28,8 @@ COMMANDS: dict[str, Command] = {
                     "the tutorial's walkthrough: sharing among workers, fixed point, federated learning"),
     "train": Command("refimpl.fl.train:main", "fl",
                      "federated training (FedAvg over a JAX MLP); see python -m refimpl train --help"),
+    "data": Command("refimpl.fl.fetch:main", "fl",
+                    "datasets: `data fetch mnist` downloads the MNIST IDX files to the cache, SHA-256 verified"),
     "certs": Command("refimpl.net.certs:main", "net",
                      "make a deployment CA and a certificate + key per party (mutual TLS)"),
     "worker": Command("refimpl.workers.server:main", "net",
