@@ -27,11 +27,13 @@ def _run(args: list[str], processes: int, env: dict[str, str] | None = None) -> 
                               env={"JAX_PLATFORMS": "cpu", **(env or {})})
 
 
-@pytest.mark.parametrize("secure", ["none", "additive"])
-def test_two_processes_train_the_one_process_model(tmp_path, secure):
+@pytest.mark.parametrize("flags", [["--secure", "none"], ["--secure", "additive"],
+                                   ["--secure", "none", "--fused-mean", "--clients-per-chunk", "2"]],
+                         ids=["plaintext", "secure", "fused-mean"])
+def test_two_processes_train_the_one_process_model(tmp_path, flags):
     """2 processes x 2 CPU devices vs 1 process x 4 devices: the same final model up to float rounding of the
     cross-device sum (measured: bit-identical on this machine; the bound allows another summation order)."""
-    args = [*COMMON, "--secure", secure]
+    args = [*COMMON, *flags]
     assert _run([*args, "--devices", "4", "--out", str(tmp_path / "two")], 2) == 0
     assert _run([*args, "--devices", "4", "--out", str(tmp_path / "one")], 1, env=FOUR_DEVICES) == 0
     two, one = _params(tmp_path / "two"), _params(tmp_path / "one")
@@ -51,6 +53,7 @@ def test_multi_process_flags_are_checked(capsys):
         (["--coordinator", "127.0.0.1:1234"], "go together"),
         (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "0", "--processes", "3"], "disagrees"),
         (["--processes", "2", "--fresh-keys"], "--fresh-keys with --processes"),
+        (["--fused-mean"], "use it with --secure none"),
     ]:
         with pytest.raises(SystemExit) as e:
             train.main([*COMMON, *argv])

@@ -40,7 +40,9 @@ __all__ = [
     "client_mesh",
     "epoch_keys",
     "make_client_update",
+    "MeanRound",
     "make_loop_update",
+    "make_round_mean",
     "make_round_update",
     "shard_clients",
 ]
@@ -174,6 +176,82 @@ def make_round_update(optimizer: optax.GradientTransformation, *, local_epochs: 
     return jax.jit(chunked)
 
 
+class MeanRound:
+    """A round program that averages inside: ``fn(params, x, y, index, sizes, seed, round, client_ids, weights)
+    -> (mean_update, losses)`` with ``weights`` (m,) already normalised (sum 1; 0 for padding clients).
+
+    Built by `make_round_mean`. `refimpl.fl.server.FedAvg` recognises it and skips the separate aggregation step.
+    """
+
+    def __init__(self, fn: Callable[..., tuple[dict[str, jax.Array], jax.Array]], clients_per_chunk: int,
+                 mesh: Mesh | None) -> None:
+        self.fn, self.clients_per_chunk, self.mesh = fn, clients_per_chunk, mesh
+
+    @property
+    def multiple(self) -> int:
+        """The client count is padded to a multiple of this (chunk size times mesh size)."""
+        return self.clients_per_chunk * (1 if self.mesh is None else self.mesh.size)
+
+    def __call__(self, *args: object) -> tuple[dict[str, jax.Array], jax.Array]:
+        return self.fn(*args)
+
+
+def make_round_mean(optimizer: optax.GradientTransformation, *, local_epochs: int, batch_size: int,
+                    shuffle: bool = True, clients_per_chunk: int = 1, mesh: Mesh | None = None,
+                    axis: str = "clients") -> MeanRound:
+    """A round program that returns the weighted mean update without materialising per-client updates.
+
+    Each device trains its clients ``clients_per_chunk`` at a time (vmapped) in a ``lax.scan`` whose carry is the
+    running sum ``sum_k w_k delta_k``; with a ``mesh`` the devices' partial sums are added by ``lax.psum`` (across
+    processes in a ``jax.distributed`` run). Memory is O(clients_per_chunk) updates instead of O(m): this is the
+    program for cohorts of thousands of clients. It computes the plaintext FedAvg mean (to float rounding: the sum
+    runs in another order than `refimpl.fl.server.weighted_mean`), so it cannot be used with secure aggregation.
+
+    Raises:
+        ValueError: clients_per_chunk < 1 (and see `make_client_update`).
+
+    Example:
+        >>> import optax, numpy as np
+        >>> from refimpl.fl import model
+        >>> fn = make_round_mean(optax.sgd(0.1), local_epochs=1, batch_size=2)
+        >>> p = model.init((4, 3), seed=0)
+        >>> x, y = np.ones((6, 4), np.float32), np.array([0, 1, 2, 0, 1, 2])
+        >>> mean, losses = fn(p, x, y, np.array([[0, 1, 2], [3, 4, 0]]), np.array([3, 2]), 0, 0, np.array([0, 1]),
+        ...                   np.array([0.6, 0.4], np.float32))
+        >>> mean["w0"].shape, losses.shape
+        ((4, 3), (2,))
+    """
+    if isinstance(clients_per_chunk, bool) or not isinstance(clients_per_chunk, int) or clients_per_chunk < 1:
+        raise ValueError(f"clients_per_chunk must be an int >= 1, got {clients_per_chunk!r}")
+    single = make_client_update(optimizer, local_epochs=local_epochs, batch_size=batch_size, shuffle=shuffle)
+    vmapped = jax.vmap(single, in_axes=(None, None, None, 0, 0, None, None, 0))
+    k = clients_per_chunk
+
+    def local(params, x, y, index, sizes, seed, round_, client_ids, weights):
+        chunks = index.shape[0] // k
+
+        def body(acc, chunk):
+            idx, n, cid, w = chunk
+            deltas, losses = vmapped(params, x, y, idx, n, seed, round_, cid)
+            acc = jax.tree_util.tree_map(lambda a, d: a + jnp.tensordot(w, d, axes=1), acc, deltas)
+            return acc, losses
+
+        split = (index.reshape(chunks, k, -1), sizes.reshape(chunks, k), client_ids.reshape(chunks, k),
+                 weights.reshape(chunks, k))
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        total, losses = jax.lax.scan(body, zeros, split)
+        if mesh is not None:
+            total = jax.lax.psum(total, axis)  # the cross-device (and cross-process) sum
+        return total, losses.reshape(-1)
+
+    if mesh is None:
+        return MeanRound(jax.jit(local), k, None)
+    rows, rep = PartitionSpec(axis), PartitionSpec()
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(rep, rep, rep, rows, rows, rep, rep, rows, rows),
+                            out_specs=(rep, rows), check_vma=False)  # the client program's scans mix both
+    return MeanRound(jax.jit(sharded), k, mesh)
+
+
 def make_loop_update(optimizer: optax.GradientTransformation, *, local_epochs: int, batch_size: int,
                      shuffle: bool = True) -> RoundUpdate:
     """The per-client baseline: one jit-compiled client program called in a Python loop, outputs stacked.
@@ -212,7 +290,8 @@ def client_mesh(num_devices: int | None = None, axis: str = "clients") -> Mesh:
 
 
 def shard_clients(mesh: Mesh, index: np.ndarray, sizes: np.ndarray, client_ids: np.ndarray,
-                  axis: str = "clients") -> tuple[jax.Array, jax.Array, jax.Array, int]:
+                  axis: str = "clients", *, multiple: int | None = None
+                  ) -> tuple[jax.Array, jax.Array, jax.Array, int]:
     """Places a round's per-client inputs on a device mesh, split along the client axis.
 
     The client count is padded up to a multiple of the mesh size with empty clients (size 0, whose update is
@@ -225,12 +304,13 @@ def shard_clients(mesh: Mesh, index: np.ndarray, sizes: np.ndarray, client_ids: 
         sizes: (m,) client sizes.
         client_ids: (m,) client ids.
         axis: Name of the mesh axis.
+        multiple: pad the client count to a multiple of this (default: the mesh size).
 
     Returns:
         (index, sizes, client_ids, m): the sharded, padded arrays and the real client count m.
     """
     m = len(sizes)
-    pad = (-m) % mesh.size
+    pad = (-m) % (mesh.size if multiple is None else multiple)
     index = np.concatenate([index, np.zeros((pad, index.shape[1]), index.dtype)])
     sizes = np.concatenate([sizes, np.zeros(pad, sizes.dtype)])
     client_ids = np.concatenate([client_ids, np.zeros(pad, client_ids.dtype)])

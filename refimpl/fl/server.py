@@ -32,7 +32,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpy.typing import ArrayLike
 
-from refimpl.fl.client import RoundUpdate, shard_clients
+from refimpl.fl.client import MeanRound, RoundUpdate, shard_clients
 from refimpl.fl.distributed import gather
 from refimpl.fl.partition import FederatedDataset
 
@@ -228,6 +228,8 @@ class FedAvg:
         """Runs round ``state.round``: sample, train locally, aggregate, apply the server optimizer."""
         ids = sample_clients(len(data.sizes), self.fraction, self.seed, state.round)
         index, sizes = data.index[ids], data.sizes[ids]
+        if isinstance(self.round_update, MeanRound):
+            return self._run_mean_round(state, data, ids, index, sizes)
         args: tuple[Any, Any, Any, int] = (index, sizes, ids, len(ids))
         if data.mesh is not None:
             args = shard_clients(data.mesh, index, sizes, ids)
@@ -247,6 +249,41 @@ class FedAvg:
         mean_update = _check_aggregate(mean_update, state.params)
         params, opt_state = self._step(state.params, state.opt_state, mean_update)  # type: ignore[attr-defined]
         losses_host = gather(losses) if spans_processes else np.asarray(losses)
+        result = RoundResult(ids, weights, np.asarray(losses_host[:m], dtype=np.float64))
+        return ServerState(params, opt_state, state.round + 1), result
+
+
+    def _run_mean_round(self, state: ServerState, data: ClientData, ids: np.ndarray, index: np.ndarray,
+                        sizes: np.ndarray) -> tuple[ServerState, RoundResult]:
+        """A round whose program averages inside (`client.make_round_mean`): no per-client updates on the host."""
+        program = self.round_update
+        assert isinstance(program, MeanRound)
+        if self.aggregate is not weighted_mean:
+            raise ValueError("a round program that averages inside (make_round_mean) computes the plaintext "
+                             "weighted mean; it cannot run with another aggregator (secure aggregation)")
+        if (program.mesh is None) != (data.mesh is None) or (program.mesh is not None and program.mesh != data.mesh):
+            raise ValueError("make_round_mean's mesh and the client data's mesh (to_device) must be the same")
+        weights = sizes.astype(np.float64)
+        w = weights / weights.sum()
+        m, pad = len(ids), (-len(ids)) % program.multiple
+        w_pad = np.concatenate([w, np.zeros(pad)]).astype(np.float32)
+        index_d: Any
+        sizes_d: Any
+        ids_d: Any
+        w_d: Any
+        if data.mesh is not None:
+            index_d, sizes_d, ids_d, _ = shard_clients(data.mesh, index, sizes, ids, multiple=program.multiple)
+            w_d = jax.device_put(w_pad, NamedSharding(data.mesh, PartitionSpec("clients")))
+        else:
+            index_d = np.concatenate([index, np.zeros((pad, index.shape[1]), index.dtype)])
+            sizes_d, ids_d = (np.concatenate([a, np.zeros(pad, a.dtype)]) for a in (sizes, ids))
+            w_d = w_pad
+        mean_update, losses = program(state.params, data.x, data.y, index_d, sizes_d, self.seed, state.round, ids_d,
+                                      w_d)
+        spans = data.mesh is not None and spans_processes_of(data.mesh)
+        mean_update = _check_aggregate(gather(mean_update) if spans else mean_update, state.params)
+        params, opt_state = self._step(state.params, state.opt_state, mean_update)  # type: ignore[attr-defined]
+        losses_host = gather(losses) if spans else np.asarray(losses)
         result = RoundResult(ids, weights, np.asarray(losses_host[:m], dtype=np.float64))
         return ServerState(params, opt_state, state.round + 1), result
 

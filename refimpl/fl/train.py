@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real hosts: host:port of process 0 (start one process per host with the same flags)")
     p.add_argument("--num-processes", type=int, default=None, help="real hosts: the number of processes P")
     p.add_argument("--process-id", type=int, default=None, help="real hosts: this process, 0 .. P-1")
+    p.add_argument("--fused-mean", action="store_true",
+                   help="average the updates inside the compiled round program (no per-client updates in memory: "
+                        "for cohorts of thousands; plaintext only, --secure none)")
     p.add_argument("--clients-per-chunk", type=int, default=None,
                    help="vmap this many clients at a time (default: all of a round's clients)")
     p.add_argument("--out", default="runs/fedavg", help="output directory")
@@ -126,6 +129,8 @@ def _check_processes(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         args.processes = args.num_processes
     if args.processes < 1:
         parser.error(f"--processes must be >= 1, got {args.processes}")
+    if args.fused_mean and args.secure != "none":
+        parser.error("--fused-mean averages in plaintext inside the round program: use it with --secure none")
     if args.processes > 1:
         if args.devices not in (0, 1) and args.devices % args.processes:
             parser.error(f"--devices {args.devices} counts devices across all {args.processes} processes: give a "
@@ -221,9 +226,14 @@ def _setup(args: argparse.Namespace) -> _Run:
         total = args.processes if args.devices == 1 else args.devices
         mesh = client.client_mesh(None if total == 0 else total)
     client_opt = optax.sgd(args.client_lr, momentum=args.client_momentum or None)
+    if args.fused_mean:
+        program: Any = client.make_round_mean(client_opt, local_epochs=args.local_epochs, batch_size=args.batch_size,
+                                              clients_per_chunk=args.clients_per_chunk or 1, mesh=mesh)
+    else:
+        program = client.make_round_update(client_opt, local_epochs=args.local_epochs, batch_size=args.batch_size,
+                                           clients_per_chunk=args.clients_per_chunk)
     fedavg = server.FedAvg(
-        client.make_round_update(client_opt, local_epochs=args.local_epochs, batch_size=args.batch_size,
-                                 clients_per_chunk=args.clients_per_chunk),
+        program,
         server.server_optimizer(args.server_opt, args.server_lr), fraction=args.fraction, seed=args.seed,
         aggregate=agg or server.weighted_mean)
     return _Run(args, config, out, ds, server.to_device(fed, mesh), fedavg, agg, acct)
