@@ -29,7 +29,7 @@ Example:
     >>> from refimpl import nn
     >>> params = nn.init_params((6, 4, 3), seed=1)
     >>> x, y = (np.arange(30.0).reshape(5, 6) % 7) / 7, np.array([0, 1, 2, 1, 0])
-    >>> trainer = EncryptedTrainer(params, lr=0.5, key=bytes(16))
+    >>> trainer = EncryptedTrainer(params, lr=0.5)
     >>> twin = PlaintextTwin(params, lr=0.5, step_bits=trainer.step_bits)
     >>> trainer.step(*trainer.share_batch(x, y)); twin.step(x, y)
     >>> bool(max(np.abs(trainer.reconstruct()[k] - twin.params[k]).max() for k in params) < 1e-3)
@@ -47,7 +47,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from refimpl import nn
-from refimpl._checks import check_party_count
+from refimpl._checks import check_key, check_party_count
 from refimpl.encoding import FixedPoint
 from refimpl.errors import ConfigurationError, ShapeMismatchError
 from refimpl.mpc.batched import matmul_many, mul_many, sum_rows, transpose, truncate_many
@@ -106,7 +106,11 @@ class EncryptedTrainer:
             :func:`step_scale`).
         loss: ``"mse"`` (``||z - onehot||^2 / 2``, 0 rounds) or ``"xent"`` (softmax cross-entropy).
         key: the model owner's key (shares of the weights; None: fresh from the OS).
-        dealer: the crypto provider (None: one with a key derived from ``key``).
+        dealer_key: the crypto provider's key (None: fresh). Step ``t`` uses a :class:`Dealer` keyed by
+            ``derive_key(dealer_key, "step", t)``, so no item is ever reused and a resumed run draws exactly the
+            items the uninterrupted run would have.
+        data_key: the data owners' key for sharing batches (None: fresh); the batch of step ``t`` is shared with
+            keys derived from it and ``t``.
         channel: counts the openings and dealer items (a workers' ``LedgerChannel`` records them in the ledger).
 
     Raises:
@@ -115,8 +119,8 @@ class EncryptedTrainer:
     """
 
     def __init__(self, params: Mapping[str, ArrayLike], *, n: int = 2, encoding: FixedPoint | None = None,
-                 lr: float = 0.1, loss: str = "mse", key: bytes | None = None, dealer: Dealer | None = None,
-                 channel: Channel | None = None) -> None:
+                 lr: float = 0.1, loss: str = "mse", key: bytes | None = None, dealer_key: bytes | None = None,
+                 data_key: bytes | None = None, channel: Channel | None = None) -> None:
         self.n = check_party_count(n)
         self.encoding = _check_encoding(encoding or FixedPoint())
         if loss not in LOSS_COSTS:
@@ -125,17 +129,19 @@ class EncryptedTrainer:
             raise ValueError(f"lr must be positive, got {lr!r}")
         self.lr, self.loss = float(lr), loss
         self.step_bits = step_bits_for(self.encoding)
-        self._key = fresh_key(16) if key is None else key
-        self.dealer = dealer or Dealer(self.n, ring=self.encoding.ring, key=derive_key(self._key, "dealer"))
+        self.model_key = fresh_key(16) if key is None else check_key(key, what="model owner key")
+        self.dealer_key = fresh_key(16) if dealer_key is None else check_key(dealer_key, what="dealer key")
+        self.data_key = fresh_key(16) if data_key is None else check_key(data_key, what="data key")
         self.channel = channel or Channel()
         self.steps = 0
-        self._batches = 0
+        self._dealer: Dealer | None = None
+        self._dealer_step = -1
         lay = nn.layers(params)
         self.sizes = (lay[0][0].shape[0], *(w.shape[1] for w, _ in lay))
         self.weights: dict[str, Shares] = {}
         for i, (w, b) in enumerate(lay):
-            self.weights[f"w{i}"] = self._share(w, derive_key(self._key, "model", i, "w"))
-            self.weights[f"b{i}"] = self._share(b, derive_key(self._key, "model", i, "b"))
+            self.weights[f"w{i}"] = self._share(w, derive_key(self.model_key, "model", i, "w"))
+            self.weights[f"b{i}"] = self._share(b, derive_key(self.model_key, "model", i, "b"))
 
     def _share(self, value: np.ndarray, key: bytes) -> Shares:
         return share(self.encoding.encode(value), self.n, ring=self.encoding.ring, key=key)
@@ -151,7 +157,7 @@ class EncryptedTrainer:
     def share_batch(self, x: ArrayLike, y: ArrayLike, *, key: bytes | None = None) -> tuple[Shares, Shares]:
         """A data owner's side: encode and share images ``x`` (B, d0) and the one-hot rows of labels ``y``.
 
-        ``key`` is the data owner's (None: derived from the trainer's key and a batch counter, for simulations).
+        ``key`` is the data owner's for this batch (None: derived from ``data_key`` and the step number).
         """
         xs = np.asarray(x, np.float64)
         if xs.ndim != 2 or xs.shape[1] != self.sizes[0]:
@@ -160,12 +166,19 @@ class EncryptedTrainer:
         if ys.shape != (len(xs),) or ys.dtype.kind not in "iu" or ys.size and not 0 <= ys.min() <= ys.max() < \
                 self.sizes[-1]:
             raise ValueError(f"labels must be {len(xs)} integers in [0, {self.sizes[-1]}), got {ys!r}")
-        self._batches += 1
-        key = key or derive_key(self._key, "data", self._batches)
+        key = key or derive_key(self.data_key, "data", self.steps)
         return (self._share(xs, derive_key(key, "x")),
                 self._share(nn.one_hot(ys, self.sizes[-1]), derive_key(key, "y")))
 
     # ---------------------------------------------------------------- the compute parties' side
+    @property
+    def dealer(self) -> Dealer:
+        """The crypto provider's dealer for the current step (a fresh key per step)."""
+        if self._dealer is None or self._dealer_step != self.steps:
+            self._dealer = Dealer(self.n, ring=self.encoding.ring, key=derive_key(self.dealer_key, "step", self.steps))
+            self._dealer_step = self.steps
+        return self._dealer
+
     def forward(self, x: Shares) -> tuple[Shares, list[Shares], list[Shares]]:
         """Logits on shares, and the cache of the backward pass: layer inputs ``hs`` and ReLU bits."""
         f, hs, bits = self.encoding.frac_bits, [x], []
@@ -256,8 +269,9 @@ class EncryptedTrainer:
         from refimpl.mpc.inference import EncryptedMLP
 
         layers = [(self.weights[f"w{i}"], self.weights[f"b{i}"]) for i in range(self.layers)]
-        return EncryptedMLP.from_shares(layers, encoding=self.encoding, dealer=self.dealer, channel=self.channel,
-                                        key=derive_key(self._key, "inference"))
+        dealer = Dealer(self.n, ring=self.encoding.ring, key=derive_key(self.dealer_key, "inference"))
+        return EncryptedMLP.from_shares(layers, encoding=self.encoding, dealer=dealer, channel=self.channel,
+                                        key=derive_key(self.data_key, "inference"))
 
 
 class PlaintextTwin:

@@ -1,0 +1,163 @@
+"""Encrypted training among named workers: who holds what, and every message in the workers' ledger.
+
+The parties of the tutorial's "protecting the model" part:
+
+* the **model owner** (``me`` by default) shares the MLP's initial weights among the compute parties and, at the
+  end, is the only one who may reconstruct them;
+* the **data owners** (``jake``, ``john``) each share their batches of images and one-hot labels among the
+  compute parties;
+* the **compute parties** (``secure_worker``, ``alice``; any ``S >= 2``) run
+  :class:`~refimpl.mpc.training.EncryptedTrainer` on shares;
+* the **crypto provider** (``crypto_provider``) deals triples, truncation pairs, AND triples and daBits.
+
+:class:`WorkerTrainer` records each of these transfers, every opening (party to party) and every dealer item
+(provider to party) in the workers' :class:`~refimpl.net.accounting.Ledger` through a
+:class:`~refimpl.workers.shared_tensor.LedgerChannel`, using only the workers' names and ledger (the
+:class:`~refimpl.workers.interface.Worker` interface). The arithmetic itself runs on stacked shares in this process
+(one vectorised computation for all parties, the way :class:`~refimpl.mpc.inference.EncryptedMLP` runs); with
+``record_views=True`` each party's *view* (every array it received) is kept, so tests can check that no party
+ever sees a plaintext weight, image or label.
+
+Example:
+    >>> import numpy as np
+    >>> from refimpl import nn
+    >>> from refimpl.workers import Ledger, VirtualWorker
+    >>> ledger = Ledger()
+    >>> names = ("jake", "john", "secure_worker", "alice", "crypto_provider")
+    >>> jake, john, secure_worker, alice, crypto_provider = (VirtualWorker(n, ledger) for n in names)
+    >>> run = WorkerTrainer(nn.init_params((6, 4, 3), seed=0), compute=(secure_worker, alice),
+    ...                     crypto_provider=crypto_provider, lr=0.5)
+    >>> x, y = (np.arange(30.0).reshape(5, 6) % 7) / 7, np.array([0, 1, 2, 1, 0])
+    >>> run.step(jake, x, y)
+    >>> sorted(k for k in ledger.bytes_by_kind if ledger.bytes_by_kind[k])
+    ['dealer', 'open', 'share']
+    >>> ledger.bytes_received["jake"], ledger.bytes_sent["jake"] > 0, ledger.bytes_received["alice"] > 0
+    (0, True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from refimpl.encoding import FixedPoint
+from refimpl.mpc.dealer import Sharing, Triple
+from refimpl.mpc.training import EncryptedTrainer
+from refimpl.prg import derive_key
+from refimpl.sharing.additive import CompressedShares, Shares
+from refimpl.sharing.binary import BinaryShares
+from refimpl.workers.interface import Worker
+from refimpl.workers.shared_tensor import LedgerChannel
+
+__all__ = ["ViewChannel", "WorkerTrainer"]
+
+
+class ViewChannel(LedgerChannel):
+    """A :class:`LedgerChannel` that can also keep each party's view: ``views[name]`` lists
+    ``(kind, array)`` for every array the party received (``open``: another party's piece of an opening, tagged
+    ``open-binary`` for XOR sharings; ``dealer``: its part of a dealer item; ``share``: its share of data or
+    weights)."""
+
+    def __init__(self, workers: Sequence[Any], crypto_provider: Any, *, record_views: bool = False) -> None:
+        super().__init__(workers, crypto_provider)
+        self.record_views = record_views
+        self.views: dict[str, list[tuple[str, np.ndarray]]] = {w.name: [] for w in self.workers}
+
+    def open(self, *sharings: Sharing) -> list[np.ndarray]:
+        if self.record_views:
+            for j, w in enumerate(self.workers):
+                for s in sharings:
+                    kind = "open-binary" if isinstance(s, BinaryShares) else "open"
+                    self.views[w.name] += [(kind, np.array(s.data[i])) for i in range(s.n) if i != j]
+        return super().open(*sharings)
+
+    def take(self, triple: Triple) -> tuple[Sharing, ...]:
+        parts = super().take(triple)
+        if self.record_views:
+            for i, w in enumerate(self.workers):
+                self.views[w.name] += [("dealer", np.array(p.data[i])) for p in parts]
+        return parts
+
+    def transfer(self, sharing: Shares | CompressedShares, sender: Any, receivers: Sequence[Any], kind: str) -> None:
+        super().transfer(sharing, sender, receivers, kind)
+        if self.record_views and isinstance(sharing, Shares):
+            for i, w in enumerate(receivers):
+                self.views.setdefault(w.name, []).append((kind, np.array(sharing.data[i])))
+
+
+class WorkerTrainer:
+    """Encrypted training with named parties; every transfer, opening and dealer item in their ledger.
+
+    Args:
+        params: the model owner's initial weights.
+        compute: the compute parties (``S >= 2`` workers, e.g. ``secure_worker`` and ``alice``).
+        crypto_provider: the worker that deals correlated randomness (not one of ``compute``).
+        model_owner: who shares the weights and may reconstruct them (default: the ledger's ``me``).
+        record_views: keep each party's received arrays (for tests; costs memory).
+        **kwargs: passed to :class:`~refimpl.mpc.training.EncryptedTrainer` (``encoding``, ``lr``, ``loss``,
+            ``key``, ``dealer_key``, ``data_key``).
+
+    Raises:
+        TypeError: a party that is not a worker.
+        ValueError, PartyCountError: fewer than two compute parties, duplicates, or the provider among them.
+    """
+
+    def __init__(self, params: Mapping[str, ArrayLike], *, compute: Sequence[Worker], crypto_provider: Worker,
+                 model_owner: Worker | None = None, record_views: bool = False, **kwargs: Any) -> None:
+        self.channel = ViewChannel(compute, crypto_provider, record_views=record_views)
+        self.compute = self.channel.workers
+        self.crypto_provider = crypto_provider
+        self.model_owner = model_owner if model_owner is not None else self.compute[0].ledger.me
+        self.trainer = EncryptedTrainer(params, n=len(self.compute), channel=self.channel, **kwargs)
+        for shares in self.trainer.weights.values():
+            self.channel.transfer(shares, self.model_owner, self.compute, "share")
+
+    @property
+    def ledger(self) -> Any:
+        return self.channel.ledger
+
+    @property
+    def encoding(self) -> FixedPoint:
+        return self.trainer.encoding
+
+    def step(self, data_owner: Worker, x: ArrayLike, y: ArrayLike) -> None:
+        """``data_owner`` shares a batch (images, labels) among the compute parties; they run one SGD step."""
+        self.step_parts([(data_owner, x, y)])
+
+    def step_parts(self, parts: Sequence[tuple[Worker, ArrayLike, ArrayLike]]) -> None:
+        """One SGD step on a batch whose rows come from several data owners: ``[(owner, x, y), ...]``.
+
+        Each owner shares its own rows (keys derived from ``data_key``, its name and the step); the compute
+        parties concatenate the shares locally.
+        """
+        if not parts:
+            raise ValueError("a step needs at least one data owner's rows")
+        tr = self.trainer
+        xs_all, ys_all = [], []
+        for owner, x, y in parts:
+            if not isinstance(owner, Worker):
+                raise TypeError(f"a data owner must be a worker, got {type(owner).__name__}")
+            xs, ys = tr.share_batch(x, y, key=derive_key(tr.data_key, "owner", owner.name, tr.steps))
+            self.channel.transfer(xs, owner, self.compute, "share")
+            self.channel.transfer(ys, owner, self.compute, "share")
+            xs_all.append(xs.data)
+            ys_all.append(ys.data)
+        ring = tr.encoding.ring
+        tr.step(Shares(ring, np.concatenate(xs_all, axis=1)), Shares(ring, np.concatenate(ys_all, axis=1)))
+
+    def get(self) -> dict[str, np.ndarray]:
+        """Every compute party sends its shares to the model owner, who reconstructs the weights (float64)."""
+        with self.ledger.round():
+            for shares in self.trainer.weights.values():
+                for i, w in enumerate(self.compute):
+                    self.ledger.record(w.name, self.model_owner.name, "get", shares.data[i].nbytes + 64)
+        return self.trainer.reconstruct()
+
+    def summary(self) -> dict[str, int]:
+        """Rounds and bytes so far: openings (``online``) and dealer items (``dealer``), from the channel."""
+        s = self.channel.summary()
+        return {"rounds": s["rounds"], "online_bytes": s["bytes"], "dealer_bytes": s["dealer_bytes"],
+                "ledger_bytes": int(self.ledger.bytes), "ledger_messages": int(self.ledger.messages)}
