@@ -45,7 +45,7 @@ import refimpl.secagg.additive as additive
 import refimpl.secagg.bonawitz.client as bonawitz
 import refimpl.secagg.bonawitz.server as bonawitz_server
 from refimpl.prg import Stream
-from refimpl.secagg import AdditiveConfig, SecAggConfig, run_additive_round, run_secagg_round
+from refimpl.secagg import AdditiveConfig, Codec, SecAggConfig, run_additive_round, run_secagg_round
 
 ACC: dict[str, float] = defaultdict(float)
 
@@ -416,24 +416,25 @@ def main(argv=None) -> int:
     res["aes_keystream"] = {"client_s": best(lambda: Stream(bytes(16)).read_into(word), rep), "bytes": d * 8}
 
     for s in (2, 3):
-        cfg = AdditiveConfig(length=d, servers=s, max_clients=k, clip=1.0)
+        cfg = AdditiveConfig(codec=Codec(length=d, max_clients=k, clip=1.0), servers=s)
         c_s, s_s, tot, r = run_protocol(lambda cfg=cfg: run_additive_round(cfg, xs, keys=keys), rep, k, s)
-        up = r.traffic.sent("client 1")
+        up = r.ledger.sent("client 1")
         assert np.allclose(r.total, stacked.sum(axis=0), atol=k * 2.0**-16)
         res[f"additive_S{s}"] = {"client_s": c_s, "server_s": s_s, "round_s": tot, "upload_bytes": up,
                                  "upload_ratio": up / cfg.encoded_nbytes}
 
     t = k // 2 + 1
-    cfg2 = SecAggConfig(num_clients=k, threshold=t, length=d, clip=1.0)
+    codec = Codec(length=d, max_clients=k, clip=1.0)
+    cfg2 = SecAggConfig(num_clients=k, threshold=t, codec=codec)
     drops = {c: "MaskedInputCollection" for c in list(xs)[: max(1, (3 * k) // 10)]}
     for name, dr, c2 in [("secagg", {}, cfg2), ("secagg_30pct_dropout", drops, cfg2)] + (
-            [("secagg+_deg4", {}, SecAggConfig(num_clients=k, threshold=3, length=d, clip=1.0, degree=4))]
+            [("secagg+_deg4", {}, SecAggConfig(num_clients=k, threshold=3, codec=codec, degree=4))]
             if k >= 6 else []):
         c_s, s_s, tot, r = run_protocol(lambda c2=c2, dr=dr: run_secagg_round(c2, xs, keys=keys, dropouts=dr),
                                         rep, k, 1)
         alive = [u for u in xs if u not in dr]
         c_s = c_s * k / len(alive)  # dropped clients stop early: average over the ones that ran every stage
-        up = r.traffic.sent(f"client {alive[0]}")
+        up = r.ledger.sent(f"client {alive[0]}")
         assert np.allclose(r.total, sum(xs[u] for u in r.clients), atol=k * 2.0**-16)
         res[name] = {"client_s": c_s, "server_s": s_s, "round_s": tot, "upload_bytes": up,
                      "upload_ratio": up / c2.codec.encoded_nbytes, "threshold": c2.threshold}

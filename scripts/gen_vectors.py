@@ -28,6 +28,7 @@ from refimpl import Z2_32, Z2_64, FixedPoint, Ring, derive_key, keystream, share
 from refimpl.mpc import Dealer, Triple, matmul, mul, square, truncate, truncation_offset
 from refimpl.prg import _KDF_SALT, Stream, _encode_label, key_length
 from refimpl.secagg.additive import AdditiveClient, AdditiveConfig, run_additive_round
+from refimpl.secagg.codec import Codec
 from refimpl.sharing import Shares
 from refimpl.sharing.binary import BinaryShares
 from refimpl.sharing.shamir import DEFAULT_FIELD, lagrange_coefficients, shamir_reconstruct, shamir_share, share_bytes
@@ -477,13 +478,15 @@ SECAGG_ROUND = 3
 
 
 def secagg_additive_vectors() -> dict[str, Any]:
-    cfg = AdditiveConfig(length=4, servers=3, max_clients=4, clip=1.0)
+    cfg = AdditiveConfig(codec=Codec(length=4, max_clients=4, clip=1.0), servers=3)
     clients = []
     for cid, values in SECAGG_CONTRIBUTIONS.items():
-        msgs = AdditiveClient(cfg, cid, SECAGG_KEYS[cid]).contribute(SECAGG_ROUND, values)
+        client = AdditiveClient(cfg, cid, key=SECAGG_KEYS[cid])
+        client.begin_round(SECAGG_ROUND)
+        msgs = client.contribute(values)
         clients.append({
             "id": cid, "key": SECAGG_KEYS[cid].hex(), "values": [_float(v) for v in values],
-            "encoded": _ints(cfg.encode(values)),
+            "encoded": _ints(cfg.codec.encode(values)),
             "round_key": derive_key(SECAGG_KEYS[cid], "secagg/additive", SECAGG_ROUND, cid).hex(),
             "first": {"server": msgs[0].server, "array": _ints(msgs[0].payload)},
             "keys": [{"server": m.server, "key": bytes(m.payload).hex()} for m in msgs[1:]],
@@ -494,8 +497,8 @@ def secagg_additive_vectors() -> dict[str, Any]:
         raise SystemExit("secagg_additive round dropped a client")
     case = {
         "config": {"length": cfg.length, "servers": cfg.servers, "max_clients": cfg.max_clients,
-                   "clip": None if cfg.clip is None else _float(cfg.clip), "frac_bits": cfg.frac_bits,
-                   "ring": _ring(cfg.ring), "prg": cfg.prg},
+                   "clip": None if cfg.codec.clip is None else _float(cfg.codec.clip),
+                   "frac_bits": cfg.codec.frac_bits, "ring": _ring(cfg.ring), "prg": cfg.prg},
         "round": SECAGG_ROUND, "clients": clients, "ring_total": _ints(res.ring_total),
         "total": [_float(v) for v in res.total], "total_hex": [float(v).hex() for v in res.total],
     }

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from refimpl import Z2_32
 from refimpl.errors import ConfigurationError, OutOfRangeError
 from refimpl.fl.compress import dequantize, dequantize_sum, fwht, hadamard_rotate, packed_nbytes, stochastic_quantize
-from refimpl.secagg import AdditiveConfig, run_additive_round
+from refimpl.secagg import AdditiveConfig, Codec, run_additive_round
 
 
 @pytest.mark.parametrize("bits,value", [(1, 0.3), (2, -0.77), (4, 0.123), (8, 0.999)])
@@ -40,7 +40,7 @@ def test_quantized_updates_aggregate_securely_and_exactly():
     k, d, bits, clip = 5, 64, 6, 0.5
     xs = {c: np.linspace(-clip, clip, d) * (c + 1) / k for c in range(k)}
     qs = {c: stochastic_quantize(xs[c], bits, clip, key=bytes([c]) * 16) for c in range(k)}
-    cfg = AdditiveConfig(length=d, servers=3, max_clients=k, bits=bits, ring=Z2_32)
+    cfg = AdditiveConfig(codec=Codec(length=d, max_clients=k, bits=bits, ring=Z2_32), servers=3)
     res = run_additive_round(cfg, qs)
     est = dequantize_sum(res.total, k, bits, clip)
     assert np.allclose(est, sum(dequantize(q, bits, clip) for q in qs.values()))

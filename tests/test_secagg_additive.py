@@ -22,6 +22,7 @@ from refimpl.secagg import (
     AdditiveClient,
     AdditiveConfig,
     AdditiveServer,
+    Codec,
     PartialSum,
     ShareMessage,
     agree,
@@ -30,6 +31,12 @@ from refimpl.secagg import (
 )
 
 KEYS = {c: bytes([c % 256]) * 16 for c in range(64)}
+
+
+def _client(cfg, c, key=None, round_=0):
+    client = AdditiveClient(cfg, c, key=key)
+    client.begin_round(round_)
+    return client
 
 
 @st.composite
@@ -42,15 +49,17 @@ def rounds(draw):
           for c in range(k)}
     lost = draw(st.sets(st.tuples(st.integers(0, k - 1), st.integers(0, servers - 1)), max_size=k))
     ring = draw(st.sampled_from([Z2_64, Ring(2**48), Ring.prime(2**61 - 1)]))
-    return AdditiveConfig(length=length, servers=servers, max_clients=k, clip=clip, ring=ring), xs, lost
+    min_clients = draw(st.integers(1, min(k, 3)))
+    codec = Codec(length=length, max_clients=k, clip=clip, ring=ring)
+    return AdditiveConfig(codec=codec, servers=servers, min_clients=min_clients), xs, lost
 
 
 @given(rounds(), st.integers(0, 2**40))
 def test_total_is_exactly_the_sum_over_the_agreed_clients(case, round_):
     cfg, xs, lost = case
     lost_clients = {c for c, _ in lost}
-    if not set(xs) - lost_clients:
-        with pytest.raises(ThresholdError, match="only 0 clients agreed"):
+    if len(set(xs) - lost_clients) < cfg.min_clients:
+        with pytest.raises(ThresholdError, match=f"only {len(set(xs) - lost_clients)} clients agreed"):
             run_additive_round(cfg, xs, round_=round_, keys=KEYS, lost=lost)
         return
     res = run_additive_round(cfg, xs, round_=round_, keys=KEYS, lost=lost)
@@ -58,15 +67,15 @@ def test_total_is_exactly_the_sum_over_the_agreed_clients(case, round_):
     ring = cfg.ring
     expected = ring.zeros(cfg.length)
     for c in res.clients:
-        expected = ring.add(expected, cfg.encode(xs[c]))
+        expected = ring.add(expected, cfg.codec.encode(xs[c]))
     assert np.array_equal(res.ring_total, expected)  # exact in the ring
     plain = sum((xs[c] for c in res.clients), np.zeros(cfg.length))
-    bound = len(res.clients) / 2 ** (cfg.frac_bits + 1) + 1e-9 * (1 + np.abs(plain))  # rounding of each encode
+    bound = len(res.clients) / 2 ** (cfg.codec.frac_bits + 1) + 1e-9 * (1 + np.abs(plain))  # rounding of each encode
     assert np.all(np.abs(res.total - plain) <= bound)
 
 
 def test_integer_mode_is_exact():
-    cfg = AdditiveConfig(length=4, servers=3, max_clients=5, bits=8, ring=Z2_32)
+    cfg = AdditiveConfig(codec=Codec(length=4, max_clients=5, bits=8, ring=Z2_32), servers=3)
     xs = {c: np.array([255, 0, c, 17]) for c in range(5)}
     res = run_additive_round(cfg, xs, keys=KEYS)
     assert res.total.tolist() == [1275, 0, 10, 85]
@@ -75,60 +84,61 @@ def test_integer_mode_is_exact():
 @pytest.mark.parametrize("servers", [2, 3, 5])
 @pytest.mark.parametrize("ring,length", [(Z2_64, 1000), (Z2_32, 1000), (Z2_64, 100_000)])
 def test_upload_is_at_most_1_05_times_the_encoded_update(servers, ring, length):
-    cfg = AdditiveConfig(length=length, servers=servers, max_clients=4, clip=1.0, frac_bits=8, ring=ring)
+    cfg = AdditiveConfig(codec=Codec(length=length, max_clients=4, clip=1.0, frac_bits=8, ring=ring), servers=servers)
     xs = {c: np.full(length, 0.5) for c in range(2)}
     res = run_additive_round(cfg, xs)
-    sent = res.traffic.sent("client 0")
+    sent = res.ledger.sent("client 0")
     assert sent == cfg.encoded_nbytes + 16 * (servers - 1) + HEADER_BYTES * servers
     assert sent / cfg.encoded_nbytes <= 1.05
-    assert res.traffic.messages("client 0") == servers
+    assert res.ledger.messages_sent["client 0"] == servers
+    assert res.ledger.sent("client 0", round=0) == sent  # per-round figures: the ledger keeps every message
 
 
 def test_sizing_errors_name_the_numbers():
     with pytest.raises(ConfigurationError, match=r"1048576 clients x per-client bound 65536 .* Z2_32"):
-        AdditiveConfig(length=1, max_clients=2**20, clip=1.0, ring=Z2_32)
+        AdditiveConfig(codec=Codec(length=1, max_clients=2**20, clip=1.0, ring=Z2_32))
     with pytest.raises(ConfigurationError, match=r"2 clients x per-client bound 4294967295"):
-        AdditiveConfig(length=1, max_clients=2, bits=32, ring=Z2_32)
-    AdditiveConfig(length=1, max_clients=1, bits=32, ring=Z2_32)  # K * (2^b - 1) = M - 1 fits exactly
+        AdditiveConfig(codec=Codec(length=1, max_clients=2, bits=32, ring=Z2_32))
+    AdditiveConfig(codec=Codec(length=1, max_clients=1, bits=32, ring=Z2_32), min_clients=1)  # K (2^b - 1) = M - 1
     for bad in (0.0, -1.0, math.inf, math.nan):
         with pytest.raises(ConfigurationError, match="positive and finite"):
-            AdditiveConfig(length=1, clip=bad)
+            AdditiveConfig(codec=Codec(length=1, max_clients=100, clip=bad))
     with pytest.raises(ConfigurationError, match="bits"):
-        AdditiveConfig(length=1, bits=0)
+        AdditiveConfig(codec=Codec(length=1, max_clients=100, bits=0))
     with pytest.raises(PartyCountError, match="at least 2"):
-        AdditiveConfig(length=1, servers=1)
+        AdditiveConfig(codec=Codec(length=1, max_clients=100), servers=1)
     with pytest.raises(ConfigurationError, match="min_clients"):
-        AdditiveConfig(length=1, max_clients=3, min_clients=4)
+        AdditiveConfig(codec=Codec(length=1, max_clients=3), min_clients=4)
 
 
 def test_contributions_out_of_range_are_refused_not_clipped():
-    cfg = AdditiveConfig(length=2, clip=1.0)
+    cfg = AdditiveConfig(codec=Codec(length=2, max_clients=100, clip=1.0))
     with pytest.raises(OutOfRangeError, match="1.5"):
-        AdditiveClient(cfg, 0).contribute(0, [0.0, 1.5])
+        _client(cfg, 0).contribute([0.0, 1.5])
     with pytest.raises(OutOfRangeError, match="nan"):
-        AdditiveClient(cfg, 0).contribute(0, [0.0, math.nan])
+        _client(cfg, 0).contribute([0.0, math.nan])
     with pytest.raises(ShapeMismatchError, match=r"\(3,\)"):
-        AdditiveClient(cfg, 0).contribute(0, [0.0, 0.0, 0.0])
+        _client(cfg, 0).contribute([0.0, 0.0, 0.0])
     with pytest.raises(OutOfRangeError, match="65537"):
-        AdditiveClient(cfg, 0).contribute(0, encoded=np.array([65537, 0]))
+        _client(cfg, 0).contribute(encoded=np.array([65537, 0]))
 
 
 def _setup(cfg, clients=(0, 1, 2), round_=5):
     servers = [AdditiveServer(cfg, s) for s in range(cfg.servers)]
     for s in servers:
         s.begin_round(round_, clients)
-    msgs = {c: AdditiveClient(cfg, c, KEYS[c]).contribute(round_, np.full(cfg.length, 0.25 * (c + 1)))
+    msgs = {c: _client(cfg, c, KEYS[c], round_).contribute(np.full(cfg.length, 0.25 * (c + 1)))
             for c in clients}
     return servers, msgs
 
 
 def _finish(cfg, servers):
     agreed = agree([s.received for s in servers])
-    return agreed, cfg.decode_sum(combine_partial_sums(cfg, [s.partial_sum(agreed) for s in servers]))
+    return agreed, cfg.codec.decode_sum(combine_partial_sums(cfg, [s.partial_sum(agreed) for s in servers]))
 
 
 def test_malformed_messages_are_rejected_and_leave_the_aggregate_intact():
-    cfg = AdditiveConfig(length=3, servers=2, max_clients=4)
+    cfg = AdditiveConfig(codec=Codec(length=3, max_clients=4), servers=2)
     servers, msgs = _setup(cfg)
     for c in (0, 1):
         for m in msgs[c]:
@@ -174,24 +184,28 @@ def test_malformed_messages_are_rejected_and_leave_the_aggregate_intact():
 
 
 def test_rounds_are_domain_separated_and_old_rounds_rejected():
-    cfg = AdditiveConfig(length=4, servers=2, max_clients=2)
-    client = AdditiveClient(cfg, 1, KEYS[1])
-    a, b = client.contribute(0, np.zeros(4)), client.contribute(1, np.zeros(4))
+    cfg = AdditiveConfig(codec=Codec(length=4, max_clients=2), servers=2)
+    client = _client(cfg, 1, KEYS[1], 0)
+    a = client.contribute(np.zeros(4))
+    client.begin_round(1)
+    b = client.contribute(np.zeros(4))
     assert a[1].payload != b[1].payload and not np.array_equal(a[0].payload, b[0].payload)
     with pytest.raises(ProtocolError, match="already contributed to round 1"):
-        client.contribute(1, np.zeros(4))
+        client.contribute(np.zeros(4))
+    with pytest.raises(ProtocolError, match="must increase"):
+        client.begin_round(1)
     srv = AdditiveServer(cfg, a[0].server)
     srv.begin_round(1, [1])
     with pytest.raises(ProtocolError, match="carries round 0, but this party is in round 1"):
         srv.receive(a[0])
     with pytest.raises(ProtocolError, match="must increase"):
         srv.begin_round(1, [1])
-    other = AdditiveClient(cfg, 2, KEYS[1])  # same master key, different client: different streams
-    assert other.contribute(0, np.zeros(4))[-1].payload != a[1].payload
+    other = _client(cfg, 2, KEYS[1], 0)  # same master key, different client: different streams
+    assert other.contribute(np.zeros(4))[-1].payload != a[1].payload
 
 
 def test_agreement_and_release_rules():
-    cfg = AdditiveConfig(length=2, servers=3, max_clients=4, min_clients=2)
+    cfg = AdditiveConfig(codec=Codec(length=2, max_clients=4), servers=3, min_clients=2)
     with pytest.raises(ThresholdError, match="only 1 clients agreed"):
         run_additive_round(cfg, {0: [0.0, 0.0], 1: [1.0, 1.0]}, lost={(1, 0)})
     servers, msgs = _setup(cfg)
@@ -214,8 +228,8 @@ def test_agreement_and_release_rules():
 def test_a_single_aggregator_sees_shares_that_do_not_depend_on_the_secret():
     """Each aggregator's share is a one-time pad: for the server holding the array, x + (uniform) -- with fixed
     keys the array for x and for x' differ by exactly x - x', and the key-holders receive identical keys."""
-    cfg = AdditiveConfig(length=3, servers=2, max_clients=2, bits=4, ring=Z2_32)
-    m1 = AdditiveClient(cfg, 0, KEYS[0]).contribute(0, np.array([1, 2, 3]))
-    m2 = AdditiveClient(cfg, 0, KEYS[0]).contribute(0, np.array([9, 9, 9]))
+    cfg = AdditiveConfig(codec=Codec(length=3, max_clients=2, bits=4, ring=Z2_32), servers=2)
+    m1 = _client(cfg, 0, KEYS[0]).contribute(np.array([1, 2, 3]))
+    m2 = _client(cfg, 0, KEYS[0]).contribute(np.array([9, 9, 9]))  # (never do this: see the key-reuse tests)
     assert m1[1].payload == m2[1].payload
     assert (m2[0].payload - m1[0].payload).tolist() == [8, 7, 6]

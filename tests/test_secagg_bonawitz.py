@@ -20,6 +20,7 @@ from refimpl.prg import Stream
 from refimpl.ring import Ring
 from refimpl.secagg import (
     STAGES,
+    Codec,
     MaskedInput,
     SecAggClient,
     SecAggConfig,
@@ -30,6 +31,18 @@ from refimpl.secagg import (
 )
 
 KEYS = {u: bytes([u]) * 16 for u in range(1, 200)}
+
+
+def _client(cfg, u, round_, key=None):
+    client = SecAggClient(cfg, u, key=key)
+    client.begin_round(round_)
+    return client
+
+
+def _server(cfg, round_):
+    server = SecAggServer(cfg)
+    server.begin_round(round_)
+    return server
 
 
 def _inputs(n, length, seed):
@@ -51,11 +64,11 @@ class SecAggRound(RuleBasedStateMachine):
     @initialize(n=st.integers(3, 7), data=st.data())
     def setup(self, n, data):
         t = data.draw(st.integers(2, n - 1), label="t")  # n - t + 1 drops abort; fewer are survived
-        self.cfg = SecAggConfig(num_clients=n, threshold=t, length=3, bits=8, ring=Z2_32)
+        self.cfg = SecAggConfig(num_clients=n, threshold=t, codec=Codec(length=3, max_clients=n, bits=8, ring=Z2_32))
         self.round = data.draw(st.integers(0, 2**40), label="round")
         self.xs = _inputs(n, 3, self.round)
-        self.server = SecAggServer(self.cfg, self.round)
-        self.clients = {u: SecAggClient(self.cfg, u, self.round, KEYS[u]) for u in range(1, n + 1)}
+        self.server = _server(self.cfg, self.round)
+        self.clients = {u: _client(self.cfg, u, self.round, KEYS[u]) for u in range(1, n + 1)}
         self.alive = set(self.clients)
         self.drop_stages: set[int] = set()
         self.sent_now: dict[int, object] = {}
@@ -162,7 +175,7 @@ TestSecAggRound.settings = settings(max_examples=40, stateful_step_count=40, dea
 def test_arbitrary_dropout_stages_against_plaintext_sum(n, data):
     t = data.draw(st.integers(2, n))
     drops = data.draw(st.dictionaries(st.integers(1, n), st.sampled_from(STAGES)))
-    cfg = SecAggConfig(num_clients=n, threshold=t, length=4, bits=8, ring=Z2_32)
+    cfg = SecAggConfig(num_clients=n, threshold=t, codec=Codec(length=4, max_clients=n, bits=8, ring=Z2_32))
     xs = _inputs(n, 4, n)
     alive_at = [n - sum(1 for s in drops.values() if STAGES.index(s) <= i) for i in range(4)]
     if min(alive_at) < t:
@@ -182,7 +195,8 @@ def test_thirty_percent_dropout_at_random_stages_every_round_completes(degree):
     Complete graph t=11: at least 14 survive every stage. SecAgg+ k=10, t=5: a closed neighbourhood of 11 keeps at
     least 11 - 6 = 5 members, so recovery is guaranteed whatever the placement."""
     n, t = 20, 5 if degree else 11
-    cfg = SecAggConfig(num_clients=n, threshold=t, length=50, clip=1.0, degree=degree, graph_key=b"g" * 16)
+    cfg = SecAggConfig(num_clients=n, threshold=t, codec=Codec(length=50, max_clients=n, clip=1.0), degree=degree,
+                       graph_key=b"g" * 16)
     for r in range(5):
         s = Stream(bytes([r]) * 16)
         order = np.argsort(Ring(2**32).sample(s, n)) + 1
@@ -199,22 +213,24 @@ def test_secagg_plus_graph_has_logarithmic_degree_and_masks_only_neighbours():
     g = harary_neighbours(n, k, b"x" * 16)
     assert all(len(v) == k for v in g.values()) and all(u in g[v] for u in g for v in g[u])
     assert g != harary_neighbours(n, k, b"y" * 16)  # the placement depends on the key
-    cfg = SecAggConfig(num_clients=n, threshold=5, length=8, bits=4, ring=Z2_32, degree=k, graph_key=b"x" * 16)
+    cfg = SecAggConfig(num_clients=n, threshold=5, codec=Codec(length=8, max_clients=n, bits=4, ring=Z2_32), degree=k,
+                       graph_key=b"x" * 16)
     xs = _inputs(n, 8, 3)
     xs = {u: v % 16 for u, v in xs.items()}
     res = run_secagg_round(cfg, xs, keys=KEYS, dropouts={1: "MaskedInputCollection", 2: "Unmasking"})
     assert np.array_equal(res.total, _plain(xs, res.clients))
-    per_client = res.traffic.sent("client 5")
-    full = run_secagg_round(SecAggConfig(num_clients=n, threshold=17, length=8, bits=4, ring=Z2_32), xs, keys=KEYS)
-    assert per_client < full.traffic.sent("client 5") / 3  # k shares instead of n - 1
+    per_client = res.ledger.sent("client 5")
+    codec = Codec(length=8, max_clients=n, bits=4, ring=Z2_32)
+    full = run_secagg_round(SecAggConfig(num_clients=n, threshold=17, codec=codec), xs, keys=KEYS)
+    assert per_client < full.ledger.sent("client 5") / 3  # k shares instead of n - 1
     with pytest.raises(ConfigurationError, match="even"):
         harary_neighbours(10, 3, bytes(16))
 
 
 def test_masked_input_hides_the_input_and_is_reproducible_with_keys():
-    cfg = SecAggConfig(num_clients=3, threshold=2, length=1000, bits=1, ring=Z2_32)
-    srv = SecAggServer(cfg, 7)
-    cl = {u: SecAggClient(cfg, u, 7, KEYS[u]) for u in (1, 2, 3)}
+    cfg = SecAggConfig(num_clients=3, threshold=2, codec=Codec(length=1000, max_clients=3, bits=1, ring=Z2_32))
+    srv = _server(cfg, 7)
+    cl = {u: _client(cfg, u, 7, KEYS[u]) for u in (1, 2, 3)}
     ads = {u: c.advertise_keys() for u, c in cl.items()}
     for a in ads.values():
         srv.receive(a)
@@ -226,18 +242,19 @@ def test_masked_input_hides_the_input_and_is_reproducible_with_keys():
     # a masked zero vector looks uniform: each of 32 bit planes is about half ones (1000 * 32 bits; 6 sigma band)
     ones = np.unpackbits(y.view(np.uint8)).mean()
     assert abs(ones - 0.5) < 6 * 0.5 / np.sqrt(32_000)
-    assert SecAggClient(cfg, 1, 7, KEYS[1]).advertise_keys() == ads[1]  # same key, same round: same keys
-    assert SecAggClient(cfg, 1, 8, KEYS[1]).advertise_keys().s_public != ads[1].s_public  # new round: new keys
+    assert _client(cfg, 1, 7, KEYS[1]).advertise_keys() == ads[1]  # same key, same round: same keys
+    assert _client(cfg, 1, 8, KEYS[1]).advertise_keys().s_public != ads[1].s_public  # new round: new keys
+    assert _client(cfg, 2, 7, KEYS[1]).advertise_keys().s_public != ads[1].s_public  # another id: other keys
 
 
 def test_malformed_messages_and_stage_errors():
-    cfg = SecAggConfig(num_clients=4, threshold=3, length=2, bits=4, ring=Z2_32)
-    srv = SecAggServer(cfg, 1)
-    cl = {u: SecAggClient(cfg, u, 1, KEYS[u]) for u in range(1, 5)}
+    cfg = SecAggConfig(num_clients=4, threshold=3, codec=Codec(length=2, max_clients=4, bits=4, ring=Z2_32))
+    srv = _server(cfg, 1)
+    cl = {u: _client(cfg, u, 1, KEYS[u]) for u in range(1, 5)}
     ads = {u: c.advertise_keys() for u, c in cl.items()}
     with pytest.raises(ProtocolError, match="MaskedInput from client 1 arrived during stage AdvertiseKeys"):
         srv.receive(MaskedInput(1, 1, np.zeros(2, np.uint32)))
-    with pytest.raises(ProtocolError, match="32-byte"):
+    with pytest.raises(ProtocolError, match="must be 32 bytes"):
         srv.receive(ads[1]._replace(c_public=b"short"))
     with pytest.raises(ProtocolError, match="client 9 is not in the set"):
         srv.receive(ads[1]._replace(client=9))
@@ -260,7 +277,7 @@ def test_malformed_messages_and_stage_errors():
         srv.receive(mi[1]._replace(masked=np.zeros(3, np.uint32)))
     with pytest.raises(RingMismatchError, match="uint32"):
         srv.receive(mi[1]._replace(masked=mi[1].masked.astype(np.uint64)))
-    bad3 = SecAggClient(cfg, 3, 1, KEYS[3])
+    bad3 = _client(cfg, 3, 1, KEYS[3])
     bad3.advertise_keys()
     bad3.share_keys(roster)
     bad3.masked_input(tampered, encoded=np.array([3, 1]))
@@ -288,14 +305,15 @@ def test_malformed_messages_and_stage_errors():
 
 def test_configuration_errors():
     with pytest.raises(ThresholdError, match="t=6"):
-        SecAggConfig(num_clients=5, threshold=6, length=1)
+        SecAggConfig(num_clients=5, threshold=6, codec=Codec(length=1, max_clients=5))
     with pytest.raises(ThresholdError, match="t=1"):
-        SecAggConfig(num_clients=5, threshold=1, length=1)
-    with pytest.raises(ThresholdError, match=r"t <= 5 \(neighbourhood"):
-        SecAggConfig(num_clients=20, threshold=6, length=1, degree=4)
+        SecAggConfig(num_clients=5, threshold=1, codec=Codec(length=1, max_clients=5))
+    with pytest.raises(ThresholdError, match=r"2 <= t <= 5 \(the neighbourhood size with n=20, degree=4\)"):
+        SecAggConfig(num_clients=20, threshold=6, codec=Codec(length=1, max_clients=20), degree=4)
     with pytest.raises(ConfigurationError, match="Z_2\\^k"):
-        SecAggConfig(num_clients=5, threshold=3, length=1, ring=Ring.prime(2**31 - 1))
+        SecAggConfig(num_clients=5, threshold=3, codec=Codec(length=1, max_clients=5, ring=Ring.prime(2**31 - 1)))
     with pytest.raises(ConfigurationError, match="sizing"):
-        SecAggConfig(num_clients=5, threshold=3, length=1, bits=31, ring=Z2_32)
+        SecAggConfig(num_clients=5, threshold=3, codec=Codec(length=1, max_clients=5, bits=31, ring=Z2_32))
     with pytest.raises(ValueError, match="dropout stages"):
-        run_secagg_round(SecAggConfig(num_clients=3, threshold=2, length=1), {1: [0.0]}, dropouts={1: "Lunch"})
+        run_secagg_round(SecAggConfig(num_clients=3, threshold=2, codec=Codec(length=1, max_clients=3)), {1: [0.0]},
+                         dropouts={1: "Lunch"})

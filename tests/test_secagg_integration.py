@@ -123,16 +123,24 @@ def test_command_line_helpers_build_reproducible_aggregators_and_report_epsilon(
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fraction", type=float, default=0.1)
     add_arguments(p)
-    args = p.parse_args(["--secure", "additive", "--servers", "3", "--clip", "1.0", "--noise-multiplier", "1.1"])
+    sys_args = ["--secure", "additive", "--servers", "3", "--clip", "1.0", "--noise-multiplier", "1.1"]
+    args = p.parse_args(sys_args)
     agg, acct = from_args(args, start_round=5)
     assert agg.servers == 3 and agg.round == 5 and acct.rounds == 5
     upd, w = _updates()
     out1 = agg(upd, w)
     m = round_metrics(agg, acct)
     assert m["survivors"] == 6 and not m["aborted"] and m["epsilon"] > 0 and m["delta"] == 1e-5
-    agg2, _ = from_args(args, start_round=5)  # same seed: same keys, same noise
+    assert m["keys"] == "os" and m["min_clients"] == 2 and not agg.insecure_derived_keys
+    agg2, _ = from_args(args, start_round=5)  # secure default: fresh OS keys, so fresh noise
     out2 = agg2(upd, w)
-    assert all(np.array_equal(out1[k], out2[k]) for k in out1)
+    assert not all(np.array_equal(out1[k], out2[k]) for k in out1)
+    derived = p.parse_args([*sys_args, "--insecure-derived-keys"])
+    agg3, _ = from_args(derived, start_round=5)  # opt-in: same seed, same keys, same noise
+    agg4, _ = from_args(derived, start_round=5)
+    out3, out4 = agg3(upd, w), agg4(upd, w)
+    assert all(np.array_equal(out3[k], out4[k]) for k in out3)
+    assert round_metrics(agg3, None)["keys"] == "insecure-derived"
     none, no_acct = from_args(p.parse_args(["--secure", "none"]))
     assert none is None and no_acct is None and round_metrics(None, None) == {}
     with pytest.raises(ConfigurationError, match="needs secure aggregation"):

@@ -27,6 +27,7 @@ from refimpl import (
 from refimpl.errors import TripleReuseError
 from refimpl.mpc import Dealer, matmul, mul, square, truncate
 from refimpl.secagg.additive import AdditiveClient, AdditiveConfig, run_additive_round
+from refimpl.secagg.codec import Codec
 from refimpl.sharing.shamir import (
     lagrange_coefficients,
     reconstruct_bytes,
@@ -436,8 +437,9 @@ def test_beaver_protocol_vectors():
 def test_secagg_additive_vectors():
     (case,) = load_vectors("secagg_additive")["cases"]
     c = case["config"]
-    cfg = AdditiveConfig(length=c["length"], servers=c["servers"], max_clients=c["max_clients"],
-                         clip=float(c["clip"]), frac_bits=c["frac_bits"], ring=ring_of(c["ring"]), prg=c["prg"])
+    codec = Codec(length=c["length"], max_clients=c["max_clients"], clip=float(c["clip"]), frac_bits=c["frac_bits"],
+                  ring=ring_of(c["ring"]))
+    cfg = AdditiveConfig(codec=codec, servers=c["servers"], prg=c["prg"])
     ring, servers, rnd = cfg.ring, cfg.servers, case["round"]
     contributions = {cl["id"]: [float(v) for v in cl["values"]] for cl in case["clients"]}
     keys = {cl["id"]: bytes.fromhex(cl["key"]) for cl in case["clients"]}
@@ -449,8 +451,10 @@ def test_secagg_additive_vectors():
     total = [0] * cfg.length
     for cl in case["clients"]:
         cid = cl["id"]
-        assert strs(cfg.encode(contributions[cid])) == cl["encoded"]
-        msgs = AdditiveClient(cfg, cid, keys[cid]).contribute(rnd, contributions[cid])
+        assert strs(cfg.codec.encode(contributions[cid])) == cl["encoded"]
+        client = AdditiveClient(cfg, cid, key=keys[cid])
+        client.begin_round(rnd)
+        msgs = client.contribute(contributions[cid])
         assert (msgs[0].server, strs(msgs[0].payload)) == (cl["first"]["server"], cl["first"]["array"])
         assert [(m.server, bytes(m.payload).hex()) for m in msgs[1:]] == [(k["server"], k["key"]) for k in cl["keys"]]
         assert sum(m.nbytes for m in msgs) == cl["upload_nbytes"]

@@ -44,11 +44,21 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from refimpl.errors import ConfigurationError, ThresholdError
+from refimpl._checks import check_key
+from refimpl.errors import ConfigurationError, OutOfRangeError, ThresholdError
 from refimpl.fl import compress, privacy
+from refimpl.net.accounting import Ledger
 from refimpl.prg import Stream, derive_key, fresh_key
 from refimpl.ring import Z2_64, Ring
-from refimpl.secagg import STAGES, AdditiveConfig, AdditiveServer, SecAggConfig, run_additive_round, run_secagg_round
+from refimpl.secagg import (
+    STAGES,
+    AdditiveConfig,
+    AdditiveServer,
+    Codec,
+    SecAggConfig,
+    run_additive_round,
+    run_secagg_round,
+)
 
 __all__ = [
     "PROTOCOLS",
@@ -64,7 +74,8 @@ PROTOCOLS = ("additive", "secagg")
 
 
 class RoundReport(NamedTuple):
-    """What one secure round did: cohort size, survivors, bytes, upload ratio vs the encoded update, abort flag."""
+    """What one secure round did: cohort size, survivors, bytes, upload ratio vs the encoded update, abort flag,
+    and the release rule it ran under (SecAgg's threshold t, or the additive protocol's ``min_clients``)."""
 
     round: int
     clients: int
@@ -72,15 +83,24 @@ class RoundReport(NamedTuple):
     upload_bytes_per_client: float
     upload_ratio: float
     aborted: bool
+    threshold: int | None = None
 
 
 @dataclass
 class SecureAggregator:
-    """A stateful FedAvg aggregator running secure aggregation; see :func:`make_secure_aggregator`."""
+    """A stateful FedAvg aggregator running secure aggregation; see :func:`make_secure_aggregator`.
+
+    ``key=None`` (the default) is the secure mode: every round, every simulated client draws its own key from the
+    OS (shares, masks, dither and noise), and the server's central noise too. A ``key`` makes all of them derived
+    from it (reproducible, **insecure**: whoever knows the key recovers every update). ``public_key`` seeds what is
+    public anyway -- the simulated dropouts and the rotation signs -- so a run with fresh keys still drops the same
+    clients on the same rounds.
+    """
 
     protocol: str = "additive"
     servers: int = 2
     threshold: int | None = None
+    min_clients: int = 2
     dropout: float = 0.0
     clip: float | None = None
     value_range: float = 64.0
@@ -90,7 +110,8 @@ class SecureAggregator:
     frac_bits: int = 32
     rotate: bool = False
     ring: Ring = Z2_64
-    key: bytes = field(default_factory=lambda: fresh_key(16), repr=False)
+    key: bytes | None = field(default=None, repr=False)
+    public_key: bytes | None = field(default=None, repr=False)
     round: int = 0
     history: list[RoundReport] = field(default_factory=list)
     # the (m, d) int64 fixed-point encodings, reused round after round: on a fresh array of that size the page
@@ -119,6 +140,37 @@ class SecureAggregator:
                                      "with bits, or drop bits")
         if self.bits is not None:
             compress._check_bits(self.bits)
+        if isinstance(self.min_clients, bool) or not isinstance(self.min_clients, int) or self.min_clients < 1:
+            raise ConfigurationError(f"min_clients must be a positive integer, got {self.min_clients!r}")
+        if self.threshold is not None and (isinstance(self.threshold, bool) or not isinstance(self.threshold, int)
+                                           or self.threshold < 2):
+            raise ConfigurationError(f"threshold must be an integer >= 2 (at most the clients per round), got "
+                                     f"{self.threshold!r}")
+        if self.key is not None:
+            self.key = check_key(self.key)
+        if self.public_key is None:
+            self.public_key = self.key if self.key is not None else fresh_key(16)
+        self.public_key = check_key(self.public_key, what="public_key")
+
+    @property
+    def insecure_derived_keys(self) -> bool:
+        """True when every key is derived from :attr:`key` (reproducible, insecure)."""
+        return self.key is not None
+
+    def threshold_for(self, m: int) -> int:
+        """The release rule for a round of ``m`` clients: SecAgg's t (``threshold``, default ``floor(m/2) + 1``,
+        at least 2), or ``min_clients`` for the additive protocol.
+
+        Raises:
+            ConfigurationError: an impossible threshold, naming the valid range (never adjusted silently).
+        """
+        if self.protocol == "additive":
+            return self.min_clients
+        t = self.threshold if self.threshold is not None else max(2, m // 2 + 1)
+        if m >= 2 and not 2 <= t <= m:
+            raise ConfigurationError(f"threshold t={t} is impossible with {m} clients per round: the valid range "
+                                     f"is 2..{m}")
+        return t
 
     @property
     def _range(self) -> float:
@@ -135,6 +187,8 @@ class SecureAggregator:
             raise ValueError(f"weights must be {m} finite non-negative numbers, not all zero; got {w}")
         r = self.round
         self.round += 1
+        _check_finite(rows, r)
+        t = self.threshold_for(m)
         dp = self.noise_multiplier > 0
         scale_w = np.ones(m) if dp else w / w.max()
         contrib = fixed = None
@@ -149,15 +203,15 @@ class SecureAggregator:
         try:
             total, survivors, upload, encoded = self._aggregate(contrib, r, fixed)
         except ThresholdError:
-            self.history.append(RoundReport(r, m, 0, 0.0, 0.0, True))
+            self.history.append(RoundReport(r, m, 0, 0.0, 0.0, True, t))
             return {k: np.zeros(s, np.float32) for k, s in zip(names, shapes)}
         if dp and self.noise == "central":
             total = total + privacy.gaussian_noise(total.shape, self.noise_multiplier * self._range,
-                                                   key=derive_key(self.key, "central-noise", r))
+                                                   key=self._server_key("central-noise", r))
         denom = float(len(survivors)) if dp else float(scale_w[sorted(survivors)].sum())
         # total is this round's own float64 array (decoded, dequantized or noised): divided in place
         mean = np.divide(total, denom, out=total) if total.dtype == np.float64 else total / denom
-        self.history.append(RoundReport(r, m, len(survivors), upload, upload / encoded, False))
+        self.history.append(RoundReport(r, m, len(survivors), upload, upload / encoded, False, t))
         out, pos = {}, 0
         for k, s in zip(names, shapes):
             size = int(np.prod(s, dtype=np.int64))
@@ -165,11 +219,29 @@ class SecureAggregator:
             pos += size
         return out
 
+    # ------------------------------------------------------------------------------------------ keys and streams
+    def _client_keys(self, m: int, r: int) -> dict[int, bytes]:
+        """Each client's key for round ``r``: fresh from the OS, or (insecure mode) derived from :attr:`key`."""
+        if self.key is None:
+            return {i + 1: fresh_key(16) for i in range(m)}
+        return {i + 1: derive_key(self.key, "client", r, i) for i in range(m)}
+
+    def _client_stream_key(self, keys: dict[int, bytes], label: str, r: int, i: int) -> bytes:
+        """Client ``i``'s key for its own randomness ``label`` (dither, noise): from its round key, or (insecure
+        mode) derived from :attr:`key` exactly as before fresh keys were the default."""
+        if self.key is None:
+            return derive_key(keys[i + 1], label)
+        return derive_key(self.key, label, r, i)
+
+    def _server_key(self, label: str, r: int) -> bytes:
+        return fresh_key(16) if self.key is None else derive_key(self.key, label, r)
+
     def _dropouts(self, m: int, r: int) -> dict[int, int]:
-        """``{client index: stage index}`` for the clients that drop this round (keyed, reproducible)."""
+        """``{client index: stage index}`` for the clients that drop this round (public simulation randomness)."""
         if self.dropout == 0:
             return {}
-        s = Stream(derive_key(self.key, "dropout", r))
+        assert self.public_key is not None
+        s = Stream(derive_key(self.public_key, "dropout", r))
         u = privacy.uniform01(s, 2 * m)
         return {i: int(u[m + i] * 4) for i in range(m) if u[i] < self.dropout}
 
@@ -201,46 +273,80 @@ class SecureAggregator:
             pos += width
         return enc
 
+    # ------------------------------------------------------------------------------------------ one secure round
     def _aggregate(self, contrib: np.ndarray | None, r: int, fixed: np.ndarray | None = None
                    ) -> tuple[np.ndarray, set[int], float, float]:
         """One secure round over the scaled updates ``contrib`` (m, d); ``fixed``: their fixed-point encoding
-        already made by :meth:`_encode_rows` (then ``contrib`` is None)."""
+        already made by :meth:`_encode_rows` (then ``contrib`` is None).
+
+        Returns ``(decoded total, survivors, mean upload bytes per non-dropped client, encoded update bytes)``."""
         m, d = fixed.shape if fixed is not None else contrib.shape  # type: ignore[union-attr]
-        c = self._range
-        rot_key = derive_key(self.key, "rotation", r)
+        if m < max(2, self.min_clients):  # a "sum" over one client is that client's update: never released
+            raise ThresholdError(f"round {r} has {m} clients, fewer than min_clients={max(2, self.min_clients)}")
+        assert self.public_key is not None
+        rot_key = derive_key(self.public_key, "rotation", r)
+        keys = self._client_keys(m, r)
         if self.bits is not None:
             assert contrib is not None  # quantization always gets the scaled updates (fixed is fixed point only)
-            x = compress.hadamard_rotate(contrib, key=rot_key) if self.rotate else contrib
-            x = np.clip(x, -c, c)  # a rotated vector keeps its L2 norm <= c, so this only guards rounding
-            enc = np.stack([compress.stochastic_quantize(x[i], self.bits, c, key=derive_key(self.key, "dither", r, i))
-                            for i in range(m)])
-            codec: dict[str, Any] = {"bits": self.bits, "clip": None}
+            enc, codec = self._quantize(contrib, r, rot_key, keys)
         else:
-            if fixed is not None:
-                enc_fp = fixed
-            else:  # contrib is __call__'s own array: scaled and rounded in place
-                assert contrib is not None
-                enc_fp = np.rint(np.multiply(contrib, 2.0**self.frac_bits, out=contrib), out=contrib).astype(np.int64)
-            headroom = 0
-            if self.noise_multiplier > 0 and self.noise == "distributed":
-                # calibrated to the clients expected to survive, so the survivors' noise still reaches sigma^2
-                expected = max(1, math.floor(m * (1 - self.dropout)))
-                sigma = privacy.distributed_sigma(self.noise_multiplier * c * 2**self.frac_bits, expected)
-                headroom = math.ceil(12 * sigma)
-                for i in range(m):
-                    noise = privacy.discrete_gaussian(d, sigma, key=derive_key(self.key, "dgauss", r, i))
-                    enc_fp[i] += np.clip(noise, -headroom, headroom)
-            enc = enc_fp
-            codec = {"clip": c, "frac_bits": self.frac_bits, "headroom": headroom}
-        length = enc.shape[1]
-        ring = self.ring
-        if self.bits is not None and m * (2**self.bits - 1) <= 2**32 - 1:
-            ring = Ring(2**32)  # quantized sums fit 32 bits: half the bytes of Z_2^64
+            enc, codec = self._fixed_point(contrib, r, fixed, keys)
         drops = self._dropouts(m, r)
+        decoded, survivors, ledger = self._run_protocol(enc, codec, r, keys, drops)
+        if self.bits is not None:
+            total = compress.dequantize_sum(decoded, len(survivors), self.bits, self._range)
+            if self.rotate:
+                total = compress.hadamard_rotate(total, key=rot_key, inverse=True)[:d]
+        else:
+            total = decoded
+        full = [i + 1 for i in range(m) if i not in drops]
+        upload = float(np.mean([ledger.sent(f"client {cid}") for cid in full])) if full else 0.0
+        return total, survivors, upload, float(codec.encoded_nbytes)
+
+    def _quantize(self, contrib: np.ndarray, r: int, rot_key: bytes, keys: dict[int, bytes]
+                  ) -> tuple[np.ndarray, Codec]:
+        """Stochastic quantization to ``bits`` bits (after the rotation, if on), each client dithering with its own
+        key; the codec of integers in ``[0, 2^bits)`` (over Z_2^32 when the sum fits 32 bits)."""
+        m, c = contrib.shape[0], self._range
+        x = compress.hadamard_rotate(contrib, key=rot_key) if self.rotate else contrib
+        x = np.clip(x, -c, c)  # a rotated vector keeps its L2 norm <= c, so this only guards rounding
+        assert self.bits is not None
+        enc = np.stack([compress.stochastic_quantize(x[i], self.bits, c,
+                                                     key=self._client_stream_key(keys, "dither", r, i))
+                        for i in range(m)])
+        ring = Ring(2**32) if m * (2**self.bits - 1) <= 2**32 - 1 else self.ring  # half the bytes of Z_2^64
+        return enc, Codec(length=enc.shape[1], max_clients=m, bits=self.bits, clip=None, ring=ring)
+
+    def _fixed_point(self, contrib: np.ndarray | None, r: int, fixed: np.ndarray | None, keys: dict[int, bytes]
+                     ) -> tuple[np.ndarray, Codec]:
+        """Fixed-point encoding, plus each client's share of the distributed discrete Gaussian noise (its own key);
+        the codec, with headroom for that noise."""
+        if fixed is not None:
+            enc = fixed
+        else:  # contrib is __call__'s own array: scaled and rounded in place
+            assert contrib is not None
+            enc = np.rint(np.multiply(contrib, 2.0**self.frac_bits, out=contrib), out=contrib).astype(np.int64)
+        m, d = enc.shape
+        c, headroom = self._range, 0
+        if self.noise_multiplier > 0 and self.noise == "distributed":
+            # calibrated to the clients expected to survive, so the survivors' noise still reaches sigma^2
+            expected = max(1, math.floor(m * (1 - self.dropout)))
+            sigma = privacy.distributed_sigma(self.noise_multiplier * c * 2**self.frac_bits, expected)
+            headroom = math.ceil(12 * sigma)
+            for i in range(m):
+                noise = privacy.discrete_gaussian(d, sigma, key=self._client_stream_key(keys, "dgauss", r, i))
+                enc[i] += np.clip(noise, -headroom, headroom)
+        return enc, Codec(length=d, max_clients=m, clip=c, frac_bits=self.frac_bits, headroom=headroom,
+                          ring=self.ring)
+
+    def _run_protocol(self, enc: np.ndarray, codec: Codec, r: int, keys: dict[int, bytes], drops: dict[int, int]
+                      ) -> tuple[np.ndarray, set[int], Ledger]:
+        """Aggregate the encoded rows with the configured protocol; clients in ``drops`` drop at the given stage.
+        Returns the decoded total over the survivors, the survivors (0-based) and the round's ledger."""
+        m = enc.shape[0]
         contributions = {i + 1: enc[i] for i in range(m)}
-        keys = {i + 1: derive_key(self.key, "client", r, i) for i in range(m)}
         if self.protocol == "additive":
-            cfg = AdditiveConfig(length=length, servers=self.servers, max_clients=m, ring=ring, **codec)
+            cfg = AdditiveConfig(codec=codec, servers=self.servers, min_clients=min(self.min_clients, m))
             lost = set()
             for i, stage in drops.items():  # the upload reaches only the first `stage mod S` servers
                 lost |= {(i + 1, s) for s in range(stage % self.servers, self.servers)}
@@ -249,40 +355,37 @@ class SecureAggregator:
                 kept = self._servers = [AdditiveServer(cfg, s) for s in range(cfg.servers)]
             res = run_additive_round(cfg, contributions, round_=r, keys=keys, encoded=True, lost=lost,
                                      servers=kept)
-            survivors = {cid - 1 for cid in res.clients}
-            traffic, decoded = res.traffic, res.total
-            decode = cfg.codec
-        else:
-            t = self.threshold if self.threshold is not None else m // 2 + 1
-            cfg2 = SecAggConfig(num_clients=m, threshold=min(max(t, 2), m), length=length, ring=ring, **codec)
-            res2 = run_secagg_round(cfg2, contributions, round_=r, keys=keys, encoded=True,
-                                    dropouts={i + 1: STAGES[s] for i, s in drops.items()})
-            survivors = {cid - 1 for cid in res2.clients}
-            traffic, decoded = res2.traffic, res2.total
-            decode = cfg2.codec
-        # the round functions already decoded the ring total with this codec: decoded = decode.decode_sum(ring_total)
-        if self.bits is not None:
-            total = compress.dequantize_sum(decoded, len(survivors), self.bits, c)
-            if self.rotate:
-                total = compress.hadamard_rotate(total, key=rot_key, inverse=True)[:d]
-        else:
-            total = decoded
-        full = [i + 1 for i in range(m) if i not in drops]
-        upload = float(np.mean([traffic.sent(f"client {cid}") for cid in full])) if full else 0.0
-        return total, survivors, upload, float(decode.encoded_nbytes)
+            return res.total, {cid - 1 for cid in res.clients}, res.ledger
+        cfg2 = SecAggConfig(num_clients=m, threshold=self.threshold_for(m), codec=codec)
+        res2 = run_secagg_round(cfg2, contributions, round_=r, keys=keys, encoded=True,
+                                dropouts={i + 1: STAGES[s] for i, s in drops.items()})
+        return res2.total, {cid - 1 for cid in res2.clients}, res2.ledger
+
+
+def _check_finite(rows: list[np.ndarray], r: int) -> None:
+    """Raise :class:`~refimpl.errors.OutOfRangeError` naming the client if an update holds NaN or infinity."""
+    for a in rows:
+        ok = np.isfinite(a).all(axis=1)
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise OutOfRangeError(f"round {r}: the update of client {i} is not finite (NaN or infinity): "
+                                       "local training diverged")
 
 
 def make_secure_aggregator(protocol: str = "additive", *, servers: int = 2, threshold: int | None = None,
-                           dropout: float = 0.0, clip: float | None = None, noise_multiplier: float = 0.0,
-                           noise: str = "distributed", bits: int | None = None, frac_bits: int = 32,
-                           rotate: bool = False, value_range: float = 64.0, ring: Ring = Z2_64,
-                           key: bytes | None = None) -> SecureAggregator:
+                           min_clients: int = 2, dropout: float = 0.0, clip: float | None = None,
+                           noise_multiplier: float = 0.0, noise: str = "distributed", bits: int | None = None,
+                           frac_bits: int = 32, rotate: bool = False, value_range: float = 64.0, ring: Ring = Z2_64,
+                           key: bytes | None = None, public_key: bytes | None = None) -> SecureAggregator:
     """A FedAvg aggregation step that runs secure aggregation (see the module docstring).
 
     Args:
         protocol: ``"additive"`` (S-server) or ``"secagg"`` (single server, Bonawitz et al.).
         servers: S for the additive protocol.
-        threshold: t for SecAgg (default ``floor(m/2) + 1`` of the round's m clients).
+        threshold: t for SecAgg (default ``floor(m/2) + 1`` of the round's m clients); ``2 <= t <= m`` or a
+            ConfigurationError stating that range (never adjusted).
+        min_clients: fewest surviving clients whose total the additive protocol releases (default 2; a round
+            with fewer aborts and is recorded as such). SecAgg never releases fewer than t >= 2.
         dropout: probability that a client drops at a random stage of a round.
         clip: L2 clip C (required for DP); without it each coordinate must lie within ``value_range``.
         noise_multiplier: z; the noise standard deviation is ``z C`` on the sum (0: no DP).
@@ -293,14 +396,17 @@ def make_secure_aggregator(protocol: str = "additive", *, servers: int = 2, thre
         rotate: random Hadamard rotation before quantization.
         value_range: coordinate bound when ``clip`` is None (encoding refuses larger values).
         ring: Z_2^64 (default) or Z_2^32 for the fixed-point shares (quantized shares use Z_2^32 when they fit).
-        key: master key of all the aggregator's randomness (None: fresh from the OS).
+        key: None (default, secure): every party's keys fresh from the OS every round. A 16/32-byte key derives
+            all of them instead -- reproducible and **insecure** (whoever knows it recovers every update).
+        public_key: seeds the public simulation randomness (dropouts, rotation signs); default ``key``, or fresh.
 
     Raises:
         ConfigurationError: inconsistent or out-of-range options.
     """
-    return SecureAggregator(protocol=protocol, servers=servers, threshold=threshold, dropout=dropout, clip=clip,
-                            value_range=value_range, noise_multiplier=noise_multiplier, noise=noise, bits=bits,
-                            frac_bits=frac_bits, rotate=rotate, ring=ring, key=fresh_key(16) if key is None else key)
+    return SecureAggregator(protocol=protocol, servers=servers, threshold=threshold, min_clients=min_clients,
+                            dropout=dropout, clip=clip, value_range=value_range, noise_multiplier=noise_multiplier,
+                            noise=noise, bits=bits, frac_bits=frac_bits, rotate=rotate, ring=ring, key=key,
+                            public_key=public_key)
 
 
 # ---------------------------------------------------------------- command-line wiring (used by refimpl.fl.train)
@@ -311,14 +417,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> p = argparse.ArgumentParser()
         >>> add_arguments(p)
         >>> a = p.parse_args(["--secure", "secagg", "--threshold", "6", "--dropout", "0.3"])
-        >>> a.secure, a.servers, a.threshold, a.dropout, a.bits
-        ('secagg', 2, 6, 0.3, None)
+        >>> a.secure, a.servers, a.threshold, a.dropout, a.bits, a.insecure_derived_keys
+        ('secagg', 2, 6, 0.3, None, False)
     """
     g = parser.add_argument_group("secure aggregation and differential privacy (refimpl.fl.secure)")
     g.add_argument("--secure", choices=("none", *PROTOCOLS), default="additive",
                    help="aggregation: multi-server additive sharing, single-server SecAgg, or none (plaintext)")
     g.add_argument("--servers", type=int, default=2, help="aggregators S for --secure additive")
-    g.add_argument("--threshold", type=int, default=None, help="SecAgg Shamir threshold t (default m//2 + 1)")
+    g.add_argument("--threshold", type=int, default=None,
+                   help="SecAgg Shamir threshold t, 2 <= t <= clients per round (default m//2 + 1)")
+    g.add_argument("--min-clients", type=int, default=2,
+                   help="fewest surviving clients whose sum --secure additive releases (a round with fewer aborts)")
     g.add_argument("--dropout", type=float, default=0.0, help="probability a client drops at a random stage")
     g.add_argument("--clip", type=float, default=None, help="per-client L2 clip C (needed for DP)")
     g.add_argument("--noise-multiplier", type=float, default=0.0, help="DP noise z: std z*C on the sum (0: off)")
@@ -330,27 +439,85 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--frac-bits", type=int, default=32, help="fixed-point fractional bits")
     g.add_argument("--ring-bits", type=int, choices=(32, 64), default=64,
                    help="shares live in Z_2^32 or Z_2^64 (32 with --frac-bits 16: upload = float32 update size)")
-    g.add_argument("--fresh-keys", action="store_true",
-                   help="draw the aggregation keys from the OS (default: derived from --seed, reproducible)")
+    g.add_argument("--insecure-derived-keys", action="store_true",
+                   help="INSECURE: derive every aggregation key (shares, masks, dither, DP noise) from --seed, so "
+                        "anyone who knows the seed recovers each client's update; for reproducing runs only "
+                        "(default: fresh OS keys for every party, every round)")
+    g.add_argument("--fresh-keys", action="store_true", help=argparse.SUPPRESS)  # the default now; kept as a no-op
+
+
+def check_args(args: argparse.Namespace, clients_per_round: int) -> None:
+    """Validate the secure-aggregation flags against each other and the round size ``m``.
+
+    Raises:
+        ConfigurationError: naming the flag, the bad value and the valid range.
+    """
+    m = clients_per_round
+
+    def bad(flag: str, value: Any, rule: str) -> ConfigurationError:
+        return ConfigurationError(f"{flag} {value!r} is invalid: {rule}")
+
+    def finite(flag: str, value: float, lo: float, hi: float = math.inf, *, lo_open: bool = False,
+               hi_open: bool = True) -> None:
+        ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and (value < hi if hi_open
+                                                                                     else value <= hi)
+        if not ok:
+            lo_b, hi_b = "(" if lo_open else "[", ")" if hi_open else "]"
+            raise bad(flag, value, f"must be a finite number in {lo_b}{lo:g}, {hi:g}{hi_b}")
+
+    finite("--dropout", args.dropout, 0.0, 1.0)
+    finite("--noise-multiplier", args.noise_multiplier, 0.0)
+    finite("--delta", args.delta, 0.0, 1.0, lo_open=True)
+    if args.clip is not None:
+        finite("--clip", args.clip, 0.0, lo_open=True)
+    if args.bits is not None and not 1 <= args.bits <= 31:
+        raise bad("--bits", args.bits, "must lie in 1..31")
+    if args.secure == "none":
+        return
+    if args.bits is None:  # the sizing check of the first round, made now: fixed point must fit the ring
+        try:
+            Codec(length=1, max_clients=max(m, 1), clip=args.clip if args.clip is not None else 64.0,
+                  frac_bits=args.frac_bits, ring=Ring(2**args.ring_bits))
+        except (ConfigurationError, OutOfRangeError, ValueError) as err:
+            raise ConfigurationError(f"--frac-bits {args.frac_bits} with --ring-bits {args.ring_bits}: {err}") from err
+    if args.servers < 2:
+        raise bad("--servers", args.servers, "secure aggregation needs at least 2 non-colluding servers")
+    if args.secure == "additive":
+        if not 1 <= args.min_clients:
+            raise bad("--min-clients", args.min_clients, "must be at least 1 (default 2)")
+        if m < max(2, args.min_clients):
+            raise ConfigurationError(f"--clients x --fraction gives {m} client(s) per round, fewer than --min-clients "
+                                     f"{max(2, args.min_clients)}: no round could release a sum")
+    else:
+        if m < 2:
+            raise ConfigurationError(f"--clients x --fraction gives {m} client per round; SecAgg needs at least 2")
+        t = args.threshold if args.threshold is not None else m // 2 + 1
+        if not 2 <= t <= m:
+            raise bad("--threshold", t, f"with {m} clients per round the valid range is 2..{m}")
 
 
 def from_args(args: argparse.Namespace, *, start_round: int = 0
               ) -> tuple[SecureAggregator | None, privacy.PrivacyAccountant | None]:
     """The aggregator (None for ``--secure none``) and the accountant (None without noise) for parsed flags.
 
+    Keys: fresh from the OS for every party, every round, unless ``--insecure-derived-keys`` (then derived from
+    ``--seed``). The public simulation randomness (dropouts, rotation signs) always comes from ``--seed``.
     ``start_round`` (a resumed run's round) sets both counters, so streams stay domain-separated by round and
     epsilon accumulates over the whole run.
 
     Raises:
         ConfigurationError: inconsistent flags, e.g. ``--noise-multiplier`` without ``--clip``.
     """
-    key = fresh_key(16) if args.fresh_keys else hashlib.sha256(f"refimpl/train/{args.seed}".encode()).digest()[:16]
+    seed_key = hashlib.sha256(f"refimpl/train/{args.seed}".encode()).digest()[:16]
+    derived = bool(getattr(args, "insecure_derived_keys", False))
     agg = None
     if args.secure != "none":
         agg = make_secure_aggregator(args.secure, servers=args.servers, threshold=args.threshold,
-                                     dropout=args.dropout, clip=args.clip, noise_multiplier=args.noise_multiplier,
-                                     noise=args.noise, bits=args.bits, rotate=args.rotate, frac_bits=args.frac_bits,
-                                     ring=Ring(2**args.ring_bits), key=key)
+                                     min_clients=getattr(args, "min_clients", 2), dropout=args.dropout,
+                                     clip=args.clip, noise_multiplier=args.noise_multiplier, noise=args.noise,
+                                     bits=args.bits, rotate=args.rotate, frac_bits=args.frac_bits,
+                                     ring=Ring(2**args.ring_bits), key=seed_key if derived else None,
+                                     public_key=seed_key)
         agg.round = start_round
     elif args.noise_multiplier > 0:
         raise ConfigurationError("--noise-multiplier needs secure aggregation (--secure additive|secagg)")
@@ -362,7 +529,8 @@ def from_args(args: argparse.Namespace, *, start_round: int = 0
 
 
 def round_metrics(agg: SecureAggregator | None, acct: privacy.PrivacyAccountant | None) -> dict[str, Any]:
-    """Per-round metrics for ``metrics.jsonl``: survivors, upload bytes per client, abort flag, (epsilon, delta).
+    """Per-round metrics for ``metrics.jsonl``: survivors, upload bytes per client, abort flag, the release rule
+    (``threshold`` for SecAgg, ``min_clients`` for additive), the key mode, and (epsilon, delta).
 
     Call once after each round (it advances the accountant).
     """
@@ -371,6 +539,8 @@ def round_metrics(agg: SecureAggregator | None, acct: privacy.PrivacyAccountant 
         rep = agg.history[-1]
         out.update(secure=agg.protocol, survivors=rep.survivors, aborted=rep.aborted,
                    bytes_up_per_client=rep.upload_bytes_per_client, upload_ratio=rep.upload_ratio)
+        out["threshold" if agg.protocol == "secagg" else "min_clients"] = rep.threshold
+        out["keys"] = "insecure-derived" if agg.insecure_derived_keys else "os"
     if acct is not None:
         out["epsilon"], out["delta"] = acct.step()
     return out

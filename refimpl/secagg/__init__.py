@@ -8,17 +8,32 @@
   and self masks from X25519-agreed keys, t-of-n Shamir recovery of dropped clients' masks; optionally the SecAgg+
   sparse graph of Bell et al. (CCS 2020).
 
-Both check sizing when configured (``K * 2^b <= M``, positive finite clip), carry the round number in every message,
-derive every stream from round-labelled keys, reject malformed or replayed messages with specific errors without
-touching the aggregate, and count bytes and messages per party and round in a :class:`Traffic` ledger.
+Both take their encoding as a :class:`Codec` (frozen, keyword-only configurations), check sizing when configured
+(``K * 2^b <= M``, positive finite clip), carry the round number in every message, derive every stream from keys
+labelled by round and client (fresh OS keys unless the caller passes ``key=``), reject malformed, replayed or
+key-reusing messages with specific errors naming the client without touching the aggregate, and count bytes and
+messages per party and round in the package's one :class:`~refimpl.net.accounting.Ledger`.
+
+Both use one round lifecycle::
+
+    party.begin_round(r[, clients])      # every client and server, round numbers strictly increasing
+    client.<stage method>(...)           # additive: contribute; SecAgg: advertise_keys, share_keys, masked_input,
+                                         #   unmask
+    server.receive(msg)                  # validated; a bad message names its client and changes nothing
+    server.finish_stage()                # closes the stage: what the server sends next (SecAgg: the total at the
+                                         #   end; additive: the ReceivedReport, then partial_sum(agreed))
+    server.stage_name, Server.STAGES     # where the round is
 
 Example:
-    >>> from refimpl.secagg import AdditiveConfig, run_additive_round
-    >>> cfg = AdditiveConfig(length=3, servers=2, max_clients=10, clip=2.0)
+    >>> from refimpl.secagg import AdditiveConfig, Codec, run_additive_round
+    >>> cfg = AdditiveConfig(codec=Codec(length=3, max_clients=10, clip=2.0), servers=2)
     >>> run_additive_round(cfg, {0: [1.0, 0.5, -2.0], 1: [0.25, 0.25, 0.25]}).total.tolist()
     [1.25, 0.75, -1.75]
 """
 
+from refimpl.secagg.additive import (
+    STAGES as ADDITIVE_STAGES,
+)
 from refimpl.secagg.additive import (
     AdditiveClient,
     AdditiveConfig,
@@ -43,9 +58,10 @@ from refimpl.secagg.bonawitz import (
     harary_neighbours,
     run_secagg_round,
 )
-from refimpl.secagg.codec import HEADER_BYTES, Codec, Traffic, check_sum_fits
+from refimpl.secagg.codec import HEADER_BYTES, Codec, check_distinct_keys, check_sum_fits
 
 __all__ = [
+    "ADDITIVE_STAGES",
     "HEADER_BYTES",
     "STAGES",
     "AdditiveClient",
@@ -62,9 +78,9 @@ __all__ = [
     "SecAggServer",
     "ShareKeys",
     "ShareMessage",
-    "Traffic",
     "UnmaskingResponse",
     "agree",
+    "check_distinct_keys",
     "check_sum_fits",
     "combine_partial_sums",
     "harary_neighbours",

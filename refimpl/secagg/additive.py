@@ -17,8 +17,12 @@ Every message carries the round number; the share streams are domain-separated b
 labels. An aggregator rejects, with a specific error and no change to its state, a message for another round or
 aggregator, from a client outside the round, a replay, a wrong ring, shape, key length or kind of payload.
 
+Every round goes through the same lifecycle as a SecAgg round: ``begin_round`` on each party, the stage methods
+(client: :meth:`AdditiveClient.contribute`; aggregator: :meth:`AdditiveServer.receive`, then
+:meth:`AdditiveServer.finish_stage` for the ReceivedReport and :meth:`AdditiveServer.partial_sum`).
+
 Example:
-    >>> cfg = AdditiveConfig(servers=3, max_clients=4, length=2, clip=1.0)
+    >>> cfg = AdditiveConfig(codec=Codec(length=2, max_clients=4, clip=1.0), servers=3)
     >>> res = run_additive_round(cfg, {1: [0.5, -0.25], 2: [0.25, 1.0], 3: [-1.0, 0.0]}, round_=0,
     ...                          lost={(3, 2)})           # client 3's share never reaches aggregator 2
     >>> sorted(res.clients), res.total.tolist()
@@ -35,7 +39,7 @@ from __future__ import annotations
 import numbers
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -45,6 +49,7 @@ from refimpl._checks import check_key, check_party_count
 from refimpl.errors import (
     ConfigurationError,
     KeyFormatError,
+    KeyReuseError,
     OutOfRangeError,
     ProtocolError,
     ReplayError,
@@ -52,12 +57,14 @@ from refimpl.errors import (
     ShapeMismatchError,
     ThresholdError,
 )
+from refimpl.net.accounting import Ledger
 from refimpl.prg import Stream, check_cipher, derive_key, fresh_key, key_length
-from refimpl.ring import Z2_64, Ring
-from refimpl.secagg.codec import Codec, Traffic, check_round
+from refimpl.ring import Ring
+from refimpl.secagg.codec import HEADER_BYTES, Codec, check_distinct_keys, check_round
 from refimpl.sharing.additive import apply_keystreams, share_compressed_owned
 
 __all__ = [
+    "STAGES",
     "AdditiveConfig",
     "ShareMessage",
     "PartialSum",
@@ -70,72 +77,63 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AdditiveConfig:
     """Public parameters of multi-server additive aggregation, checked when constructed.
 
-    The encoding fields are those of :class:`Codec` (fixed point with ``clip``/``frac_bits``, or integers in
-    ``[0, 2^bits)``, plus ``headroom``); :attr:`codec` holds them and the methods below delegate to it.
-
     Args:
-        length: d, the number of coordinates of every contribution.
+        codec: how contributions become ring elements (:class:`Codec`: length d, max_clients K, fixed point with
+            ``clip``/``frac_bits`` or integers in ``[0, 2^bits)``, headroom, ring).
         servers: S >= 2 aggregators.
-        max_clients: K, the most clients whose contributions are summed in one round.
-        clip, frac_bits, bits, headroom, ring: see :class:`Codec`.
         prg: the share streams' cipher.
-        min_clients: fewest agreed clients for which a total is released.
+        min_clients: fewest agreed clients for which a total is released (default 2: a "sum" over one client
+            would be that client's update in the clear). 1 only where releasing a single update is acceptable.
 
     Raises:
-        ConfigurationError: ``K * B`` does not fit the ring (the ``K * 2^b <= M`` rule), a clip that is not
-            positive and finite, ``bits < 1``, ``min_clients`` outside ``[1, K]``, ``length < 1``.
+        ConfigurationError: ``min_clients`` outside ``[1, K]`` (see :class:`Codec` for the sizing checks).
         PartyCountError: ``servers < 2``.
+
+    Example:
+        >>> cfg = AdditiveConfig(codec=Codec(length=3, max_clients=10, clip=2.0), servers=3)
+        >>> cfg.length, cfg.ring, cfg.min_clients
+        (3, Z2_64, 2)
     """
 
-    length: int
+    codec: Codec
     servers: int = 2
-    max_clients: int = 100
-    clip: float | None = 1.0
-    frac_bits: int = 16
-    bits: int | None = None
-    headroom: int = 0
-    ring: Ring = Z2_64
     prg: str = "aes128-ctr"
-    min_clients: int = 1
+    min_clients: int = 2
 
     def __post_init__(self) -> None:
+        if not isinstance(self.codec, Codec):
+            raise TypeError(f"codec must be a refimpl.secagg.Codec, got {type(self.codec).__name__}")
         check_party_count(self.servers, minimum=2)
         check_cipher(self.prg)
-        codec = Codec(self.length, self.max_clients, self.clip, self.frac_bits, self.bits, self.headroom, self.ring)
         if isinstance(self.min_clients, bool) or not isinstance(self.min_clients, numbers.Integral):
             raise TypeError(f"min_clients must be an integer, got {self.min_clients!r}")
         if not 1 <= self.min_clients <= self.max_clients:
             raise ConfigurationError(f"min_clients must lie in [1, max_clients={self.max_clients}], "
                                      f"got {self.min_clients}")
-        object.__setattr__(self, "codec", codec)
-
-    codec: Codec = field(init=False, repr=False, compare=False)
 
     @property
-    def per_client_bound(self) -> int:
-        """B, see :attr:`Codec.per_client_bound`."""
-        return self.codec.per_client_bound
+    def length(self) -> int:
+        """d, the coordinates of every contribution (the codec's)."""
+        return self.codec.length
+
+    @property
+    def max_clients(self) -> int:
+        """K, the most clients summed in one round (the codec's)."""
+        return self.codec.max_clients
+
+    @property
+    def ring(self) -> Ring:
+        """The ring of the shares (the codec's)."""
+        return self.codec.ring
 
     @property
     def encoded_nbytes(self) -> int:
         """Bytes of one encoded contribution."""
         return self.codec.encoded_nbytes
-
-    def encode(self, values: ArrayLike) -> np.ndarray:
-        """See :meth:`Codec.encode`."""
-        return self.codec.encode(values)
-
-    def check_encoded(self, k: ArrayLike) -> np.ndarray:
-        """See :meth:`Codec.check_encoded`."""
-        return self.codec.check_encoded(k)
-
-    def decode_sum(self, total: np.ndarray) -> np.ndarray:
-        """See :meth:`Codec.decode_sum`."""
-        return self.codec.decode_sum(total)
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,6 +157,11 @@ class ShareMessage:
             return int(self.payload.size) * self.ring.element_bytes
         return len(self.payload)
 
+    def __repr__(self) -> str:  # never the share or the stream key
+        kind = "array" if isinstance(self.payload, np.ndarray) else "stream key"
+        return (f"ShareMessage(round={self.round}, client={self.client}, server={self.server}, ring={self.ring!r}, "
+                f"payload=<{kind}, {self.nbytes} bytes>)")
+
 
 class PartialSum(NamedTuple):
     """Message PartialSum: aggregator ``server``'s sum of its shares over the agreed ``clients``."""
@@ -168,6 +171,15 @@ class PartialSum(NamedTuple):
     clients: frozenset[int]
     total: np.ndarray
 
+    def __repr__(self) -> str:  # never the partial sum itself (with the others' it opens the total)
+        return (f"PartialSum(round={self.round}, server={self.server}, clients={sorted(self.clients)}, "
+                f"total=<{getattr(self.total, 'size', '?')} elements>)")
+
+
+STAGES = ("ShareUpload", "PartialSum")
+"""The stages of an additive round at each aggregator: collect the uploads (ending with the ReceivedReport), then
+release the partial sum over the agreed set."""
+
 
 def _server_of(client: int, party: int, servers: int) -> int:
     """The aggregator that receives party ``party`` of client ``client``'s sharing (party 0 = the array)."""
@@ -175,37 +187,57 @@ def _server_of(client: int, party: int, servers: int) -> int:
 
 
 class AdditiveClient:
-    """A client of multi-server additive aggregation.
+    """A client of multi-server additive aggregation; one object serves many rounds.
+
+    Lifecycle per round (the same as :class:`~refimpl.secagg.bonawitz.client.SecAggClient`'s): :meth:`begin_round`,
+    then the stage method :meth:`contribute`.
 
     Args:
         config: the round's public parameters.
-        client_id: a non-negative integer id.
-        key: the client's 16/32-byte master key (reproducible shares), or None for a fresh one.
+        client_id: a non-negative integer id (part of every stream label: two ids never share a stream).
+        key: the client's 16/32-byte master key (reproducible shares: the caller guarantees it is never used for
+            two different secrets in one round), or None (default) for a fresh key from the OS.
     """
 
-    def __init__(self, config: AdditiveConfig, client_id: int, key: bytes | None = None) -> None:
+    def __init__(self, config: AdditiveConfig, client_id: int, *, key: bytes | None = None) -> None:
         self.config = config
         self.id = int(client_id)
         self._key = fresh_key(16) if key is None else check_key(key)
-        self._rounds_sent: set[int] = set()
+        self.round: int | None = None
+        self._sent = False
 
-    def contribute(self, round_: int, values: ArrayLike | None = None, *, encoded: ArrayLike | None = None
+    def __repr__(self) -> str:
+        return f"AdditiveClient(id={self.id}, round={self.round}, key=<hidden>)"
+
+    def begin_round(self, round_: int) -> None:
+        """Start round ``round_`` (strictly after this client's previous round: a round key is used once)."""
+        if self.round is not None and round_ <= self.round:
+            raise ProtocolError(f"round numbers must increase: client {self.id} was in round {self.round}, asked "
+                                f"to begin round {round_} (its round key would pad a second secret)")
+        self.round, self._sent = int(round_), False
+
+    def contribute(self, values: ArrayLike | None = None, *, encoded: ArrayLike | None = None
                    ) -> list[ShareMessage]:
-        """Messages ShareUpload of round ``round_``, one per aggregator, for ``values`` (or pre-``encoded`` ints).
+        """Stage ShareUpload: one message per aggregator for ``values`` (or pre-``encoded`` integers).
 
         Raises:
-            ProtocolError: the client already contributed to this round (its round key would be reused).
+            ProtocolError: no round begun, or the client already contributed to this round (its round key would
+                pad a second secret).
         """
-        if round_ in self._rounds_sent:
-            raise ProtocolError(f"client {self.id} already contributed to round {round_}; a round key is used once")
-        cfg = self.config
+        if self.round is None:
+            raise ProtocolError(f"client {self.id} has not begun a round")
+        if self._sent:
+            raise ProtocolError(f"client {self.id} already contributed to round {self.round}; a round key is used "
+                                "once")
+        cfg, round_ = self.config, self.round
         if (values is None) == (encoded is None):
             raise TypeError("give exactly one of values and encoded")
-        x = cfg.check_encoded(encoded) if encoded is not None else cfg.encode(values)  # type: ignore[arg-type]
-        round_key = derive_key(self._key, "secagg/additive", int(round_), self.id)
+        codec = cfg.codec
+        x = codec.check_encoded(encoded) if encoded is not None else codec.encode(values)  # type: ignore[arg-type]
+        round_key = derive_key(self._key, "secagg/additive", round_, self.id)
         # x is a new array (check_encoded / encode return fresh ring elements): shared in place, no copy
         cs = share_compressed_owned(x, cfg.servers, cfg.ring, round_key, cfg.prg)
-        self._rounds_sent.add(round_)
+        self._sent = True
         msgs = [ShareMessage(round_, self.id, _server_of(self.id, 0, cfg.servers), cfg.ring, cs.first, cfg.prg)]
         msgs += [ShareMessage(round_, self.id, _server_of(self.id, p, cfg.servers), cfg.ring, k, cfg.prg)
                  for p, k in enumerate(cs.keys, start=1)]
@@ -215,9 +247,12 @@ class AdditiveClient:
 class AdditiveServer:
     """One of the S aggregators.
 
-    Call :meth:`begin_round` with the round's clients, :meth:`receive` each ShareUpload, report :attr:`received`,
-    then answer :meth:`partial_sum` for the agreed set.
+    Lifecycle per round (the same as :class:`~refimpl.secagg.bonawitz.server.SecAggServer`'s): :meth:`begin_round`
+    with the round's clients; :meth:`receive` each ShareUpload; :meth:`finish_stage` closes ShareUpload and returns
+    the ReceivedReport (also :attr:`received`); :meth:`partial_sum` over the agreed set is the last stage.
     """
+
+    STAGES = STAGES
 
     def __init__(self, config: AdditiveConfig, server_id: int) -> None:
         if not 0 <= server_id < config.servers:
@@ -225,9 +260,19 @@ class AdditiveServer:
         self.config = config
         self.id = int(server_id)
         self.round: int | None = None
+        self.stage = 0
         self._roster: frozenset[int] = frozenset()
         self._shares: dict[int, np.ndarray | bytes] = {}
+        self._key_owner: dict[bytes, int] = {}
         self._spare: list[np.ndarray] = []  # the previous round's share copies, reused as this round's buffers
+
+    def __repr__(self) -> str:
+        return f"AdditiveServer(id={self.id}, round={self.round}, stage={self.stage_name!r})"
+
+    @property
+    def stage_name(self) -> str:
+        """The current stage ("done" after the partial sum)."""
+        return STAGES[self.stage] if self.stage < len(STAGES) else "done"
 
     def begin_round(self, round_: int, clients: Iterable[int]) -> None:
         """Start round ``round_`` (strictly after the previous one) with the given client ids."""
@@ -241,19 +286,30 @@ class AdditiveServer:
         # the share arrays this aggregator copied last round (never handed out) hold this round's copies
         spare = [s for s in self._shares.values() if isinstance(s, np.ndarray)]
         self.round, self._roster, self._shares, self._spare = int(round_), roster, {}, spare
+        self._key_owner, self.stage = {}, 0
 
     @property
     def received(self) -> frozenset[int]:
         """Message ReceivedReport: the clients whose share reached this aggregator in the current round."""
         return frozenset(self._shares)
 
+    def finish_stage(self) -> frozenset[int]:
+        """Close ShareUpload; return this aggregator's ReceivedReport (the clients whose share arrived)."""
+        if self.round is None:
+            raise ProtocolError(f"server {self.id} has not begun a round")
+        if self.stage != 0:
+            raise ProtocolError(f"server {self.id} is at stage {self.stage_name}, not ShareUpload")
+        self.stage = 1
+        return self.received
+
     def receive(self, msg: ShareMessage) -> None:
         """Validate and store one ShareUpload; on any error nothing changes.
 
         Raises:
             TypeError: not a ShareMessage.
-            ProtocolError: wrong round or aggregator, unknown client, wrong kind of payload, no round begun.
+            ProtocolError: wrong round, stage or aggregator, unknown client, wrong kind of payload, no round begun.
             ReplayError: this client's share was already received this round.
+            KeyReuseError: the stream key equals another client's (one key would pad two secrets).
             RingMismatchError / ShapeMismatchError / KeyFormatError / OutOfRangeError: a malformed payload.
         """
         if not isinstance(msg, ShareMessage):
@@ -261,6 +317,9 @@ class AdditiveServer:
         if self.round is None:
             raise ProtocolError(f"server {self.id} has not begun a round")
         check_round(self.round, msg.round, f"share from client {msg.client}")
+        if self.stage != 0:
+            raise ProtocolError(f"share from client {msg.client} arrived during stage {self.stage_name} of server "
+                                f"{self.id}")
         cfg = self.config
         if msg.server != self.id:
             raise ProtocolError(f"share addressed to server {msg.server} reached server {self.id}")
@@ -299,7 +358,12 @@ class AdditiveServer:
             if len(p) != key_length(cfg.prg):
                 raise KeyFormatError(f"share key from client {msg.client} has {len(p)} bytes, {cfg.prg} keys have "
                                      f"{key_length(cfg.prg)}")
-            self._shares[msg.client] = bytes(p)
+            k = bytes(p)
+            if k in self._key_owner:
+                raise KeyReuseError(f"client {msg.client} sent the same stream key as client {self._key_owner[k]} in "
+                                    f"round {self.round}: one key would pad two secrets; share rejected")
+            self._key_owner[k] = msg.client
+            self._shares[msg.client] = k
 
     def partial_sum(self, agreed: Iterable[int]) -> PartialSum:
         """Message PartialSum: the sum of this aggregator's shares over the agreed clients.
@@ -310,6 +374,8 @@ class AdditiveServer:
         """
         if self.round is None:
             raise ProtocolError(f"server {self.id} has not begun a round")
+        if self.stage > 1:
+            raise ProtocolError(f"server {self.id} already released its partial sum of round {self.round}")
         clients = frozenset(int(c) for c in agreed)
         missing = sorted(clients - self.received)
         if missing:
@@ -317,6 +383,7 @@ class AdditiveServer:
         if len(clients) < self.config.min_clients:
             raise ThresholdError(f"only {len(clients)} clients agreed, fewer than min_clients="
                                  f"{self.config.min_clients}; no total is released")
+        self.stage = 2  # ShareUpload (if still open) and PartialSum end here
         cfg, ring = self.config, self.config.ring
         total = ring.zeros(cfg.length)
         if ring.modulus in (2**32, 2**64) and sys.byteorder == "little":  # native wrap-around: sum in place
@@ -367,54 +434,74 @@ def combine_partial_sums(config: AdditiveConfig, partials: Sequence[PartialSum])
 
 
 class AdditiveResult(NamedTuple):
-    """A completed round: the decoded total over ``clients``, the ring total, and the traffic."""
+    """A completed round: the decoded total over ``clients``, the ring total, the traffic ledger, and the uploads
+    the aggregators rejected (``{client: reason}``: that client was left out of the round)."""
 
     total: np.ndarray
     ring_total: np.ndarray
     clients: frozenset[int]
-    traffic: Traffic
+    ledger: Ledger
+    rejected: dict[int, str]
 
 
 def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, ArrayLike], *, round_: int = 0,
                        keys: Mapping[int, bytes] | None = None, encoded: bool = False,
                        lost: Iterable[tuple[int, int]] = (), servers: Sequence[AdditiveServer] | None = None,
-                       traffic: Traffic | None = None) -> AdditiveResult:
+                       ledger: Ledger | None = None) -> AdditiveResult:
     """Run one round in process: upload, report, agree, partial sums, combine, decode; count every message.
+
+    An upload an aggregator rejects (a malformed or replayed share) leaves that client out of the agreed set; the
+    reason is in :attr:`AdditiveResult.rejected`.
 
     Args:
         config: the public parameters.
         contributions: ``{client_id: values}`` (reals / integers, or pre-encoded integers if ``encoded``).
         round_: the round number.
-        keys: optional per-client master keys (reproducible); fresh keys otherwise.
-        encoded: contributions are already encoded integers (see :meth:`AdditiveConfig.check_encoded`).
+        keys: optional per-client master keys (reproducible; distinct per client); fresh OS keys otherwise.
+        encoded: contributions are already encoded integers (see :meth:`Codec.check_encoded`).
         lost: ``(client, server)`` pairs whose upload is lost (the client drops before reaching that server).
         servers: persistent aggregators (they then see round numbers increase); new ones by default.
-        traffic: a ledger to extend; a new one by default.
+        ledger: a :class:`~refimpl.net.accounting.Ledger` to extend (``keep=None`` for per-round figures); a new
+            one by default. Each message counts its payload plus the :data:`HEADER_BYTES` header.
 
     Returns:
         :class:`AdditiveResult`; its total is exactly the sum over the agreed clients.
+
+    Raises:
+        KeyReuseError: two clients given the same key. ThresholdError: fewer than ``min_clients`` agreed.
     """
-    traffic = Traffic() if traffic is None else traffic
+    ledger = Ledger(keep=None) if ledger is None else ledger
+    check_distinct_keys(keys, contributions)
     servers = [AdditiveServer(config, s) for s in range(config.servers)] if servers is None else list(servers)
     lost_set = {(int(c), int(s)) for c, s in lost}
+    rejected: dict[int, str] = {}
     for srv in servers:
         srv.begin_round(round_, contributions)
-    for cid, values in contributions.items():
-        client = AdditiveClient(config, cid, None if keys is None else keys[cid])
-        msgs = client.contribute(round_, encoded=values) if encoded else client.contribute(round_, values)
-        for m in msgs:
-            if (cid, m.server) in lost_set:
-                continue
-            servers[m.server].receive(m)
-            traffic.record(round_, f"client {cid}", f"server {m.server}", m.nbytes)
-    reports = [srv.received for srv in servers]
-    for srv in servers:  # every aggregator sends its report to the others
-        for other in servers:
-            if other is not srv:
-                traffic.record(round_, f"server {srv.id}", f"server {other.id}", 4 * len(srv.received))
-    agreed = agree(reports)
+    with ledger.round():
+        for cid, values in contributions.items():
+            client = AdditiveClient(config, cid, key=None if keys is None else keys[cid])
+            client.begin_round(round_)
+            msgs = client.contribute(encoded=values) if encoded else client.contribute(values)
+            for m in msgs:
+                if (cid, m.server) in lost_set or cid in rejected:
+                    continue
+                ledger.record(f"client {cid}", f"server {m.server}", "share", m.nbytes + HEADER_BYTES, round=round_)
+                try:
+                    servers[m.server].receive(m)
+                except ProtocolError as err:  # replay / key reuse: the client is left out everywhere
+                    rejected[cid] = str(err)
+    reports = [srv.finish_stage() for srv in servers]
+    with ledger.round():
+        for srv, rep in zip(servers, reports):  # every aggregator sends its report to the others
+            for other in servers:
+                if other is not srv:
+                    ledger.record(f"server {srv.id}", f"server {other.id}", "report", 4 * len(rep) + HEADER_BYTES,
+                                  round=round_)
+    agreed = agree(reports) - set(rejected)
     partials = [srv.partial_sum(agreed) for srv in servers]
-    for p in partials:
-        traffic.record(round_, f"server {p.server}", "output", p.total.size * config.ring.element_bytes)
+    with ledger.round():
+        for p in partials:
+            ledger.record(f"server {p.server}", "output", "partial_sum",
+                          p.total.size * config.ring.element_bytes + HEADER_BYTES, round=round_)
     ring_total = combine_partial_sums(config, partials)
-    return AdditiveResult(config.decode_sum(ring_total), ring_total, agreed, traffic)
+    return AdditiveResult(config.codec.decode_sum(ring_total), ring_total, agreed, ledger, rejected)

@@ -1,75 +1,43 @@
-"""Pieces shared by the secure-aggregation protocols: per-round byte accounting and sizing checks.
+"""Pieces shared by the secure-aggregation protocols: the fixed-point / integer :class:`Codec` and sizing checks.
 
-:class:`Traffic` is a small per-round ledger of messages and bytes between named parties (``"client 3"``,
-``"server 0"``). It stays here, independent of :mod:`refimpl.workers`, so that the protocols work (and count) with
-no worker machinery; a message's size is its payload plus a fixed 16-byte header (round number 8 bytes, sender and
-receiver ids 4 bytes each).
+Both protocols count their traffic in the one ledger of the package, :class:`refimpl.net.accounting.Ledger`
+(``record(sender, receiver, kind, nbytes, round=r)``); a message's size there is its payload plus a fixed
+:data:`HEADER_BYTES` = 16-byte header (round number 8 bytes, sender and receiver ids 4 bytes each), added by the
+protocol driver that records it.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from refimpl.encoding import FixedPoint
-from refimpl.errors import ConfigurationError, OutOfRangeError, ProtocolError, ShapeMismatchError
+from refimpl.errors import ConfigurationError, KeyReuseError, OutOfRangeError, ProtocolError, ShapeMismatchError
 from refimpl.ring import Z2_64, Ring
 
-__all__ = ["HEADER_BYTES", "Codec", "Traffic", "check_round", "check_sum_fits", "check_clip"]
+__all__ = ["HEADER_BYTES", "Codec", "check_clip", "check_distinct_keys", "check_round", "check_sum_fits"]
 
 HEADER_BYTES = 16
 """Bytes of a message's header on the wire: round number (8), sender id (4), receiver id (4)."""
 
 
-@dataclass
-class Traffic:
-    """Messages and bytes sent between parties, per round.
-
-    Example:
-        >>> t = Traffic()
-        >>> t.record(0, "client 1", "server 0", 800)
-        >>> t.record(0, "client 1", "server 1", 16)
-        >>> t.sent("client 1"), t.received("server 1"), t.messages("client 1")
-        (848, 32, 2)
-    """
-
-    entries: list[tuple[int, str, str, int]] = field(default_factory=list)
-
-    def record(self, round_: int, sender: str, receiver: str, payload_bytes: int) -> None:
-        """Count one message of ``payload_bytes`` (plus the header) from ``sender`` to ``receiver``."""
-        self.entries.append((int(round_), sender, receiver, int(payload_bytes) + HEADER_BYTES))
-
-    def _select(self, round_: int | None) -> list[tuple[int, str, str, int]]:
-        return [e for e in self.entries if round_ is None or e[0] == round_]
-
-    def sent(self, party: str, round_: int | None = None) -> int:
-        """Bytes ``party`` sent (in ``round_``, or in all rounds)."""
-        return sum(e[3] for e in self._select(round_) if e[1] == party)
-
-    def received(self, party: str, round_: int | None = None) -> int:
-        """Bytes ``party`` received."""
-        return sum(e[3] for e in self._select(round_) if e[2] == party)
-
-    def messages(self, party: str, round_: int | None = None) -> int:
-        """Messages ``party`` sent."""
-        return sum(1 for e in self._select(round_) if e[1] == party)
-
-    def summary(self, round_: int | None = None) -> dict[str, dict[str, int]]:
-        """``{party: {"sent": bytes, "received": bytes, "messages_sent": n, "messages_received": n}}``."""
-        out: dict[str, dict[str, int]] = defaultdict(
-            lambda: {"sent": 0, "received": 0, "messages_sent": 0, "messages_received": 0})
-        for _, s, r, nb in self._select(round_):
-            out[s]["sent"] += nb
-            out[s]["messages_sent"] += 1
-            out[r]["received"] += nb
-            out[r]["messages_received"] += 1
-        return dict(out)
+def check_distinct_keys(keys: Mapping[int, bytes] | None, clients: Iterable[int]) -> None:
+    """Raise :class:`KeyReuseError` naming the clients if two of ``clients`` were given the same master key."""
+    if keys is None:
+        return
+    seen: dict[bytes, int] = {}
+    for c in clients:
+        k = bytes(keys[c])
+        if k in seen:
+            raise KeyReuseError(f"clients {seen[k]} and {c} were given the same master key; one key must never "
+                                "pad two secrets (give each client its own key, or None for fresh OS keys)")
+        seen[k] = c
 
 
 def check_round(expected: int, got: Any, what: str) -> None:
@@ -107,7 +75,7 @@ def check_sum_fits(num_clients: int, per_client: int, ring: Ring, *, signed: boo
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Codec:
     """How contributions become ring elements, and how the total comes back; sizing-checked when constructed.
 

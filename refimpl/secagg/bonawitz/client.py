@@ -30,7 +30,8 @@ client agrees keys with, shares with and masks against only ``k = O(log n)`` nei
 
 Example:
     >>> from refimpl.secagg import run_secagg_round          # the server and the round driver
-    >>> cfg = SecAggConfig(num_clients=5, threshold=3, length=2, clip=8.0)
+    >>> from refimpl.secagg import Codec
+    >>> cfg = SecAggConfig(num_clients=5, threshold=3, codec=Codec(length=2, max_clients=5, clip=8.0))
     >>> xs = {u: [float(u), -0.5] for u in range(1, 6)}
     >>> res = run_secagg_round(cfg, xs, round_=0, dropouts={2: "MaskedInputCollection", 5: "Unmasking"})
     >>> sorted(res.clients), res.total.tolist()          # client 2 dropped before masking; 5 after
@@ -50,10 +51,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import (
-    X25519PrivateKey,
-    X25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from numpy.typing import ArrayLike
 
@@ -61,7 +59,7 @@ from refimpl._checks import check_key
 from refimpl.errors import ConfigurationError, ProtocolError, ThresholdError
 from refimpl.prg import derive_key, fresh_key, key_length
 from refimpl.secagg.bonawitz.config import KEY_LIMBS, LIMB, STAGES, SecAggConfig
-from refimpl.secagg.bonawitz.masks import aad, enc_key, mask, pair_seed
+from refimpl.secagg.bonawitz.masks import aad, enc_key, exchange, mask, pair_seed
 from refimpl.secagg.bonawitz.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskingResponse
 from refimpl.sharing.shamir import share_bytes
 
@@ -69,24 +67,43 @@ __all__ = ["SecAggClient"]
 
 
 class SecAggClient:
-    """Client ``u`` of one SecAgg round; its methods are the four stages, called in order.
+    """Client ``u`` of SecAgg; one object serves many rounds, each begun with :meth:`begin_round`.
+
+    Lifecycle per round (the same as :class:`~refimpl.secagg.additive.AdditiveClient`'s): :meth:`begin_round`, then
+    the four stage methods in order: :meth:`advertise_keys`, :meth:`share_keys`, :meth:`masked_input`,
+    :meth:`unmask`.
 
     Args:
         config: the public parameters.
-        client_id: ``u`` in ``1..n``.
-        round_: the round number (part of every key-derivation label and message).
-        key: the client's 16/32-byte master key (reproducible keys and masks), or None for fresh OS randomness.
+        client_id: ``u`` in ``1..n`` (part of every key-derivation label: two ids never share a key or a mask).
+        key: the client's 16/32-byte master key (reproducible keys and masks: the caller guarantees it is used by
+            this client only), or None (default) for fresh OS randomness.
     """
 
-    def __init__(self, config: SecAggConfig, client_id: int, round_: int, key: bytes | None = None) -> None:
-        if not 1 <= client_id <= config.num_clients:
+    def __init__(self, config: SecAggConfig, client_id: int, *, key: bytes | None = None) -> None:
+        if isinstance(client_id, bool) or not 1 <= client_id <= config.num_clients:
             raise ConfigurationError(f"client id must lie in [1, {config.num_clients}], got {client_id}")
-        self.config, self.id, self.round = config, int(client_id), int(round_)
-        master = fresh_key(32) if key is None else check_key(key)
-        self._c_sk = X25519PrivateKey.from_private_bytes(derive_key(master, "secagg/x25519-c", self.round, length=32))
-        self._s_sk = X25519PrivateKey.from_private_bytes(derive_key(master, "secagg/x25519-s", self.round, length=32))
-        self._b = derive_key(master, "secagg/self-mask", self.round, length=key_length(config.prg))
-        self._shamir_key = derive_key(master, "secagg/shamir", self.round)
+        self.config, self.id = config, int(client_id)
+        self._master = fresh_key(32) if key is None else check_key(key)
+        self.round: int | None = None
+        self._r = -1
+        self._stage = 4
+
+    def __repr__(self) -> str:
+        return f"SecAggClient(id={self.id}, round={self.round}, key=<hidden>)"
+
+    def begin_round(self, round_: int) -> None:
+        """Start round ``round_`` (strictly after this client's previous one): derive the round's X25519 keys,
+        self-mask seed and Shamir key from the master key, labelled by round and client id."""
+        if self.round is not None and round_ <= self.round:
+            raise ProtocolError(f"round numbers must increase: client {self.id} was in round {self.round}, asked "
+                                f"to begin round {round_} (its round keys would mask a second input)")
+        master, r, u = self._master, int(round_), self.id
+        self.round = self._r = r
+        self._c_sk = X25519PrivateKey.from_private_bytes(derive_key(master, "secagg/x25519-c", r, u, length=32))
+        self._s_sk = X25519PrivateKey.from_private_bytes(derive_key(master, "secagg/x25519-s", r, u, length=32))
+        self._b = derive_key(master, "secagg/self-mask", r, u, length=key_length(self.config.prg))
+        self._shamir_key = derive_key(master, "secagg/shamir", r, u)
         self._stage = 0
         self._roster: dict[int, tuple[bytes, bytes]] = {}
         self._own: tuple[np.ndarray, np.ndarray] | None = None
@@ -94,6 +111,8 @@ class SecAggClient:
         self._u2: frozenset[int] = frozenset()
 
     def _advance(self, stage: int) -> None:
+        if self.round is None:
+            raise ProtocolError(f"client {self.id} has not begun a round")
         if self._stage != stage:
             raise ProtocolError(f"client {self.id} is at stage {STAGES[self._stage] if self._stage < 4 else 'done'}, "
                                 f"not {STAGES[stage]}")
@@ -102,7 +121,7 @@ class SecAggClient:
     def advertise_keys(self) -> AdvertiseKeys:
         """Stage AdvertiseKeys."""
         self._advance(0)
-        return AdvertiseKeys(self.round, self.id, self._c_sk.public_key().public_bytes_raw(),
+        return AdvertiseKeys(self._r, self.id, self._c_sk.public_key().public_bytes_raw(),
                              self._s_sk.public_key().public_bytes_raw())
 
     def share_keys(self, roster: Mapping[int, tuple[bytes, bytes]]) -> ShareKeys:
@@ -127,9 +146,9 @@ class SecAggClient:
             if v == u:
                 self._own = (sk.share_of(v), bk.share_of(v))
                 continue
-            secret = self._c_sk.exchange(X25519PublicKey.from_public_bytes(roster[v][0]))
-            cts[v] = AESGCM(enc_key(secret, self.round, u, v)).encrypt(bytes(12), plain, aad(self.round, u, v))
-        return ShareKeys(self.round, u, cts)
+            secret = exchange(self._c_sk, roster[v][0], v)
+            cts[v] = AESGCM(enc_key(secret, self._r, u, v)).encrypt(bytes(12), plain, aad(self._r, u, v))
+        return ShareKeys(self._r, u, cts)
 
     def masked_input(self, inbox: Mapping[int, bytes], values: ArrayLike | None = None, *,
                      encoded: ArrayLike | None = None) -> MaskedInput:
@@ -153,10 +172,10 @@ class SecAggClient:
         ring = cfg.ring
         y = ring.add(x, mask(self._b, cfg))
         for v in sorted(cfg.graph[u] & self._u2):
-            secret = self._s_sk.exchange(X25519PublicKey.from_public_bytes(self._roster[v][1]))
-            p = mask(pair_seed(secret, self.round, u, v, cfg), cfg)
+            secret = exchange(self._s_sk, self._roster[v][1], v)
+            p = mask(pair_seed(secret, self._r, u, v, cfg), cfg)
             y = ring.add(y, p) if u < v else ring.sub(y, p)
-        return MaskedInput(self.round, u, np.asarray(y, dtype=ring.dtype))
+        return MaskedInput(self._r, u, np.asarray(y, dtype=ring.dtype))
 
     def unmask(self, survivors: Iterable[int]) -> UnmaskingResponse:
         """Stage Unmasking, given U3 (the clients whose masked inputs the server holds).
@@ -179,10 +198,10 @@ class SecAggClient:
                 assert self._own is not None
                 sk_share, b_share = self._own
             else:
-                secret = self._c_sk.exchange(X25519PublicKey.from_public_bytes(self._roster[w][0]))
+                secret = exchange(self._c_sk, self._roster[w][0], w)
                 try:
-                    plain = AESGCM(enc_key(secret, self.round, w, u)).decrypt(bytes(12), self._inbox[w],
-                                                                              aad(self.round, w, u))
+                    plain = AESGCM(enc_key(secret, self._r, w, u)).decrypt(bytes(12), self._inbox[w],
+                                                                              aad(self._r, w, u))
                 except InvalidTag as err:
                     raise ProtocolError(f"client {u}: the share ciphertext from client {w} does not authenticate") \
                         from err
@@ -192,4 +211,4 @@ class SecAggClient:
                 seed_shares[w] = b_share
             else:
                 key_shares[w] = sk_share
-        return UnmaskingResponse(self.round, u, key_shares, seed_shares)
+        return UnmaskingResponse(self._r, u, key_shares, seed_shares)

@@ -18,6 +18,9 @@ class AdvertiseKeys(NamedTuple):
     c_public: bytes
     s_public: bytes
 
+    def __repr__(self) -> str:
+        return f"AdvertiseKeys(round={self.round}, client={self.client}, <2 X25519 public keys>)"
+
 
 class ShareKeys(NamedTuple):
     """Stage ShareKeys, client -> server: AES-GCM ciphertexts of the Shamir shares, one per neighbour."""
@@ -26,6 +29,9 @@ class ShareKeys(NamedTuple):
     client: int
     ciphertexts: Mapping[int, bytes]
 
+    def __repr__(self) -> str:
+        return f"ShareKeys(round={self.round}, client={self.client}, ciphertexts for {sorted(self.ciphertexts)})"
+
 
 class MaskedInput(NamedTuple):
     """Stage MaskedInputCollection, client -> server: the masked input ``y_u``."""
@@ -33,6 +39,9 @@ class MaskedInput(NamedTuple):
     round: int
     client: int
     masked: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"MaskedInput(round={self.round}, client={self.client}, <{getattr(self.masked, 'size', '?')} elements>)"
 
 
 class UnmaskingResponse(NamedTuple):
@@ -43,8 +52,13 @@ class UnmaskingResponse(NamedTuple):
     key_shares: Mapping[int, np.ndarray]
     seed_shares: Mapping[int, np.ndarray]
 
+    def __repr__(self) -> str:  # the shares are secret: only whose shares they are
+        return (f"UnmaskingResponse(round={self.round}, client={self.client}, key shares of "
+                f"{sorted(self.key_shares)}, seed shares of {sorted(self.seed_shares)})")
+
 
 def message_nbytes(msg: object) -> int:
+    """Payload bytes of a SecAgg message on the wire (without the 16-byte header)."""
     if isinstance(msg, AdvertiseKeys):
         return 64
     if isinstance(msg, ShareKeys):

@@ -13,49 +13,82 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import (
-    X25519PrivateKey,
-    X25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from numpy.typing import ArrayLike
 
-from refimpl.errors import ProtocolError, ReplayError, RingMismatchError, ShapeMismatchError, ThresholdError
+from refimpl.errors import (
+    ConfigurationError,
+    KeyReuseError,
+    ProtocolError,
+    ReplayError,
+    RingMismatchError,
+    ShapeMismatchError,
+    ThresholdError,
+)
+from refimpl.net.accounting import Ledger
+from refimpl.prg import key_length
 from refimpl.secagg.bonawitz.client import SecAggClient
-from refimpl.secagg.bonawitz.config import STAGES, SecAggConfig
-from refimpl.secagg.bonawitz.masks import mask, pair_seed
+from refimpl.secagg.bonawitz.config import KEY_LIMBS, STAGES, SecAggConfig
+from refimpl.secagg.bonawitz.masks import check_public_key, exchange, mask, pair_seed
 from refimpl.secagg.bonawitz.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskingResponse, message_nbytes
-from refimpl.secagg.codec import Traffic, check_round
+from refimpl.secagg.codec import HEADER_BYTES, check_distinct_keys, check_round
 from refimpl.sharing.shamir import DEFAULT_FIELD, ShamirShares, reconstruct_bytes
 
 __all__ = ["SecAggResult", "SecAggServer", "run_secagg_round"]
 
 
 class SecAggResult(NamedTuple):
-    """A completed SecAgg round: the decoded total over ``clients`` (= U3), the ring total, the traffic and the
-    client sets after each stage."""
+    """A completed SecAgg round: the decoded total over ``clients`` (= U3), the ring total, the traffic ledger, the
+    client sets after each stage, and the messages the server rejected (``{client: reason}``; such a client is
+    dropped from that stage on)."""
 
     total: np.ndarray
     ring_total: np.ndarray
     clients: frozenset[int]
-    traffic: Traffic
+    ledger: Ledger
     stage_sets: tuple[frozenset[int], ...]
+    rejected: dict[int, str]
 
 
 class SecAggServer:
-    """The server of one SecAgg round: collects each stage's messages, validates them, and finishes the stage.
+    """The SecAgg server: per round, collects each stage's messages, validates them, and finishes the stage.
+
+    Lifecycle per round (the same as :class:`~refimpl.secagg.additive.AdditiveServer`'s): :meth:`begin_round`;
+    then for each of the four :data:`STAGES`, :meth:`receive` the clients' messages and :meth:`finish_stage`
+    (which returns what the server broadcasts next, and after Unmasking the ring total).
 
     :meth:`receive` rejects a message for another round, from an unknown client or a client outside the stage's
-    set, at the wrong stage, malformed, or replayed -- with a specific error and no change of state.
+    set, at the wrong stage, malformed (an invalid X25519 key, shares of the wrong length), or replayed -- with a
+    specific error naming the client, and no change of state: that client has dropped out of the stage.
     """
 
-    def __init__(self, config: SecAggConfig, round_: int) -> None:
-        self.config, self.round = config, int(round_)
-        self.stage = 0
-        self.sets: list[frozenset[int]] = [frozenset(range(1, config.num_clients + 1))]
+    STAGES = STAGES
+
+    def __init__(self, config: SecAggConfig) -> None:
+        self.config = config
+        self.round: int | None = None
+        self.stage = len(STAGES)
+        self.sets: list[frozenset[int]] = []
+
+    def __repr__(self) -> str:
+        return f"SecAggServer(round={self.round}, stage={self.stage_name!r})"
+
+    def begin_round(self, round_: int, clients: Iterable[int] | None = None) -> None:
+        """Start round ``round_`` (strictly after the previous one) with ``clients`` (default: all ``1..n``)."""
+        if self.round is not None and round_ <= self.round:
+            raise ProtocolError(f"round numbers must increase: the server was in round {self.round}, asked to "
+                                f"begin round {round_}")
+        n = self.config.num_clients
+        roster = frozenset(range(1, n + 1)) if clients is None else frozenset(int(c) for c in clients)
+        outside = sorted(c for c in roster if not 1 <= c <= n)
+        if outside:
+            raise ConfigurationError(f"client ids {outside} are outside 1..{n}")
+        self.round, self.stage, self.sets = int(round_), 0, [roster]
         self._got: dict[int, object] = {}
         self._keys: dict[int, tuple[bytes, bytes]] = {}
         self._cts: dict[int, Mapping[int, bytes]] = {}
@@ -77,6 +110,8 @@ class SecAggServer:
         expected = (AdvertiseKeys, ShareKeys, MaskedInput, UnmaskingResponse)
         if not isinstance(msg, expected):
             raise TypeError(f"expected a SecAgg message, got {type(msg).__name__}")
+        if self.round is None:
+            raise ProtocolError("the server has not begun a round")
         check_round(self.round, msg.round, f"{type(msg).__name__} from client {msg.client}")
         if self.stage >= len(STAGES) or not isinstance(msg, expected[self.stage]):
             raise ProtocolError(f"{type(msg).__name__} from client {msg.client} arrived during stage "
@@ -88,9 +123,13 @@ class SecAggServer:
                               "received; replay rejected")
         cfg = self.config
         if isinstance(msg, AdvertiseKeys):
-            if not (isinstance(msg.c_public, bytes) and isinstance(msg.s_public, bytes)
-                    and len(msg.c_public) == len(msg.s_public) == 32):
-                raise ProtocolError(f"client {msg.client}'s public keys must be 32-byte X25519 keys")
+            check_public_key(msg.c_public, msg.client, "encryption")
+            check_public_key(msg.s_public, msg.client, "masking")
+            for v, m in self._got.items():
+                same = {msg.c_public, msg.s_public} & {m.c_public, m.s_public}  # type: ignore[attr-defined]
+                if same:
+                    raise KeyReuseError(f"client {msg.client} advertised the same X25519 public key as client {v} "
+                                        f"in round {self.round}: one key would mask two inputs; client dropped")
         elif isinstance(msg, ShareKeys):
             extra = sorted(set(msg.ciphertexts) - (cfg.graph[msg.client] & self.sets[-1]))
             if extra:
@@ -113,7 +152,23 @@ class SecAggServer:
                 sorted(set(msg.seed_shares) - (self.sets[3] & hood))
             if bad:
                 raise ProtocolError(f"client {msg.client} sent shares for clients {bad} the server did not ask for")
+            self._check_share_shapes(msg)
         self._got[msg.client] = msg
+
+    def _check_share_shapes(self, msg: UnmaskingResponse) -> None:
+        """Every share is a 1-D array of field elements of the secret's limb count (else a ProtocolError naming
+        the client: the message is rejected before it could reach the reconstruction)."""
+        limbs = {"key": KEY_LIMBS, "seed": key_length(self.config.prg) // 2}
+        for kind, shares in (("key", msg.key_shares), ("seed", msg.seed_shares)):
+            for owner, share in shares.items():
+                a = share if isinstance(share, np.ndarray) else None
+                if a is None or a.shape != (limbs[kind],) or a.dtype.kind not in "iu":
+                    got = f"shape {a.shape}, dtype {a.dtype}" if a is not None else type(share).__name__
+                    raise ProtocolError(f"client {msg.client}'s share of client {owner}'s {kind} must be "
+                                        f"{limbs[kind]} integer limbs, got {got}; response rejected")
+                if a.size and (int(a.min()) < 0 or int(a.max()) >= DEFAULT_FIELD.modulus):
+                    raise ProtocolError(f"client {msg.client}'s share of client {owner}'s {kind} holds values "
+                                        f"outside {DEFAULT_FIELD!r}; response rejected")
 
     def finish_stage(self) -> object:
         """Close the current stage; return what the server broadcasts next (or the result after Unmasking).
@@ -125,10 +180,12 @@ class SecAggServer:
         Raises:
             ThresholdError: fewer than ``t`` clients sent this stage's message, or a secret cannot be rebuilt.
         """
+        if self.round is None:
+            raise ProtocolError("the server has not begun a round")
+        if self.stage >= len(STAGES):
+            raise ProtocolError(f"round {self.round} is already finished")
         cfg, got = self.config, self._got
         name = self.stage_name
-        if self.stage >= len(STAGES):
-            raise ProtocolError("the round is already finished")
         senders = frozenset(got)
         if self.stage < 3 and len(senders) < cfg.threshold:
             raise ThresholdError(f"only {len(senders)} clients completed stage {name} of round {self.round}, fewer "
@@ -162,14 +219,19 @@ class SecAggServer:
             if owner in shares:
                 pts.append(v)
                 rows.append(np.asarray(shares[owner], dtype=np.uint64))
+        what = "mask private key" if kind == "key" else "self-mask seed"
         if len(pts) < cfg.threshold:
-            what = "mask private key" if kind == "key" else "self-mask seed"
             raise ThresholdError(f"only {len(pts)} shares of client {owner}'s {what} came back, fewer than "
                                  f"t={cfg.threshold}; the round aborts")
-        return reconstruct_bytes(ShamirShares(DEFAULT_FIELD, cfg.threshold, tuple(pts), np.stack(rows)))
+        try:
+            return reconstruct_bytes(ShamirShares(DEFAULT_FIELD, cfg.threshold, tuple(pts), np.stack(rows)))
+        except ValueError as err:  # shares of the right form that do not belong together: no MACs to tell whose
+            raise ProtocolError(f"the shares of client {owner}'s {what} from clients {pts} are inconsistent "
+                                "(a client sent a wrong share); the round aborts") from err
 
     def _unmask(self, responses: Mapping[int, UnmaskingResponse]) -> np.ndarray:
         cfg, ring = self.config, self.config.ring
+        assert self.round is not None
         u2, u3 = self.sets[2], self.sets[3]
         total = ring.sum(np.stack([self._masked[u] for u in sorted(u3)]), axis=0)
         for u in sorted(u3):
@@ -177,7 +239,7 @@ class SecAggServer:
         for u in sorted(u2 - u3):
             sk = X25519PrivateKey.from_private_bytes(self._rebuild(u, responses, "key"))
             for v in sorted(cfg.graph[u] & u3):
-                secret = sk.exchange(X25519PublicKey.from_public_bytes(self._keys[v][1]))
+                secret = exchange(sk, self._keys[v][1], v)
                 p = mask(pair_seed(secret, self.round, u, v, cfg), cfg)
                 total = ring.sub(total, p) if v < u else ring.add(total, p)  # v added +p iff v < u
         return np.asarray(total, dtype=ring.dtype)
@@ -185,58 +247,89 @@ class SecAggServer:
 
 def run_secagg_round(config: SecAggConfig, contributions: Mapping[int, ArrayLike], *, round_: int = 0,
                      keys: Mapping[int, bytes] | None = None, encoded: bool = False,
-                     dropouts: Mapping[int, str] | None = None, traffic: Traffic | None = None) -> SecAggResult:
+                     dropouts: Mapping[int, str] | None = None, ledger: Ledger | None = None,
+                     clients: Mapping[int, SecAggClient] | None = None) -> SecAggResult:
     """Run one SecAgg round in process, with clients dropping out before the named stage.
+
+    A message the server rejects (an invalid X25519 key, a replay, shares of the wrong length, ...) drops its
+    sender from that stage on, named in :attr:`SecAggResult.rejected`; the round finishes with the others while
+    at least ``t`` remain.
 
     Args:
         config: the public parameters.
         contributions: ``{u: values}`` for the clients taking part (ids in ``1..n``); others count as dropped.
         round_: the round number.
-        keys: optional per-client master keys.
+        keys: optional per-client master keys (reproducible; distinct per client); fresh OS keys otherwise.
         encoded: contributions are pre-encoded integers.
         dropouts: ``{u: stage}``: client ``u`` sends nothing from stage ``stage`` (one of :data:`STAGES`) on.
-        traffic: a ledger to extend.
+        ledger: a :class:`~refimpl.net.accounting.Ledger` to extend (``keep=None`` for per-round figures); a new one
+            by default. Each message counts its payload plus the :data:`HEADER_BYTES` header.
+        clients: the client objects to use (e.g. a misbehaving one in a test); new ones by default.
 
     Returns:
         :class:`SecAggResult`, whose total is exactly the sum over U3.
 
     Raises:
-        ThresholdError: too few clients remain at some stage.
+        ThresholdError: too few clients remain at some stage. KeyReuseError: two clients given the same key.
     """
     dropouts = dict(dropouts or {})
     bad = {u: s for u, s in dropouts.items() if s not in STAGES}
     if bad:
         raise ValueError(f"dropout stages must be among {STAGES}, got {bad}")
-    traffic = Traffic() if traffic is None else traffic
-    server = SecAggServer(config, round_)
-    clients = {u: SecAggClient(config, u, round_, None if keys is None else keys[u]) for u in sorted(contributions)}
+    check_distinct_keys(keys, contributions)
+    ledger = Ledger(keep=None) if ledger is None else ledger
+    server = SecAggServer(config)
+    server.begin_round(round_)
+    if clients is None:
+        clients = {u: SecAggClient(config, u, key=None if keys is None else keys[u]) for u in sorted(contributions)}
+    else:
+        clients = {u: clients[u] for u in sorted(contributions)}
+    rejected: dict[int, str] = {}
+    for c in clients.values():
+        c.begin_round(round_)
 
     def alive(stage: int) -> list[int]:
-        return [u for u in clients if u not in dropouts or STAGES.index(dropouts[u]) > stage]
+        return [u for u in clients if (u not in dropouts or STAGES.index(dropouts[u]) > stage) and u not in rejected]
 
-    def send(u: int, msg: object) -> None:
-        server.receive(msg)  # type: ignore[arg-type]
-        traffic.record(round_, f"client {u}", "server", message_nbytes(msg))
+    def send(u: int, make: Callable[[], object], stage: int) -> None:
+        try:
+            msg = make()
+        except ProtocolError as err:  # the client refuses (e.g. a neighbour's invalid key): it drops out
+            rejected[u] = f"client {u} gave up: {err}"
+            return
+        ledger.record(f"client {u}", "server", STAGES[stage], message_nbytes(msg) + HEADER_BYTES, round=round_)
+        try:
+            server.receive(msg)  # type: ignore[arg-type]
+        except ProtocolError as err:  # rejected, named: that client is out of the round from here on
+            rejected[u] = str(err)
+
+    def broadcast(u: int, kind: str, nbytes: int) -> None:
+        ledger.record("server", f"client {u}", kind, nbytes + HEADER_BYTES, round=round_)
 
     def reached(stage: int) -> list[int]:
         return sorted(u for u in alive(stage) if u in server.sets[-1])
 
-    for u in reached(0):
-        send(u, clients[u].advertise_keys())
+    with ledger.round():
+        for u in reached(0):
+            send(u, clients[u].advertise_keys, 0)
     roster = server.finish_stage()
-    for u in reached(1):
-        traffic.record(round_, "server", f"client {u}", 68 * len(roster))  # type: ignore[arg-type]
-        send(u, clients[u].share_keys(roster))  # type: ignore[arg-type]
+    with ledger.round():
+        for u in reached(1):
+            broadcast(u, "roster", 68 * len(roster))  # type: ignore[arg-type]
+            send(u, partial(clients[u].share_keys, roster), 1)  # type: ignore[arg-type]
     inboxes = server.finish_stage()
-    for u in reached(2):
-        inbox = inboxes[u]  # type: ignore[index]
-        traffic.record(round_, "server", f"client {u}", sum(4 + len(c) for c in inbox.values()))
-        vals = contributions[u]
-        send(u, clients[u].masked_input(inbox, encoded=vals) if encoded else clients[u].masked_input(inbox, vals))
+    with ledger.round():
+        for u in reached(2):
+            inbox = inboxes[u]  # type: ignore[index]
+            broadcast(u, "inbox", sum(4 + len(c) for c in inbox.values()))
+            vals = contributions[u]
+            send(u, partial(clients[u].masked_input, inbox, encoded=vals) if encoded
+                 else partial(clients[u].masked_input, inbox, vals), 2)
     u3 = server.finish_stage()
-    for u in reached(3):
-        traffic.record(round_, "server", f"client {u}", 4 * len(u3))  # type: ignore[arg-type]
-        send(u, clients[u].unmask(u3))  # type: ignore[arg-type]
+    with ledger.round():
+        for u in reached(3):
+            broadcast(u, "survivors", 4 * len(u3))  # type: ignore[arg-type]
+            send(u, partial(clients[u].unmask, u3), 3)  # type: ignore[arg-type]
     ring_total = server.finish_stage()
     assert isinstance(ring_total, np.ndarray) and isinstance(u3, frozenset)
-    return SecAggResult(config.codec.decode_sum(ring_total), ring_total, u3, traffic, tuple(server.sets))
+    return SecAggResult(config.codec.decode_sum(ring_total), ring_total, u3, ledger, tuple(server.sets), rejected)
