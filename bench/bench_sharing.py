@@ -23,10 +23,10 @@ only supports ratios measured side by side):
   already-touched one; the difference is what the operation pays for returning fresh memory.
 
 Each figure is the best of ``--repeats`` samples (default 5 below 2^20 elements, 3 above); a sample times ``number``
-back-to-back calls, with ``number`` chosen so that a sample lasts at least ~2 ms. The clock is the calling thread's
-CPU time (``time.thread_time``: time spent descheduled while other users' jobs run is left out) unless
-``--clock wall``; both clocks are recorded in the JSON. Ratios are reference time / operation time (> 1: the
-operation is faster than the reference).
+back-to-back calls, with ``number`` chosen so that a sample lasts at least ~2 ms. The clock is the wall clock
+(``time.perf_counter``: the kernels use every core, so one thread's CPU time would undercount them) unless
+``--clock cpu`` (the process's CPU time, all threads); both clocks are recorded in the JSON. Ratios are reference
+time / operation time (> 1: the operation is faster than the reference).
 
 Run: ``nice python bench/bench_sharing.py --quick`` (about a minute) or without ``--quick`` for the full grid.
 """
@@ -34,30 +34,17 @@ Run: ``nice python bench/bench_sharing.py --quick`` (about a minute) or without 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import functools
 import gc
-import json
 import math
 import operator
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import _common
 import numpy as np
-
-try:
-    import refimpl
-except ImportError:  # running from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import refimpl
-
-import cryptography
 
 from refimpl import Z2_32, Z2_64, FixedPoint, reconstruct, share
 from refimpl.prg import Stream
@@ -68,7 +55,7 @@ QUICK_SIZES = [2**10, 2**14, 2**18, 2**20, 2**23]
 PARTIES = (2, 3, 5)
 OPS = ("share", "reconstruct", "add", "encode")
 MIN_SAMPLE_S = 2e-3
-CLOCK = "cpu"  # the clock of the table and of "seconds"/"ratios" in the JSON; set by --clock
+CLOCK = "wall"  # the clock of the table and of "seconds"/"ratios" in the JSON; set by --clock
 TARGETS = {  # at 2^23 elements: (op, n or None, reference, minimum ratio reference_time / op_time)
     "share n=3 vs AES-CTR keystream bound": ("share", 3, "aes", 0.8),
     "reconstruct vs plain numpy add": ("reconstruct", None, "naive", 0.5),
@@ -77,33 +64,9 @@ TARGETS = {  # at 2^23 elements: (op, n or None, reference, minimum ratio refere
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def _time_once(fn: Callable[[], Any], number: int) -> tuple[float, float]:
-    """Seconds per call over ``number`` back-to-back calls: (wall clock, this thread's CPU time)."""
-    c0, t0 = time.thread_time(), time.perf_counter()
-    for _ in range(number):
-        fn()
-    t1, c1 = time.perf_counter(), time.thread_time()
-    return (t1 - t0) / number, (c1 - c0) / number
-
-
 def measure(fns: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, dict[str, float]], int]:
-    """Best-of-``repeats`` seconds per call of each function on both clocks, sampled in interleaved rounds.
-
-    Every function is called once untimed first (warming code paths, caches and the allocator), then the rounds
-    time each function in turn, so a burst of load from other users hits all of them alike.
-    """
-    first = next(iter(fns.values()))
-    t, _ = _time_once(first, 1)
-    for fn in list(fns.values())[1:]:
-        fn()
-    number = max(1, min(10_000, math.ceil(MIN_SAMPLE_S / max(t, 1e-7))))
-    best = {clock: {name: math.inf for name in fns} for clock in ("wall", "cpu")}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            wall, cpu = _time_once(fn, number)
-            best["wall"][name] = min(best["wall"][name], wall)
-            best["cpu"][name] = min(best["cpu"][name], cpu)
-    return best, number
+    """Best-of-``repeats`` seconds per call of each function on both clocks, in interleaved rounds (_common)."""
+    return _common.measure(fns, repeats, min_sample_s=MIN_SAMPLE_S)
 
 
 # ---------------------------------------------------------------------------------------------- workloads
@@ -208,68 +171,6 @@ def _record(op: str, ring: Any, n: int | None, size: int, best: dict[str, dict[s
     }
 
 
-# ---------------------------------------------------------------------------------------------- environment
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return sorted(have & {"aes", "vaes", "avx", "avx2", "avx512f", "sha_ni", "pclmulqdq"})
-    except OSError:
-        pass
-    return []
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
-def _git() -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "refimpl"], cwd=root, capture_output=True,
-                               text=True, check=False, timeout=10).stdout.strip()
-        return {"commit": head or None, "refimpl_dirty": bool(dirty)}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "refimpl_dirty": None}
-
-
-def machine_info() -> dict[str, Any]:
-    from cryptography.hazmat.backends.openssl import backend
-
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_model": _cpu_model(),
-        "cpu_flags": _cpu_flags(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "transparent_hugepage": _read("/sys/kernel/mm/transparent_hugepage/enabled"),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "cryptography": cryptography.__version__,
-        "openssl": backend.openssl_version_text(),
-        "refimpl": getattr(refimpl, "__version__", None),
-        "git": _git(),
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 # ---------------------------------------------------------------------------------------------- output
 def _fmt_t(s: float) -> str:
     if s < 1e-3:
@@ -315,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ops", type=str, default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
     p.add_argument("--parties", type=str, default=",".join(map(str, PARTIES)), help="comma-separated n values")
     p.add_argument("--rings", type=str, default=",".join(RINGS), help=f"comma-separated subset of {','.join(RINGS)}")
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                   help="cpu: this thread's CPU time (time.thread_time; immune to being descheduled by other "
-                        "users' processes), wall: time.perf_counter. Both are recorded in the JSON (default cpu)")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="wall",
+                   help="wall: time.perf_counter; cpu: the process's CPU time (all threads). Both are recorded in "
+                        "the JSON")
     p.add_argument("--out", type=str, default=None,
                    help="JSON output path (default bench/results/sharing-<UTC date>[-quick].json); '-' for none")
     args = p.parse_args(argv)
@@ -337,13 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     parties = [int(v) for v in args.parties.split(",")]
     rings = {name.strip(): RINGS[name.strip()] for name in args.rings.split(",")}
 
-    info = machine_info()
+    info = _common.machine_info()
     rng = np.random.default_rng(2024)
     print(f"# refimpl sharing benchmark  {info['date_utc']}  {info['cpu_model']} x{info['cpu_count']}  "
           f"python {info['python']}  numpy {info['numpy']}  cryptography {info['cryptography']}  "
           f"load {info['loadavg_start']}")
     best_of = "/".join(sorted({str(repeats_for(size)) for size in sizes}, reverse=True))
-    clock = "thread CPU" if CLOCK == "cpu" else "wall-clock"
+    clock = "process CPU" if CLOCK == "cpu" else "wall-clock"
     print(f"# best of {best_of}, {clock} time per call; x = reference time / op time (>1: op faster). "
           "naive share uses np.random.randint: INSECURE, a speed reference only.")
     print(HEADER)
@@ -372,7 +273,6 @@ def main(argv: list[str] | None = None) -> int:
               f" {'met' if t['met'] else 'MISSED'}")
     print(f"# {elapsed:.0f} s")
 
-    info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     result = {
         "benchmark": "sharing",
         "machine": info,
@@ -380,9 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                      "ops": ops, "parties": parties, "rings": list(rings), "min_sample_s": MIN_SAMPLE_S,
                      "quick": args.quick, "elapsed_s": elapsed},
         "definitions": {
-            "seconds": "best-of-repeats seconds per call on settings.clock (cpu: time.thread_time, the calling "
-                       "thread's CPU time, which leaves out time spent descheduled by other processes; wall: "
-                       "time.perf_counter); wall_seconds / cpu_seconds hold both clocks",
+            "seconds": "best-of-repeats seconds per call on settings.clock (wall: time.perf_counter; cpu: "
+                       "time.process_time, every thread of the process); wall_seconds / cpu_seconds hold both",
             "ratios": "reference seconds / op seconds (>1: op faster than the reference)",
             "memcpy": "np.copyto between preallocated, touched buffers; share/add: n result shares, "
                       "reconstruct: n input shares, encode: the encoded result",
@@ -396,15 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": targets,
         "results": records,
     }
-    if args.out != "-":
-        date = info["date_utc"][:10]
-        name = f"sharing-{date}{'-quick' if args.quick else ''}.json"
-        out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(out)
-        print(f"# wrote {out}")
+    _common.write_result(result, args.out, "sharing", "quick" if args.quick else None)
     return 0
 
 
