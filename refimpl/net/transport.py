@@ -400,14 +400,15 @@ class Link:
 
 
 # ---------------------------------------------------------------- server side
-Handler = Callable[[str, int, str, bytearray], "bytes | bytearray | None"]
+Handler = Callable[[str, int, str, bytearray], "bytes | bytearray | concurrent.futures.Future[bytes] | None"]
 
 
 class Server:
     """A listening party: accepts authenticated connections and runs ``handler(peer, type, kind, payload)``.
 
     Made by :func:`serve`. ``handler`` runs in a thread pool, one message at a time per connection (messages of a
-    connection are handled in order; connections concurrently); its return value is the reply (None: ``ACK``).
+    connection are handled in order; connections concurrently); its return value is the reply (None: ``ACK``), or
+    a :class:`concurrent.futures.Future` of the reply when the answer comes later (the thread is freed meanwhile).
     """
 
     def __init__(self, name: str, handler: Handler, *, ssl_context: ssl.SSLContext | None, workers: int = 32,
@@ -420,6 +421,10 @@ class Server:
         self.peers: dict[str, int] = {}
         self._server: Any = None
         self.port = 0
+
+    def connected(self, peer: str) -> bool:
+        """Whether party ``peer`` has an open connection to this server now."""
+        return self.peers.get(peer, 0) > 0
 
     async def _start(self, host: str, port: int) -> None:
         from websockets.asyncio.server import serve as ws_serve
@@ -497,6 +502,14 @@ class Server:
                     if msg.typ == REQUEST:
                         await self._send(ws, FAIL, msg.req, "fail", f"{type(e).__name__}: {e}".encode())
                     continue
+                if isinstance(reply, concurrent.futures.Future):  # answered later (e.g. when a stage closes)
+                    try:
+                        reply = await asyncio.wrap_future(reply)
+                    except Exception as e:  # noqa: BLE001
+                        reply = None
+                        if msg.typ == REQUEST:
+                            await self._send(ws, FAIL, msg.req, "fail", f"{type(e).__name__}: {e}".encode())
+                        continue
                 if msg.typ == REQUEST:
                     await self._send(ws, ACK if reply is None else REPLY, msg.req, "reply", reply or b"")
         except Exception:  # noqa: BLE001, S110 - the peer went away; its objects stay (sessions resume)
