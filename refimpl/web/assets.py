@@ -21,12 +21,14 @@ from refimpl.testing import VECTOR_NAMES
 
 __all__ = ["ASSETS", "asset", "serve_assets"]
 
-_STATIC = ("prg.mjs", "ring.mjs", "encoding.mjs", "sharing.mjs", "secagg.mjs", "conformance.mjs", "style.css")
-_PAGES = ("check.html",)
+_STATIC = ("prg.mjs", "ring.mjs", "encoding.mjs", "sharing.mjs", "secagg.mjs", "wire.mjs", "conformance.mjs",
+           "train.mjs", "client.mjs", "app.mjs", "style.css")
+_PAGES = ("index.html", "check.html")
 _TYPES = {".mjs": "text/javascript; charset=utf-8", ".html": "text/html; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".json": "application/json"}
 
 ASSETS: dict[str, tuple[str, str]] = {
+    "/": ("web", "static/index.html"),
     **{f"/{name}": ("web", f"static/{name}") for name in _PAGES},
     **{f"/static/{name}": ("web", f"static/{name}") for name in _STATIC},
     **{f"/vectors/{name}.json": ("testing", f"vectors/{name}.json") for name in VECTOR_NAMES},

@@ -157,8 +157,8 @@ async function secaggAdditive(doc, c) {
         Number(cl.id)], 16)), cl.round_key);
       c.eq(`client ${cl.id} encoded`, strs(cfg.encode(cl.values.map(parseFloatStr))), cl.encoded);
       const msgs = await client.contribute(round, cl.values.map(parseFloatStr));
-      const arrays = msgs.filter((m) => !(m.payload instanceof Uint8Array) || m.payload.length > 32);
-      const keys = msgs.filter((m) => m.payload instanceof Uint8Array && m.payload.length <= 32);
+      const arrays = msgs.filter((m) => m.kind === 'array');
+      const keys = msgs.filter((m) => m.kind === 'key');
       c.eq(`client ${cl.id} first`, { server: arrays[0].server, array: strs(arrays[0].payload) }, cl.first);
       c.eq(`client ${cl.id} keys`, keys.map((m) => ({ server: m.server, key: bytesToHex(m.payload) })), cl.keys);
       const nbytes = arrays[0].payload.length * cfg.ring.elementBytes + keys.reduce((a, m) => a + m.payload.length, 0);

@@ -92,8 +92,8 @@ export class AdditiveClient {
   }
 
   /**
-   * ShareUpload messages of round `round`: [{round, client, server, payload}] with payload a ring array (the one
-   * full share) or a Uint8Array stream key. Pass `values` (numbers) or `{encoded}` (ring elements).
+   * ShareUpload messages of round `round`: [{round, client, server, kind, payload}]: kind 'array' with the one full
+   * share (a ring array), then kind 'key' with a Uint8Array stream key for each other aggregator. Pass `values` (numbers) or `{encoded}` (ring elements).
    */
   async contribute(round, values, { encoded = null } = {}) {
     if (this.#rounds.has(round)) {
@@ -104,9 +104,10 @@ export class AdditiveClient {
     const roundKey = await deriveKey(this.#key, ['secagg/additive', round, this.id], 16);
     const cs = await shareCompressed(x, cfg.servers, { ring: cfg.ring, key: roundKey, prg: cfg.prg, inPlace: true });
     this.#rounds.add(round);
-    const msgs = [{ round, client: this.id, server: serverOf(this.id, 0, cfg.servers), payload: cs.first }];
+    const msgs = [{ round, client: this.id, server: serverOf(this.id, 0, cfg.servers), kind: 'array',
+      payload: cs.first }];
     cs.keys.forEach((k, i) => msgs.push({ round, client: this.id, server: serverOf(this.id, i + 1, cfg.servers),
-      payload: k }));
+      kind: 'key', payload: k }));
     return msgs;
   }
 }
