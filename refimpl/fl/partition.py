@@ -23,16 +23,18 @@ __all__ = [
     "PARTITIONS",
     "FederatedDataset",
     "dirichlet",
+    "drift_window",
     "federate",
     "iid",
     "label_histograms",
     "make_partition",
+    "powerlaw",
     "shards",
     "sizes",
 ]
 
 Partition = tuple[np.ndarray, ...]
-PARTITIONS = ("iid", "dirichlet", "shards")
+PARTITIONS = ("iid", "dirichlet", "shards", "powerlaw")
 
 
 def _check_labels(labels: ArrayLike) -> np.ndarray:
@@ -158,9 +160,50 @@ def shards(labels: ArrayLike, num_clients: int, *, shards_per_client: int = 2, s
     return tuple(np.sort(np.concatenate([pieces[s] for s in row])) for row in assignment)
 
 
+def powerlaw(labels: ArrayLike, num_clients: int, *, exponent: float = 1.5, seed: int = 0,
+             min_size: int = 1) -> Partition:
+    """Heavy-tailed client sizes: size_k proportional to a Pareto(exponent) draw, samples dealt at random.
+
+    Draws s_k = (1 - U_k)^(-1 / exponent) (a Pareto tail P(S > s) = s^-exponent, s >= 1), gives each client
+    ``min_size`` samples plus a share of the rest proportional to s_k (largest-remainder rounding, so the sizes sum
+    to N), then deals a random permutation of the samples in those sizes (labels IID within a client). Smaller
+    exponents give heavier tails: at 1.5 with 1,000 clients the largest client holds ~100x the median.
+
+    Args:
+        labels: 1-D integer labels (only their count is used).
+        num_clients: Number of clients K.
+        exponent: Pareto tail index, > 0.
+        seed: Seed of the NumPy generator.
+        min_size: Smallest client size.
+
+    Raises:
+        ValueError: exponent <= 0 or min_size * K > N.
+
+    Example:
+        >>> parts = powerlaw(list(range(10)) * 100, 10, seed=0)
+        >>> sum(len(p) for p in parts), min(len(p) for p in parts) >= 1
+        (1000, True)
+    """
+    y = _check_labels(labels)
+    _check_clients(num_clients, len(y))
+    if not exponent > 0:
+        raise ValueError(f"exponent must be > 0, got {exponent}")
+    if min_size < 0 or min_size * num_clients > len(y):
+        raise ValueError(f"min_size={min_size} x num_clients={num_clients} exceeds the {len(y)} samples")
+    rng = np.random.default_rng(seed)
+    s = (1.0 - rng.random(num_clients)) ** (-1.0 / exponent)
+    rest = len(y) - min_size * num_clients
+    share = s / s.sum() * rest
+    n = np.floor(share).astype(np.int64)
+    n[np.argsort(share - n, kind="stable")[::-1][: rest - int(n.sum())]] += 1
+    n += min_size
+    perm = rng.permutation(len(y))
+    return tuple(np.sort(p) for p in np.split(perm, np.cumsum(n)[:-1]))
+
+
 def make_partition(kind: str, labels: ArrayLike, num_clients: int, *, seed: int = 0, alpha: float = 0.5,
-                   shards_per_client: int = 2) -> Partition:
-    """Dispatches to `iid`, `dirichlet` or `shards` by name.
+                   shards_per_client: int = 2, exponent: float = 1.5) -> Partition:
+    """Dispatches to `iid`, `dirichlet`, `shards` or `powerlaw` by name.
 
     Raises:
         ValueError: ``kind`` is not one of `PARTITIONS`.
@@ -171,6 +214,8 @@ def make_partition(kind: str, labels: ArrayLike, num_clients: int, *, seed: int 
         return dirichlet(labels, num_clients, alpha, seed=seed)
     if kind == "shards":
         return shards(labels, num_clients, shards_per_client=shards_per_client, seed=seed)
+    if kind == "powerlaw":
+        return powerlaw(labels, num_clients, exponent=exponent, seed=seed)
     raise ValueError(f"unknown partition {kind!r}; choose one of {PARTITIONS}")
 
 
@@ -260,3 +305,44 @@ def federate(x: ArrayLike, y: ArrayLike, partition: Partition, *, pad_multiple: 
         index[k, : len(p)] = p
         mask[k, : len(p)] = True
     return FederatedDataset(xa, ya.astype(np.int32), index, mask, n.astype(np.int32))
+
+
+def drift_window(fed: FederatedDataset, round_: int, *, window: float = 0.5, rate: float = 0.1,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Data drift over rounds: in round r each client sees a sliding window of its data, ordered by label.
+
+    Client k's samples are ordered by a per-client random ranking of the labels (so its label mix changes along
+    the row); in round r it holds the ``ceil(window * n_k)`` samples starting at position
+    ``floor(r * rate * n_k) mod n_k`` (wrapping around). So the local distribution shifts by ``rate`` of the data
+    per round and returns after ``1 / rate`` rounds -- the seed's "data change fast", self-correlated in time.
+
+    Args:
+        fed: The clients' data.
+        round_: Round r >= 0.
+        window: Fraction of its samples a client holds at a time, in (0, 1].
+        rate: Fraction of its samples the window moves per round, >= 0.
+        seed: Seeds the per-client label ranking.
+
+    Returns:
+        (index (K, L), sizes (K,)): rows and sizes for the round (same shapes and dtypes as ``fed``'s).
+
+    Raises:
+        ValueError: window not in (0, 1], rate < 0 or round_ < 0.
+
+    Example:
+        >>> fed = federate(np.zeros((8, 1)), np.array([0, 1, 0, 1, 0, 1, 0, 1]), (np.arange(8),))
+        >>> [fed.y[drift_window(fed, r, window=0.5, rate=0.5)[0][0, :4]].tolist() for r in (0, 1, 2)]
+        [[0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]]
+    """
+    if not 0 < window <= 1 or not rate >= 0 or round_ < 0:
+        raise ValueError(f"need 0 < window <= 1, rate >= 0, round >= 0; got {window}, {rate}, {round_}")
+    k, length = fed.index.shape
+    rank = np.random.default_rng([seed, 7]).random((k, int(fed.y.max()) + 1))
+    key = np.where(fed.mask, np.take_along_axis(rank, fed.y[fed.index].astype(np.int64), axis=1), 2.0)
+    ordered = np.take_along_axis(fed.index, np.argsort(key, axis=1, kind="stable"), axis=1)
+    n = fed.sizes.astype(np.int64)
+    size = np.ceil(window * n).astype(np.int64)
+    start = np.floor(round_ * rate * n).astype(np.int64) % np.maximum(n, 1)
+    pos = (start[:, None] + np.arange(length)[None, :]) % np.maximum(n, 1)[:, None]
+    index = np.where(np.arange(length)[None, :] < size[:, None], np.take_along_axis(ordered, pos, axis=1), 0)
+    return index.astype(fed.index.dtype), size.astype(fed.sizes.dtype)

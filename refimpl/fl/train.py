@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="do not write curves.png")
-    from refimpl.fl import secure
+    from refimpl.fl import population_cli, secure
     secure.add_arguments(p)
+    population_cli.add_arguments(p)  # --population, orchestration, drift, personalization (issue 16)
     return p
 
 
@@ -103,6 +104,8 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     _check_processes(args, parser)
+    from refimpl.fl import population_cli
+    population_cli.check(args, parser)
     if args.eval_every < 1:
         parser.error(f"--eval-every must be >= 1, got {args.eval_every}")
     if not 0 < args.fraction <= 1:
@@ -135,9 +138,6 @@ def _check_processes(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         if args.devices not in (0, 1) and args.devices % args.processes:
             parser.error(f"--devices {args.devices} counts devices across all {args.processes} processes: give a "
                          f"multiple of --processes")
-        if args.fresh_keys and args.secure != "none":
-            parser.error("--fresh-keys with --processes > 1: every process runs the server step and needs the same "
-                         "keys; derive them from --seed (the default) or use --secure none")
 
 
 def _model_spec(text: str) -> str | list[int]:
@@ -193,6 +193,7 @@ class _Run:
     fedavg: Any
     agg: Any
     acct: Any
+    population: Any = None  # refimpl.fl.population_run.PopulationRounds with --population
 
     @property
     def checkpoint_path(self) -> Path:
@@ -215,7 +216,7 @@ def _setup(args: argparse.Namespace) -> _Run:
     out.mkdir(parents=True, exist_ok=True)
     ds = data.load(args.dataset, data_dir=args.data_dir)
     parts = partition.make_partition(args.partition, ds.y_train, args.clients, seed=args.seed, alpha=args.alpha,
-                                     shards_per_client=args.shards_per_client)
+                                     shards_per_client=args.shards_per_client, exponent=args.size_exponent)
     fed = partition.federate(ds.x_train, ds.y_train, parts, pad_multiple=args.batch_size)
     hist = partition.label_histograms(ds.y_train, parts, ds.num_classes)
     (out / "partition.json").write_text(json.dumps({
@@ -236,7 +237,9 @@ def _setup(args: argparse.Namespace) -> _Run:
         program,
         server.server_optimizer(args.server_opt, args.server_lr), fraction=args.fraction, seed=args.seed,
         aggregate=agg or server.weighted_mean)
-    return _Run(args, config, out, ds, server.to_device(fed, mesh), fedavg, agg, acct)
+    from refimpl.fl import model, population_cli
+    population = population_cli.from_args(args, fed, model.sizes_of(_model_spec(args.model)))
+    return _Run(args, config, out, ds, server.to_device(fed, mesh), fedavg, agg, acct, population)
 
 
 def _initial_state(run: _Run) -> tuple[Any, list[dict[str, Any]]]:
@@ -258,6 +261,8 @@ def _initial_state(run: _Run) -> tuple[Any, list[dict[str, Any]]]:
         run.agg.round = state.round
     if run.acct:
         run.acct.rounds = state.round
+    if run.population is not None:  # the simulated clock and participation of the rounds already run
+        run.population.replay(state.round, run.client_data)
     history = _read_metrics(run.metrics_path, state.round)
     run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
     (run.out / "config.json").write_text(json.dumps(run.config, indent=2, sort_keys=True) + "\n")
@@ -273,6 +278,9 @@ def _round_row(run: _Run, state: Any, result: Any, seconds: float, param_bytes: 
                            "clients": len(result.clients), "bytes_up_per_client": param_bytes,
                            "bytes_down_per_client": param_bytes}
     row.update(secure.round_metrics(run.agg, run.acct))  # survivors, measured upload bytes, (epsilon, delta)
+    if run.population is not None:
+        from refimpl.fl import population_cli
+        row.update(population_cli.round_metrics(run.population))  # simulated time, dropouts by cause, bytes
     return row
 
 
@@ -292,7 +300,10 @@ def _train(run: _Run, state: Any, history: list[dict[str, Any]]) -> None:
     with run.metrics_path.open("a") as log:
         while state.round < args.rounds:
             t0 = time.perf_counter()
-            state, result = run.fedavg.run_round(state, run.client_data)
+            if run.population is not None:
+                state, result = run.population.run_round(run.fedavg, state, run.client_data)
+            else:
+                state, result = run.fedavg.run_round(state, run.client_data)
             jax.block_until_ready(state.params)
             row = _round_row(run, state, result, time.perf_counter() - t0, param_bytes)
             if state.round % args.eval_every == 0 or state.round == args.rounds:
@@ -303,6 +314,8 @@ def _train(run: _Run, state: Any, history: list[dict[str, Any]]) -> None:
                 postfix["acc"], postfix["loss"] = f"{float(acc):.4f}", f"{float(test_loss):.3f}"
             if "epsilon" in row:
                 postfix["eps"] = f"{row['epsilon']:.3g}"
+            if "sim_hours" in row:
+                postfix["sim_h"] = f"{row['sim_hours']:.2f}"
             if postfix:
                 bar.set_postfix(postfix)
             log.write(json.dumps(row) + "\n")
@@ -319,6 +332,8 @@ def _report(run: _Run, history: list[dict[str, Any]]) -> None:
     args = run.args
     if args.plot and history:
         write_plot(history, run.out / "curves.png", f"{args.dataset}, {args.partition}, {args.model}; {_privacy(args)}")
+    from refimpl.fl import population_cli
+    population_cli.report(run, history)  # population.json/png, personalization (with their flags)
     last = next((r for r in reversed(history) if r["test_accuracy"] is not None), None)
     if last is not None and not args.process_id:
         privacy = f", (epsilon, delta) = ({last['epsilon']:.3g}, {last['delta']:g})" if "epsilon" in last else ""
