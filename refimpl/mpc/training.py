@@ -40,7 +40,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -246,7 +246,7 @@ class EncryptedTrainer:
         return {"party": party, "n": self.n, "steps": self.steps, "sizes": list(self.sizes),
                 "shares": {k: np.array(v.data[party]) for k, v in self.weights.items()}}
 
-    def load_party_states(self, states: list[Mapping[str, Any]]) -> None:
+    def load_party_states(self, states: Sequence[Mapping[str, Any]]) -> None:
         """Replace the weights' shares by the parties' checkpointed shares (one state per party, in order).
 
         Raises:

@@ -117,7 +117,8 @@ class WorkerTrainer:
 
     @property
     def ledger(self) -> Any:
-        return self.channel.ledger
+        """The workers' ledger (every message at its size on the wire)."""
+        return self.compute[0].ledger
 
     @property
     def encoding(self) -> FixedPoint:
