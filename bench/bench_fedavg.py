@@ -17,21 +17,19 @@ on whether the round's stacked parameters and gradients fit in cache.
 Next to them: the FLOPs a round needs and the throughput of one large float32 matmul measured in the same
 process (the machine's practical limit for this work).
 
-Usage: ``python bench/bench_fedavg.py [--rounds 8] [--models 2nn small] [--out bench/results/bench_fedavg.json]``
+Usage: ``python bench/bench_fedavg.py [--rounds 8] [--models 2nn small] [--out PATH]`` (default
+``bench/results/fedavg-<UTC date>.json``).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8, help="timed rounds per variant (after one warm-up)")
     parser.add_argument("--models", nargs="+", default=["2nn", "small"], help="models to time (2nn: the target)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_fedavg.json"))
+    parser.add_argument("--out", default=None, help="JSON path (default bench/results/fedavg-<date>.json); '-': none")
     args = parser.parse_args(argv)
 
     try:
@@ -104,19 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_gflops()
     sections = {m: time_variants(m, fed, cdata, args.rounds) for m in args.models}
     report = {
-        "benchmark": "fedavg_round", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
-                    "optax": optax.__version__, "device": str(jax.devices()[0])},
+        "benchmark": "fedavg",
+        "machine": _common.machine_info(optax=optax.__version__),
         "setting": {"data": note, "clients": K, "fraction": C, "local_epochs": E, "batch_size": B,
                     "client_lr": LR, "clients_per_round": server.num_sampled(K, C),
                     "steps_per_client": E * int(np.ceil(fed.sizes.mean() / B)), "timed_rounds": args.rounds},
         "matmul_1024_gflops": peak, "load_average_1min": os.getloadavg()[0],
         "models": sections,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = _common.write_result(report, args.out, "fedavg")
 
     setting = report["setting"]
     print(f"FedAvg round, {note}; K={K}, C={C}, E={E}, B={B} ({setting['clients_per_round']} clients x "
@@ -130,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sec['round_gflop'] / r['min_s']:8.1f} {sec['speedup_of_vmap_over'].get(v, 1.0):12.2f}x")
     print(f"\n{'1024^2 matmul':16s} {peak:8.1f} GFLOP/s (practical limit, same process)")
     print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"wrote {out}")
-    return 0
+    return 0 if out or args.out == "-" else 1
 
 
 def time_variants(model_name: str, fed, cdata, rounds: int) -> dict:

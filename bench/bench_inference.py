@@ -24,22 +24,12 @@ Run: ``nice python bench/bench_inference.py`` (a few minutes on a loaded 2-core 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+import _common
 import numpy as np
-
-try:
-    import refimpl
-except ImportError:  # running from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import refimpl
 
 from refimpl.demos.models import mnist_mlp
 from refimpl.fl.data import load
@@ -53,14 +43,8 @@ TUTORIAL_MS_PER_IMAGE = 33.0
 
 
 def _best(fn: Any, repeats: int) -> tuple[float, float]:
-    """Best wall-clock and best CPU seconds of ``repeats`` calls."""
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return min(wall), min(cpu)
+    """Best wall-clock and best CPU seconds of ``repeats`` calls (no untimed warm-up)."""
+    return _common.best_of(fn, repeats, warm=False)
 
 
 def agreement(params: dict[str, np.ndarray], x: np.ndarray, n: int, truncation: str, batch: int) -> dict[str, Any]:
@@ -167,12 +151,6 @@ def communication(params: dict[str, np.ndarray], x: np.ndarray, n: int, truncati
             "messages_per_batch": {k: delta("messages_by_kind", k) for k in kinds}, "setup": setup}
 
 
-def machine_info() -> dict[str, Any]:
-    return {"platform": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
-            "refimpl": refimpl.__version__, "cpus": os.cpu_count(),
-            "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1,000 images for agreement, fewer repeats")
@@ -226,16 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{c['n']:>2} {c['truncation']:>6} {c['batch']:>6} {c['online_bytes_per_inference']:>10.0f} "
               f"{per['open']:>10.0f} {per['dealer']:>10.0f} {c['online_rounds']:>7} {c['setup']['bytes']:>10}")
 
-    result = {"benchmark": "inference", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine_info(), "model": "784-128-10 MLP (mnist_mlp)", "plaintext_test_accuracy": test_acc,
+    result = {"benchmark": "inference", "machine": _common.machine_info(), "model": "784-128-10 MLP (mnist_mlp)",
+              "plaintext_test_accuracy": test_acc,
               "tutorial_ms_per_image": TUTORIAL_MS_PER_IMAGE, "agreement": agree, "timing": times,
               "communication": comms, "seconds": time.time() - started}
-    if args.out != "-":
-        date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
-        out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / f"inference-{date}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"\nwrote {out}")
+    _common.write_result(result, args.out, "inference")
     return 0
 
 

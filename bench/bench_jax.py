@@ -22,24 +22,16 @@ Usage: ``nice python bench/bench_jax.py [--sizes 1000 100000 1000000] [--out ben
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+import _common
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-import refimpl
 from refimpl import Z2_32, FixedPoint, keystream, reconstruct, share
 from refimpl.backend.jax_chacha import chacha20_words, key_words
 from refimpl.sharing.jax_sharing import party_key_words, share_with_party_keys
@@ -154,26 +146,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    date = datetime.datetime.now(datetime.timezone.utc)
-    out = args.out or Path(__file__).parent / "results" / f"jax-{date:%Y-%m-%d}.json"
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     rows = [r for d in args.sizes for r in bench_size(d, rng)]
     result = {
-        "benchmark": "bench/bench_jax.py",
-        "date": date.isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "load_avg": os.getloadavg(), "python": platform.python_version(),
-                    "jax_devices": [str(dev) for dev in jax.devices()]},
-        "versions": {"refimpl": refimpl.__version__, "numpy": np.__version__, "jax": jax.__version__},
+        "benchmark": "jax",
+        "machine": _common.machine_info(),
         "settings": {"ring": "Z2_32", "parties": N, "prg": "chacha20", "jax_x64": bool(jax.config.jax_enable_x64),
                      "timing": "best of >= 7 runs (block_until_ready); compile_s = trace+lower+compile"},
         "total_s": None,
         "results": rows,
     }
     result["total_s"] = round(time.perf_counter() - t0, 2)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = _common.write_result(result, args.out, "jax")
     print(f"{'op':<18}{'size':>9}{'numpy ms':>11}{'jax ms':>11}{'jax/np':>8}{'compile s':>11}  note")
     for r in rows:
         def ms(v: float | None) -> str:
@@ -181,7 +166,7 @@ def main() -> None:
         ratio = f"{r['jax_over_numpy']:.2f}" if r["jax_over_numpy"] else "-"
         comp = f"{r['compile_s']:.2f}" if r["compile_s"] is not None else "-"
         print(f"{r['op']:<18}{r['size']:>9}{ms(r['numpy_s']):>11}{ms(r['jax_s']):>11}{ratio:>8}{comp:>11}  {r['note']}")
-    print(f"wrote {out} ({result['total_s']} s; devices: {', '.join(result['machine']['jax_devices'])})")
+    print(f"# {result['total_s']} s; devices: {', '.join(result['machine']['jax_devices'])}; results: {out or '-'}")
 
 
 if __name__ == "__main__":

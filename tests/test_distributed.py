@@ -52,7 +52,6 @@ def test_multi_process_flags_are_checked(capsys):
         (["--processes", "2", "--devices", "3"], "multiple of --processes"),
         (["--coordinator", "127.0.0.1:1234"], "go together"),
         (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "0", "--processes", "3"], "disagrees"),
-        (["--processes", "2", "--fresh-keys"], "--fresh-keys with --processes"),
         (["--fused-mean"], "use it with --secure none"),
     ]:
         with pytest.raises(SystemExit) as e:

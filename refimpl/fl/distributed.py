@@ -9,8 +9,9 @@ clients across processes exactly as ``--devices N`` shards them across the devic
 (`launch`); on real hosts start one process per host yourself with ``--coordinator HOST:PORT --num-processes P
 --process-id I`` (the same command line otherwise). Process 0 writes the outputs; the others train silently.
 
-Only the training is sharded: the server step (and secure aggregation, which needs every client's update on the
-host) runs identically on every process, so each ends the round with the same parameters.
+Only the training is sharded. A host-side aggregator (secure aggregation) gets every client's update on process 0,
+which aggregates (with its own fresh keys) and broadcasts the mean; the server step then runs identically on every
+process, so each ends the round with the same parameters.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["free_port", "gather", "initialize", "launch", "process_count", "process_index"]
+__all__ = ["broadcast_from_first", "free_port", "gather", "initialize", "launch", "process_count", "process_index"]
 
 
 def free_port() -> int:
@@ -98,6 +99,25 @@ def gather(tree: Any) -> Any:
         return np.asarray(leaf)
 
     return jax.tree_util.tree_map(one, tree)
+
+
+def broadcast_from_first(tree: Any | None, like: Any) -> Any:
+    """Process 0's ``tree`` on every process, as host float32 NumPy arrays of ``like``'s shapes.
+
+    Process 0 passes its value; the others pass None (their ``like`` gives the shapes). A collective: every
+    process must call it.
+    """
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    if jax.process_index() == 0:
+        if tree is None:
+            raise ValueError("process 0 must pass the value to broadcast")
+        local = jax.tree_util.tree_map(lambda v: np.asarray(v, dtype=np.float32), tree)
+    else:
+        local = jax.tree_util.tree_map(lambda v: np.zeros(np.shape(v), np.float32), like)
+    return jax.tree_util.tree_map(np.asarray, multihost_utils.broadcast_one_to_all(local))
 
 
 def launch(argv: Sequence[str], processes: int, *, module: str = "refimpl", timeout_s: float | None = None,

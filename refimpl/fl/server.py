@@ -33,7 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpy.typing import ArrayLike
 
 from refimpl.fl.client import MeanRound, RoundUpdate, shard_clients
-from refimpl.fl.distributed import gather
+from refimpl.fl.distributed import broadcast_from_first, gather
 from refimpl.fl.partition import FederatedDataset
 
 __all__ = [
@@ -242,8 +242,12 @@ class FedAvg:
         weights = sizes.astype(np.float64)
         spans_processes = data.mesh is not None and spans_processes_of(data.mesh)
         if spans_processes and self.aggregate is not weighted_mean:
-            deltas = gather(deltas)  # a host-side aggregator (secure aggregation) needs every client's update
-        mean_update = self.aggregate(deltas, weights)
+            # a host-side aggregator (secure aggregation, fresh keys) runs once, on process 0, over every update
+            deltas = gather(deltas)
+            mean_update = broadcast_from_first(self.aggregate(deltas, weights) if jax.process_index() == 0 else None,
+                                               state.params)
+        else:
+            mean_update = self.aggregate(deltas, weights)
         if spans_processes:  # the server step runs on every process alike, on process-local arrays
             mean_update = gather(mean_update)
         mean_update = _check_aggregate(mean_update, state.params)
