@@ -53,10 +53,16 @@ References:
 """
 
 
+from refimpl.mpc.algebra import TensorAlgebra, concatenate, stack
 from refimpl.mpc.arithmetic import MaskedOperand, beaver_parts, mask_operand, matmul, matmul_masked, mul, square
 from refimpl.mpc.channel import Channel
 from refimpl.mpc.dealer import Dealer, Triple, ring_matmul
+from refimpl.mpc.headroom import check_product_headroom
+from refimpl.mpc.stacked import StackedTensor, share_tensor
 from refimpl.mpc.truncation import (
+    divide,
+    divide_local,
+    division_range,
     local_truncation_failure_probability,
     truncate,
     truncate_local,
@@ -68,15 +74,24 @@ __all__ = [
     "Channel",
     "Dealer",
     "MaskedOperand",
+    "StackedTensor",
+    "TensorAlgebra",
     "Triple",
     "beaver_parts",
+    "check_product_headroom",
+    "concatenate",
+    "divide",
+    "divide_local",
+    "division_range",
     "local_truncation_failure_probability",
     "mask_operand",
     "matmul",
     "matmul_masked",
     "mul",
     "ring_matmul",
+    "share_tensor",
     "square",
+    "stack",
     "truncate",
     "truncate_local",
     "truncation_offset",

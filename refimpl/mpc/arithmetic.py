@@ -6,11 +6,11 @@ import numpy as np
 
 from refimpl.errors import PartyCountError, RingMismatchError, ShapeMismatchError
 from refimpl.mpc.channel import Channel
-from refimpl.mpc.dealer import Dealer, Triple, matmul_shape, ring_matmul
+from refimpl.mpc.dealer import Dealer, Triple, broadcast_shape, matmul_shape, ring_matmul
 from refimpl.ring import Ring
 from refimpl.sharing.additive import Shares
 
-__all__ = ["MaskedOperand", "beaver_parts",
+__all__ = ["MaskedOperand", "aligned_shapes", "beaver_parts",
     "check_pair", "mask_operand", "matmul", "matmul_masked", "mul", "square"]
 
 def check_pair(x: Shares, y: Shares, dealer: Dealer) -> None:
@@ -28,7 +28,7 @@ def check_pair(x: Shares, y: Shares, dealer: Dealer) -> None:
 def _check_triple(triple: Triple | None, kind: str, shapes: tuple[tuple[int, ...], ...], dealer: Dealer) -> Triple:
     if triple is None:
         return getattr(dealer, {"mul": "mul_triple", "matmul": "matmul_triple", "square": "square_pair"}[kind])(
-            *shapes[: 1 if kind != "matmul" else 2])
+            *shapes[: 1 if kind == "square" else 2])
     if triple.kind != kind or triple.shapes != shapes:
         raise ShapeMismatchError(f"{triple!r} does not fit a {kind} of shapes {shapes}")
     return triple
@@ -46,14 +46,33 @@ def beaver_parts(ring: Ring, kind: str, eps: np.ndarray, delta: np.ndarray, a: n
     return ring.add(c, ring.add(op(eps, b), op(a, delta))), op(eps, delta)
 
 
+def aligned_shapes(kind: str, sx: tuple[int, ...], sy: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Shapes to view the operands as so that a leading party axis broadcasts correctly against the other operand
+    (batch dimensions padded with 1s; 1-d matmul operands as a row / a column)."""
+    if kind == "mul":
+        nd = max(len(sx), len(sy))
+        return (1,) * (nd - len(sx)) + sx, (1,) * (nd - len(sy)) + sy
+    x2 = (1, *sx) if len(sx) == 1 else sx
+    y2 = (*sy, 1) if len(sy) == 1 else sy
+    nd = max(len(x2), len(y2))
+    return (1,) * (nd - len(x2)) + x2, (1,) * (nd - len(y2)) + y2
+
+
 def _stacked_parts(ring: Ring, kind: str, eps: np.ndarray, delta: np.ndarray, a: np.ndarray, b: np.ndarray,
                    c: np.ndarray) -> Shares:
     """:func:`beaver_parts` on stacked shares, party 0 folding its public term into its own product:
-    ``eps * (b_0 + delta)`` (one product fewer than computing ``eps * delta`` apart)."""
+    ``eps * (b_0 + delta)`` (one product fewer than computing ``eps * delta`` apart). Operands may broadcast
+    (``mul``) or be batched / 1-d (``matmul``)."""
     op = ring.mul if kind == "mul" else (lambda u, v: ring_matmul(ring, u, v))
+    n, sx, sy = a.shape[0], a.shape[1:], b.shape[1:]
     b_fold = np.array(b, dtype=ring.dtype)
     b_fold[0] = ring.add(b_fold[0], delta)
-    return Shares(ring, np.asarray(ring.add(c, ring.add(op(eps, b_fold), op(a, delta))), dtype=ring.dtype))
+    if sx != sy or kind != "mul":
+        ax, ay = aligned_shapes(kind, sx, sy)
+        eps, delta = np.reshape(eps, ax), np.reshape(delta, ay)
+        a, b_fold = a.reshape(n, *ax), b_fold.reshape(n, *ay)
+    out = ring.add(op(eps, b_fold), op(a, delta)).reshape(c.shape)
+    return Shares(ring, np.asarray(ring.add(c, out), dtype=ring.dtype))
 
 
 def with_public(ring: Ring, local: np.ndarray, public: np.ndarray) -> Shares:
@@ -66,8 +85,11 @@ def mul(x: Shares, y: Shares, dealer: Dealer, channel: Channel | None = None, *,
         triple: Triple | None = None) -> Shares:
     """The sharing of the elementwise product ``x * y`` (Beaver; one round opening ``x - a`` and ``y - b``).
 
+    The shapes broadcast as in NumPy (scalar x vector, row x matrix): the triple has ``a`` of ``x``'s shape and
+    ``b`` of ``y``'s, so each operand is opened at its own size.
+
     Args:
-        x, y: sharings of the same ring, party count and shape.
+        x, y: sharings of the same ring and party count, shapes that broadcast.
         dealer: the crypto provider (same ring and ``n``).
         channel: counts the opening (None: a throwaway :class:`Channel`).
         triple: a specific ``dealer.mul_triple(shape)`` to consume (default: a fresh one).
@@ -77,17 +99,17 @@ def mul(x: Shares, y: Shares, dealer: Dealer, channel: Channel | None = None, *,
         TripleReuseError: ``triple`` was used before.
     """
     check_pair(x, y, dealer)
-    if x.shape != y.shape:
-        raise ShapeMismatchError(f"elementwise mul needs equal shapes, got {x.shape} and {y.shape}")
+    broadcast_shape(x.shape, y.shape)
     channel = channel or Channel()
-    a, b, c = channel.take(_check_triple(triple, "mul", (x.shape, x.shape), dealer))
+    a, b, c = channel.take(_check_triple(triple, "mul", (x.shape, y.shape), dealer))
     eps, delta = channel.open(x - a, y - b)
     return _stacked_parts(x.ring, "mul", eps, delta, a.data, b.data, c.data)
 
 
 def matmul(x: Shares, y: Shares, dealer: Dealer, channel: Channel | None = None, *,
            triple: Triple | None = None) -> Shares:
-    """The sharing of the matrix product ``x @ y`` for 2-d ``x`` (m, k) and ``y`` (k, p), in one round.
+    """The sharing of the matrix product ``x @ y`` in one round: 2-d ``(m, k) @ (k, p)``, 1-d operands and
+    batched ``(..., m, k) @ (..., k, p)`` with broadcast batch dimensions, as NumPy's ``matmul``.
 
     Arguments and errors as for :func:`mul`; ``triple`` comes from ``dealer.matmul_triple(x.shape, y.shape)``.
     """

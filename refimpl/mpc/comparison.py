@@ -37,7 +37,8 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,9 +49,13 @@ from refimpl.mpc.dealer import Dealer
 from refimpl.sharing.additive import Shares
 from refimpl.sharing.binary import BinaryShares
 
-__all__ = ["a2b", "add_binary", "and_", "and_many", "b2a", "drelu", "msb", "relu"]
+__all__ = ["Program", "a2b", "add_binary", "and_", "and_finish", "and_many", "and_pieces", "b2a", "drelu", "msb",
+           "msb_program", "relu", "run_stacked", "summands_program"]
 
 _ONE = np.uint64(1)
+
+#: A party-local protocol: yields ``("and", [(x, y), ...])`` or ``("b2a", bits)`` requests, receives the answers.
+Program = Generator[tuple[str, Any], Any, Any]
 
 
 def and_many(pairs: Sequence[tuple[BinaryShares, BinaryShares]], dealer: Dealer,
@@ -97,14 +102,14 @@ def and_(x: BinaryShares, y: BinaryShares, dealer: Dealer, channel: Channel | No
     return and_many([(x, y)], dealer, channel)[0]
 
 
-def _carry_save(ops: list[BinaryShares], dealer: Dealer, channel: Channel) -> list[BinaryShares]:
+def _carry_save_program(ops: list[np.ndarray]) -> Program:
     """One round of 3-to-2 carry-save adders over groups of three operands (maj = ((a^c) & (b^c)) ^ c)."""
     groups = [ops[i : i + 3] for i in range(0, len(ops) - len(ops) % 3, 3)]
     rest = ops[len(groups) * 3 :]
-    majs = and_many([(a ^ c, b ^ c) for a, b, c in groups], dealer, channel)
+    majs = yield ("and", [(a ^ c, b ^ c) for a, b, c in groups])
     out = list(rest)
     for (a, b, c), m in zip(groups, majs):
-        out += [a ^ b ^ c, (m ^ c) << 1]
+        out += [a ^ b ^ c, (m ^ c) << np.uint64(1)]
     return out
 
 
@@ -134,28 +139,58 @@ def add_binary(x: BinaryShares, y: BinaryShares, dealer: Dealer, channel: Channe
     return x ^ y ^ (g << 1)
 
 
-def _binary_summands(x: Shares, dealer: Dealer, channel: Channel) -> tuple[BinaryShares, BinaryShares]:
-    """Two binary sharings whose sum (as integers mod 2**l) is ``x``: each party's arithmetic share becomes a binary
-    sharing of its own, and carry-save adders reduce the ``n`` of them to two (no rounds for ``n = 2``).
-
-    Raises:
-        RefimplError: the ring is not Z_2^l with ``l <= 64``.
-        PartyCountError: ``x`` and the dealer disagree on ``n``.
-    """
+def _check_binary_ring(x: Shares, dealer: Dealer) -> None:
     ring = x.ring
     if not ring.is_power_of_two or ring.dtype == object:
         raise RefimplError(f"binary conversion needs a ring Z_2^l with l <= 64, got {ring!r}")
     if x.n != dealer.n:
         raise PartyCountError(f"a sharing among {x.n} parties with a dealer for {dealer.n}")
-    words = x.data.astype(np.uint64)
+
+
+def summands_program(words: np.ndarray, rows: Sequence[int], n: int) -> Program:
+    """The party-local program behind :func:`a2b` and :func:`msb`'s first step: each party's arithmetic share
+    becomes a binary sharing of its own, and carry-save adders reduce the ``n`` of them to two (no rounds for
+    ``n = 2``). ``words`` holds the shares of the parties ``rows`` (one row each, uint64); returns two arrays of
+    the same shape, XOR shares (for those parties) of two words whose sum is the secret."""
     ops = []
-    for i in range(x.n):
-        data = np.zeros((x.n, *x.shape), dtype=np.uint64)
-        data[i] = words[i]
-        ops.append(BinaryShares(data))
+    for i in range(n):
+        data = np.zeros_like(words)
+        for k, row in enumerate(rows):
+            if row == i:
+                data[k] = words[k]
+        ops.append(data)
     while len(ops) > 2:
-        ops = _carry_save(ops, dealer, channel)
+        ops = yield from _carry_save_program(ops)
     return ops[0], ops[1]
+
+
+def run_stacked(program: Program, dealer: Dealer, channel: Channel) -> Any:
+    """Run a party-local program on stacked shares (every party's row at once): each ``("and", pairs)`` request
+    is one :func:`and_many` round, each ``("b2a", bits)`` one :func:`b2a` round. Returns the program's result."""
+    try:
+        kind, request = next(program)
+        while True:
+            if kind == "and":
+                reply: Any = [z.data for z in and_many([(BinaryShares(a), BinaryShares(b)) for a, b in request],
+                                                       dealer, channel)]
+            else:
+                reply = b2a(BinaryShares(request), dealer, channel).data
+            kind, request = program.send(reply)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _binary_summands(x: Shares, dealer: Dealer, channel: Channel) -> tuple[BinaryShares, BinaryShares]:
+    """Two binary sharings whose sum (as integers mod 2**l) is ``x`` (see :func:`summands_program`).
+
+    Raises:
+        RefimplError: the ring is not Z_2^l with ``l <= 64``.
+        PartyCountError: ``x`` and the dealer disagree on ``n``.
+    """
+    _check_binary_ring(x, dealer)
+    words = x.data.astype(np.uint64)
+    first, second = run_stacked(summands_program(words, range(x.n), x.n), dealer, channel)
+    return BinaryShares(first), BinaryShares(second)
 
 
 def a2b(x: Shares, dealer: Dealer, channel: Channel | None = None) -> BinaryShares:
@@ -170,8 +205,8 @@ def a2b(x: Shares, dealer: Dealer, channel: Channel | None = None) -> BinaryShar
     return add_binary(first, second, dealer, channel, bits=x.ring.bits)
 
 
-def _and_bits(pairs: list[tuple[np.ndarray, np.ndarray]], dealer: Dealer, channel: Channel) -> list[np.ndarray]:
-    """ANDs of XOR-shared bit arrays (each ``(n, N)`` uint8), packed 64 bits to a word: one triple, one round."""
+def _and_bits_program(pairs: list[tuple[np.ndarray, np.ndarray]]) -> Program:
+    """ANDs of XOR-shared bit arrays (each ``(rows, N)`` uint8), packed 64 bits to a word: one triple, one round."""
     if not pairs:
         return []
     n, count = pairs[0][0].shape
@@ -180,11 +215,11 @@ def _and_bits(pairs: list[tuple[np.ndarray, np.ndarray]], dealer: Dealer, channe
     total = left.shape[1]
     pad = ((0, 0), (0, (-total) % 64))
 
-    def pack(bits: np.ndarray) -> BinaryShares:
-        return BinaryShares(np.packbits(np.pad(bits, pad), axis=1, bitorder="little").view(np.uint64))
+    def pack(bits: np.ndarray) -> np.ndarray:
+        return np.packbits(np.pad(bits, pad), axis=1, bitorder="little").view(np.uint64)
 
-    (z,) = and_many([(pack(left), pack(right))], dealer, channel)
-    bits = np.unpackbits(z.data.view(np.uint8), axis=1, bitorder="little")[:, :total]
+    (z,) = yield ("and", [(pack(left), pack(right))])
+    bits = np.unpackbits(np.ascontiguousarray(z).view(np.uint8), axis=1, bitorder="little")[:, :total]
     return list(bits.reshape(n, len(pairs), count).transpose(1, 0, 2))
 
 
@@ -207,10 +242,8 @@ def _carry_plan(target: int) -> list[tuple[int, set[int], set[int]]]:
     return plan[::-1]
 
 
-def _sign_of_sum(x: BinaryShares, y: BinaryShares, bits: int, dealer: Dealer, channel: Channel) -> np.ndarray:
-    """Bit ``bits - 1`` of ``x + y`` as XOR-shared ``(n, N)`` uint8, computing only the carries it depends on."""
-    n = x.n
-    xw, yw = x.data.reshape(n, -1), y.data.reshape(n, -1)
+def _sign_of_sum_program(xw: np.ndarray, yw: np.ndarray, bits: int) -> Program:
+    """Bit ``bits - 1`` of ``x + y`` as XOR-shared ``(rows, N)`` uint8, computing only the carries it depends on."""
 
     def bit(words: np.ndarray, i: int) -> np.ndarray:
         return ((words >> np.uint64(i)) & _ONE).astype(np.uint8)
@@ -221,15 +254,27 @@ def _sign_of_sum(x: BinaryShares, y: BinaryShares, bits: int, dealer: Dealer, ch
     plan = _carry_plan(bits - 2)
     _, need_g, need_p = plan[0]
     order = sorted(need_g)
-    g = dict(zip(order, _and_bits([(bit(xw, i), bit(yw, i)) for i in order], dealer, channel)))
+    g = dict(zip(order, (yield from _and_bits_program([(bit(xw, i), bit(yw, i)) for i in order]))))
     p = {i: bit(xw, i) ^ bit(yw, i) for i in need_p | need_g}
     for d, out_g, out_p in plan[1:]:
         jobs = [("g", i) for i in sorted(out_g) if i >= d] + [("p", i) for i in sorted(out_p) if i >= d]
         pairs = [(p[i], g[i - d] if kind == "g" else p[i - d]) for kind, i in jobs]
-        results = dict(zip(jobs, _and_bits(pairs, dealer, channel)))
+        results = dict(zip(jobs, (yield from _and_bits_program(pairs))))
         g = {i: g[i] ^ results[("g", i)] if i >= d else g[i] for i in out_g}
         p = {i: results[("p", i)] if i >= d else p[i] for i in out_p}
     return top ^ g[bits - 2]
+
+
+def msb_program(words: np.ndarray, rows: Sequence[int], n: int, bits: int) -> Program:
+    """The party-local program of :func:`msb`: ``words`` ``(len(rows), N)`` uint64 holds the arithmetic shares of
+    the parties ``rows``; it yields ``("and", pairs)`` requests (answered with the ANDs' XOR shares) and returns
+    those parties' XOR shares of the sign bits, ``(len(rows), N)`` uint8.
+
+    Written once for both worlds: :func:`msb` runs it with every party's row (:func:`run_stacked`); a worker runs
+    it on its own share alone (``rows = [i]``), exchanging the AND openings with its peers.
+    """
+    first, second = yield from summands_program(words, rows, n)
+    return (yield from _sign_of_sum_program(first, second, bits))
 
 
 def msb(x: Shares, dealer: Dealer, channel: Channel | None = None) -> BinaryShares:
@@ -240,9 +285,22 @@ def msb(x: Shares, dealer: Dealer, channel: Channel | None = None) -> BinaryShar
     ``1 + ceil(log2(l - 1))`` rounds (plus the carry-save rounds for ``n > 2``).
     """
     channel = channel or Channel()
-    first, second = _binary_summands(x, dealer, channel)
-    sign = _sign_of_sum(first, second, x.ring.bits, dealer, channel)
+    _check_binary_ring(x, dealer)
+    words = x.data.reshape(x.n, -1).astype(np.uint64)
+    sign = run_stacked(msb_program(words, range(x.n), x.n, x.ring.bits), dealer, channel)
     return BinaryShares(sign.astype(np.uint64).reshape(x.n, *x.shape))
+
+
+def and_pieces(xs: np.ndarray, ys: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One party's opening pieces of a batched AND: ``(x ^ a, y ^ b)``."""
+    return xs ^ a, ys ^ b
+
+
+def and_finish(e: np.ndarray, d: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray,
+               party: int) -> np.ndarray:
+    """One party's XOR share of ``x & y`` after opening ``e = x ^ a`` and ``d = y ^ b`` (party 0 adds ``e & d``)."""
+    z = c ^ (e & b) ^ (d & a)
+    return z ^ (e & d) if party == 0 else z
 
 
 def b2a(bit: BinaryShares, dealer: Dealer, channel: Channel | None = None) -> Shares:

@@ -22,7 +22,8 @@ from refimpl.ring import Z2_64, Ring
 from refimpl.sharing.additive import Shares
 from refimpl.sharing.binary import BinaryShares
 
-__all__ = ["Dealer", "Sharing", "Triple", "check_frac_bits", "matmul_shape", "ring_matmul", "shape_tuple"]
+__all__ = ["Dealer", "Sharing", "Triple", "broadcast_shape", "check_divisor", "check_frac_bits", "matmul_shape",
+           "ring_matmul", "shape_tuple"]
 
 Sharing = Shares | BinaryShares
 
@@ -37,9 +38,50 @@ def _size(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 def matmul_shape(shape_x: tuple[int, ...], shape_y: tuple[int, ...]) -> tuple[int, ...]:
-    if len(shape_x) == 2 and len(shape_y) == 2 and shape_x[1] == shape_y[0]:
-        return (shape_x[0], shape_y[1])
-    raise ShapeMismatchError(f"matmul takes 2-d shapes (m, k) @ (k, p), got {shape_x} @ {shape_y}")
+    """The shape of ``x @ y`` under NumPy's ``matmul`` rules (1-d operands, batch dimensions broadcast).
+
+    Raises:
+        ShapeMismatchError: the shapes cannot be matrix-multiplied (0-d, inner sizes differ, batches differ).
+    """
+    sx, sy = tuple(shape_x), tuple(shape_y)
+    if len(sx) == 2 and len(sy) == 2 and sx[1] == sy[0]:
+        return (sx[0], sy[1])
+    if not sx or not sy:
+        raise ShapeMismatchError(f"matmul takes 1-d or higher operands (m, k) @ (k, p), got {sx} @ {sy}")
+    x2 = (1, *sx) if len(sx) == 1 else sx
+    y2 = (*sy, 1) if len(sy) == 1 else sy
+    if x2[-1] != y2[-2]:
+        raise ShapeMismatchError(f"matmul takes (..., m, k) @ (..., k, p): inner sizes differ in {sx} @ {sy}")
+    try:
+        batch = np.broadcast_shapes(x2[:-2], y2[:-2])
+    except ValueError:
+        raise ShapeMismatchError(f"matmul batch dimensions of {sx} and {sy} do not broadcast") from None
+    out = (*batch, *(() if len(sx) == 1 else (x2[-2],)), *(() if len(sy) == 1 else (y2[-1],)))
+    return tuple(int(d) for d in out)
+
+
+def broadcast_shape(shape_x: tuple[int, ...], shape_y: tuple[int, ...]) -> tuple[int, ...]:
+    """The broadcast shape of an elementwise product (NumPy rules).
+
+    Raises:
+        ShapeMismatchError: the shapes do not broadcast.
+    """
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(tuple(shape_x), tuple(shape_y)))
+    except ValueError:
+        raise ShapeMismatchError(f"elementwise product of shapes {tuple(shape_x)} and {tuple(shape_y)}: "
+                                 "they do not broadcast") from None
+
+def check_divisor(ring: Ring, divisor: Any) -> int:
+    """Validate a public divisor for dealer-assisted division: an integer in ``[1, 2**(l-2)]`` on Z_2^l."""
+    if not ring.is_power_of_two or ring.dtype == object:
+        raise RefimplError(f"division on shares needs a ring Z_2^l with l <= 64, got {ring!r}")
+    if isinstance(divisor, bool) or not isinstance(divisor, numbers.Integral):
+        raise TypeError(f"the divisor must be a positive integer, got {divisor!r}")
+    if not 1 <= int(divisor) <= 2 ** (ring.bits - 2):
+        raise ValueError(f"the divisor must lie in [1, 2**{ring.bits - 2}] for {ring!r}, got {divisor}")
+    return int(divisor)
+
 
 def check_frac_bits(ring: Ring, frac_bits: Any) -> int:
     if not ring.is_power_of_two or ring.dtype == object:
@@ -101,10 +143,11 @@ class Triple:
         shapes: the shapes of the operands it serves.
     """
 
-    __slots__ = ("_parts", "_used", "index", "kind", "shapes")
+    __slots__ = ("_parts", "_used", "divisor", "index", "kind", "shapes")
 
     def __init__(self, kind: str, index: int, shapes: tuple[tuple[int, ...], ...], parts: tuple[Sharing, ...]):
         self.kind, self.index, self.shapes = kind, index, shapes
+        self.divisor: int | None = None
         self._parts: tuple[Sharing, ...] | None = parts
         self._used = False
 
@@ -186,15 +229,22 @@ class Dealer:
         data[0] = np.bitwise_xor.reduce(data[1:], axis=0) ^ words
         return BinaryShares(data)
 
-    def mul_triple(self, shape: int | tuple[int, ...]) -> Triple:
-        """A triple ``([a], [b], [a * b])`` for elementwise products of arrays of ``shape``."""
+    def mul_triple(self, shape: int | tuple[int, ...], shape_y: int | tuple[int, ...] | None = None) -> Triple:
+        """A triple ``([a], [b], [a * b])`` for elementwise products of arrays of ``shape`` (and ``shape_y`` for
+        the right operand when it differs: ``a * b`` then broadcasts, e.g. a scalar times a vector).
+
+        Raises:
+            ShapeMismatchError: the two shapes do not broadcast.
+        """
         shape = shape_tuple(shape, "triple shape")
-        size, m = _size(shape), self.n - 1
-        index, stream = self._next("mul", (2 + 3 * m) * size)
-        a, b = self.ring.sample(stream, shape), self.ring.sample(stream, shape)
+        shape_y = shape if shape_y is None else shape_tuple(shape_y, "triple shape")
+        shape_z = broadcast_shape(shape, shape_y)
+        m = self.n - 1
+        index, stream = self._next("mul", (_size(shape) + _size(shape_y)) * (1 + m) + _size(shape_z) * m)
+        a, b = self.ring.sample(stream, shape), self.ring.sample(stream, shape_y)
         parts = (self._share(a, stream), self._share(b, stream),
                  self._share(self.ring.mul(a, b), stream))
-        return Triple("mul", index, (shape, shape), parts)
+        return Triple("mul", index, (shape, shape_y), parts)
 
     def matmul_triple(self, shape_x: tuple[int, ...], shape_y: tuple[int, ...]) -> Triple:
         """A triple ``([A], [B], [A @ B])`` for ``x @ y`` with ``x.shape == shape_x``, ``y.shape == shape_y``.
@@ -204,7 +254,7 @@ class Dealer:
         """
         shape_x, shape_y = shape_tuple(shape_x, "matmul shape"), shape_tuple(shape_y, "matmul shape")
         matmul_shape(shape_x, shape_y)
-        sx, sy, sz, m = _size(shape_x), _size(shape_y), shape_x[0] * shape_y[1], self.n - 1
+        sx, sy, sz, m = _size(shape_x), _size(shape_y), _size(matmul_shape(shape_x, shape_y)), self.n - 1
         index, stream = self._next("matmul", (sx + sy) * (1 + m) + sz * m)
         a, b = self.ring.sample(stream, shape_x), self.ring.sample(stream, shape_y)
         parts = (self._share(a, stream), self._share(b, stream),
@@ -246,6 +296,12 @@ class Dealer:
         parts = (self._share(a, stream), self._share(self.ring.mul(a, a), stream))
         return Triple("square", index, (shape,), parts)
 
+    def zero_sharing(self, shape: int | tuple[int, ...]) -> Triple:
+        """A fresh sharing of zero, for re-randomising a sharing without changing its value (``refresh``)."""
+        shape = shape_tuple(shape, "zero-sharing shape")
+        index, stream = self._next("zero", _size(shape) * (self.n - 1))
+        return Triple("zero", index, (shape,), (self._share(self.ring.zeros(shape), stream),))
+
     def and_triple(self, shape: int | tuple[int, ...]) -> Triple:
         """An XOR-shared triple of uint64 words ``(a, b, a & b)``: 64 bitwise ANDs per word."""
         shape = shape_tuple(shape, "and-triple shape")
@@ -268,11 +324,23 @@ class Dealer:
 
     def trunc_pair(self, shape: int | tuple[int, ...], frac_bits: int) -> Triple:
         """Shares of ``r``, ``(r mod 2**(l-1)) >> frac_bits`` and ``r >> (l-1)`` for :func:`truncate`."""
+        check_frac_bits(self.ring, frac_bits)
+        return self.div_pair(shape, 2 ** int(frac_bits))
+
+    def div_pair(self, shape: int | tuple[int, ...], divisor: int) -> Triple:
+        """Shares of ``r``, ``floor((r mod 2**(l-1)) / divisor)`` and ``r >> (l-1)`` for :func:`divide`.
+
+        For ``divisor = 2**f`` this is exactly :meth:`trunc_pair` (same item, same bytes). The item's
+        ``divisor`` attribute records what it divides by.
+        """
         shape = shape_tuple(shape, "truncation shape")
-        l_bits = check_frac_bits(self.ring, frac_bits)
+        d = check_divisor(self.ring, divisor)
+        l_bits = self.ring.bits
         index, stream = self._next("trunc", _size(shape) * (1 + 3 * (self.n - 1)))
         r = self.ring.sample(stream, shape).astype(np.uint64)
         low = r & np.uint64(2 ** (l_bits - 1) - 1)
-        parts = (self._share(r, stream), self._share(low >> np.uint64(frac_bits), stream),
+        parts = (self._share(r, stream), self._share((low // np.uint64(d)).astype(self.ring.dtype), stream),
                  self._share(r >> np.uint64(l_bits - 1), stream))
-        return Triple("trunc", index, (shape,), parts)
+        item = Triple("trunc", index, (shape,), parts)
+        item.divisor = d
+        return item

@@ -50,7 +50,8 @@ from refimpl.mpc.arithmetic import MaskedOperand, mask_operand, matmul_masked
 from refimpl.mpc.channel import Channel
 from refimpl.mpc.comparison import relu
 from refimpl.mpc.dealer import Dealer
-from refimpl.mpc.truncation import truncate, truncate_local
+from refimpl.mpc.headroom import check_product_headroom
+from refimpl.mpc.truncation import divide, divide_local
 from refimpl.prg import Stream, derive_key, fresh_key
 from refimpl.sharing.additive import CompressedShares, Shares, share_compressed
 from refimpl.sharing.api import share
@@ -108,6 +109,7 @@ class EncryptedMLP:
                  truncation: str = "dealer", key: bytes | None = None, channel: Channel | None = None) -> None:
         self.n = check_party_count(n)
         self.encoding = encoding or FixedPoint()
+        check_product_headroom(self.encoding)
         if truncation not in ("dealer", "local"):
             raise ValueError(f"truncation must be 'dealer' or 'local', got {truncation!r}")
         if truncation == "local" and self.n != 2:
@@ -167,10 +169,11 @@ class EncryptedMLP:
         return share_compressed(self.encoding.encode(arr), self.n, ring=self.encoding.ring, key=key)
 
     def _truncate(self, x: Shares) -> Shares:
-        f = self.encoding.frac_bits
+        """Divide a product by the encoding's scale (``base**frac_bits``, any base)."""
+        scale = self.encoding.scale
         if self.truncation == "local":
-            return truncate_local(x, f)
-        return truncate(x, f, self.dealer, self.channel)
+            return divide_local(x, scale)
+        return divide(x, scale, self.dealer, self.channel)
 
     def forward(self, x: Shares) -> Shares:
         """The servers' side: logits (fixed point) as shares, from shared inputs; no value is opened."""

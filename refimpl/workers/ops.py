@@ -20,6 +20,7 @@ from refimpl.mpc.arithmetic import beaver_parts
 from refimpl.mpc.truncation import truncation_parts
 from refimpl.ring import Ring
 from refimpl.sharing.api import share
+from refimpl.workers.shared_ops import SHARED_OPS
 
 
 @functools.lru_cache(maxsize=64)
@@ -91,12 +92,20 @@ def share_out(worker: Any, value: Any, *, names: list[str], ids: list[int], modu
 
 
 def deal(worker: Any, *, kind: str, shapes: list[list[int]], names: list[str], ids: list[list[int]], modulus: int,
-         frac_bits: int | None = None) -> None:
+         frac_bits: int | None = None, divisor: int | None = None) -> None:
     """Act as crypto provider: make one item of ``kind`` and push party ``i``'s parts to ``names[i]``."""
     dealer = worker._dealer(len(names), int(modulus))
     shapes_t = [tuple(s) for s in shapes]
     if kind == "mul":
-        item = dealer.mul_triple(shapes_t[0])
+        item = dealer.mul_triple(shapes_t[0], shapes_t[1] if len(shapes_t) > 1 else None)
+    elif kind == "div":
+        item = dealer.div_pair(shapes_t[0], int(divisor))  # type: ignore[arg-type]
+    elif kind == "and":
+        item = dealer.and_triple(shapes_t[0])
+    elif kind == "dabit":
+        item = dealer.dabits(shapes_t[0])
+    elif kind == "zero":
+        item = dealer.zero_sharing(shapes_t[0])
     elif kind == "matmul":
         item = dealer.matmul_triple(shapes_t[0], shapes_t[1])
     elif kind == "square":
@@ -122,7 +131,7 @@ def mask_push(worker: Any, xs: list[Any], masks: list[Any], *, sign: int, party:
         piece = ring.sub(x, m) if sign < 0 else ring.add(x, m)
         if public is not None and party == 0:
             piece = ring.add(piece, ring.reduce(public))
-        pieces.append(piece)
+        pieces.append(np.asarray(piece, dtype=ring.dtype))  # 0-d results stay arrays on the wire
     worker._objects[own] = pieces
     with worker.ledger.round():
         for name, obj_id in zip(peers, ids):
@@ -162,6 +171,7 @@ _OPS: dict[str, Callable[..., Any]] = {
     "sub": _plain(np.subtract),
     "mul": _plain(np.multiply),
     "matmul": _plain(np.matmul),
+    "truediv": _plain(np.true_divide),
     "ring_binary": ring_binary,
     "ring_public": ring_public,
     "share_out": share_out,
@@ -170,6 +180,9 @@ _OPS: dict[str, Callable[..., Any]] = {
     "beaver_finish": beaver_finish,
     "trunc_finish": trunc_finish,
 }
+
+
+_OPS.update(SHARED_OPS)  # the shared-tensor algebra's instructions (refimpl.workers.shared_ops)
 
 
 def register(name: str, fn: Callable[..., Any]) -> None:

@@ -39,10 +39,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from refimpl.encoding import FixedPoint
-from refimpl.errors import PartyCountError, RingMismatchError, ShapeMismatchError
+from refimpl.errors import PartyCountError, RingMismatchError
+from refimpl.mpc.algebra import TensorAlgebra
 from refimpl.mpc.channel import Channel
-from refimpl.mpc.dealer import Sharing, Triple
-from refimpl.mpc.truncation import truncation_offset
+from refimpl.mpc.dealer import Sharing, Triple, check_divisor
 from refimpl.net import wire
 from refimpl.net.accounting import Ledger
 from refimpl.ring import Z2_64, Ring
@@ -71,19 +71,21 @@ def _check_workers(workers: Sequence[VirtualWorker], provider: VirtualWorker | N
     return workers
 
 
-class SharedTensor:
+class SharedTensor(TensorAlgebra):
     """A value additively shared among workers: one pointer per worker to its share.
 
-    Made by :func:`share_among` or ``Pointer.share``. Supports ``+ - *`` and ``@`` with other shared tensors (same
-    workers, ring and encoding) and with public values, unary ``-``, and :meth:`get`.
+    Made by :func:`share_among` or ``Pointer.share``. It knows its encoding (None: ring integers; a
+    :class:`~refimpl.encoding.FixedPoint`: reals, so ``x + 2``, ``x * 0.5``, ``x / 3`` are real arithmetic) and has
+    the whole algebra of :class:`~refimpl.mpc.algebra.TensorAlgebra`: ``+ - * / @`` with shared or public
+    operands (broadcasting, batched matmul), ``sum``/``mean``, ``.T``, reshape, indexing, comparisons, ``relu``,
+    ``max``/``argmax``, ``exp``, ``softmax``, ... Products, divisions and comparisons run with the crypto provider;
+    everything goes through the :class:`~refimpl.workers.interface.Worker` interface only.
     """
-
-    __array_ufunc__ = None  # ndarray @ shared defers to SharedTensor.__rmatmul__
 
     def __init__(self, pointers: Sequence[Pointer], ring: Ring, shape: tuple[int, ...],
                  crypto_provider: VirtualWorker | None = None, encoding: FixedPoint | None = None) -> None:
         self.pointers = tuple(pointers)
-        self.ring, self.shape = ring, tuple(shape)
+        self.ring, self.shape = ring, tuple(int(d) for d in shape)
         self.crypto_provider, self.encoding = crypto_provider, encoding
 
     @property
@@ -103,12 +105,13 @@ class SharedTensor:
         return f"SharedTensor(workers={tuple(w.name for w in self.workers)}, ring={self.ring!r}, " \
                f"shape={self.shape}{enc})"
 
-    def _new(self, out: list[int], shape: tuple[int, ...]) -> SharedTensor:
+    def _new(self, out: list[int], shape: tuple[int, ...], encoding: Any = "same") -> SharedTensor:
+        enc = self.encoding if encoding == "same" else encoding
         return SharedTensor([self._me.pointer(w, i) for w, i in zip(self.workers, out)], self.ring, shape,
-                            self.crypto_provider, self.encoding)
+                            self.crypto_provider, enc)
 
     def _each(self, fn: str, per_party: list[dict[str, Any]], shape: tuple[int, ...],
-              drop: list[list[int]] | None = None) -> SharedTensor:
+              drop: list[list[int]] | None = None, encoding: Any = "same") -> SharedTensor:
         """Run ``fn`` at every worker in one round; store the results as a new shared tensor."""
         ledger = self._me.ledger
         out = [ledger.new_id() for _ in self.workers]
@@ -118,79 +121,54 @@ class SharedTensor:
                 msg = {"op": "exec", "fn": fn, "args": args, "kw": kw, "out": out[i],
                        "drop": drop[i] if drop else []}
                 self._me.deliver(w, "command", msg)
-        return self._new(out, shape)
+        return self._new(out, shape, encoding)
 
     def _refs(self) -> list[dict[str, int]]:
         for p in self.pointers:
             p._check()
         return [{"ref": p.id} for p in self.pointers]
 
-    def _check_other(self, other: SharedTensor) -> None:
+    def _same(self, other: Any) -> SharedTensor:
+        if not isinstance(other, SharedTensor):
+            raise TypeError(f"cannot combine a SharedTensor with {type(other).__name__}")
         if [w.name for w in other.workers] != [w.name for w in self.workers]:
             raise PartyCountError(f"shared among {[w.name for w in self.workers]} and "
                                   f"{[w.name for w in other.workers]}: share both among the same workers")
         if other.ring != self.ring:
             raise RingMismatchError(f"cannot combine values shared over {self.ring!r} and {other.ring!r}")
-        if other.encoding != self.encoding:
-            raise ValueError(f"cannot combine encodings {self.encoding!r} and {other.encoding!r}")
+        return other
 
-    def _public(self, value: ArrayLike) -> tuple[np.ndarray, bool]:
-        """Encode a public value; returns (ring elements, whether the product with it needs truncation)."""
-        arr = np.asarray(value)
-        if self.encoding is None or arr.dtype.kind in "iu":
-            return self.ring.element(arr), False
-        return self.encoding.encode(arr), True
+    # ---------------------------------------------------------------- primitives of the algebra
+    def _with(self, encoding: FixedPoint | None) -> SharedTensor:
+        return SharedTensor(self.pointers, self.ring, self.shape, self.crypto_provider, encoding)
 
-    # ---------------------------------------------------------------- linear operations
-    def _linear(self, other: Any, fn: str) -> SharedTensor:
-        if isinstance(other, SharedTensor):
-            self._check_other(other)
-            shape = np.broadcast_shapes(self.shape, other.shape)
-            kws = [{"args": [x, y], "fn": fn, "modulus": self.ring.modulus}
-                   for x, y in zip(self._refs(), other._refs())]
-            if fn == "rsub":
-                kws = [{"args": [y, x], "fn": "sub", "modulus": self.ring.modulus}
-                       for x, y in zip(self._refs(), other._refs())]
-            return self._each("ring_binary", kws, shape)
-        arr = np.asarray(other)
-        value = self.encoding.encode(arr) if self.encoding is not None else self.ring.element(arr)
-        shape = np.broadcast_shapes(self.shape, value.shape)
+    def _local(self, op: str, shape: tuple[int, ...], **kw: Any) -> SharedTensor:
+        kws = [{"args": [x], "op": op, "params": kw, "modulus": self.ring.modulus} for x in self._refs()]
+        return self._each("ring_local", kws, shape)
+
+    def _concat(self, others: Sequence[TensorAlgebra], axis: int, stack: bool,
+                shape: tuple[int, ...]) -> SharedTensor:
+        items = [self] + [self._same(o) for o in others]
+        refs = [t._refs() for t in items]
+        nd = self.ndim + (1 if stack else 0)
+        kws = [{"args": [[r[i] for r in refs]], "axis": int(axis) % nd, "stack": stack,
+                "modulus": self.ring.modulus} for i in range(self.n)]
+        return self._each("ring_concat", kws, shape)
+
+    def _raw_linear(self, other: TensorAlgebra, fn: str, shape: tuple[int, ...]) -> SharedTensor:
+        o = self._same(other)
+        kws = [{"args": [x, y], "fn": fn, "modulus": self.ring.modulus} for x, y in zip(self._refs(), o._refs())]
+        return self._each("ring_binary", kws, shape)
+
+    def _raw_public(self, value: np.ndarray, fn: str, shape: tuple[int, ...]) -> SharedTensor:
         kws = [{"args": [x, value], "fn": fn, "party": i, "modulus": self.ring.modulus}
                for i, x in enumerate(self._refs())]
         return self._each("ring_public", kws, shape)
 
-    def __add__(self, other: Any) -> SharedTensor:
-        return self._linear(other, "add")
-
-    __radd__ = __add__
-
-    def __sub__(self, other: Any) -> SharedTensor:
-        return self._linear(other, "sub")
-
-    def __rsub__(self, other: Any) -> SharedTensor:
-        return self._linear(other, "rsub")
-
-    def __neg__(self) -> SharedTensor:
-        kws = [{"args": [x, 0], "fn": "neg", "party": i, "modulus": self.ring.modulus}
-               for i, x in enumerate(self._refs())]
-        return self._each("ring_public", kws, self.shape)
-
-    # ---------------------------------------------------------------- products
-    def _public_product(self, other: Any, fn: str) -> SharedTensor:
-        value, scaled = self._public(other)
-        if fn == "mul":
-            shape = np.broadcast_shapes(self.shape, value.shape)
-        else:
-            dummy = np.empty(self.shape if fn == "matmul" else value.shape, dtype=np.int8)
-            shape = np.matmul(dummy, np.empty(value.shape if fn == "matmul" else self.shape, np.int8)).shape
-        kws = [{"args": [x, value], "fn": fn, "party": i, "modulus": self.ring.modulus}
-               for i, x in enumerate(self._refs())]
-        out = self._each("ring_public", kws, tuple(shape))
-        return out._truncate() if scaled else out
-
     def _provider(self) -> VirtualWorker:
         if self.crypto_provider is None:
-            raise ValueError("multiplying two shared values needs a crypto provider: share with crypto_provider=")
+            raise ValueError("multiplying, dividing or comparing shared values needs a crypto provider: share with "
+                             "crypto_provider=")
         return self.crypto_provider
 
     def _deal(self, kind: str, shapes: list[tuple[int, ...]], nparts: int, **extra: Any) -> list[list[int]]:
@@ -201,62 +179,77 @@ class SharedTensor:
         self._me.deliver(self._provider(), "command", msg)
         return ids
 
-    def _open_and_finish(self, xs: list[list[dict[str, int]]], masks: list[list[int]], parts: list[list[int]],
-                         sign: int, public: Any, finish: str, shape: tuple[int, ...], **finish_kw: Any
-                         ) -> SharedTensor:
-        """Opening round (every party sends masked pieces to every other), then the local finishing step."""
+    def _piece_ids(self) -> list[list[int]]:
+        ledger, n = self._me.ledger, self.n
+        return [[ledger.new_id() for _ in range(n)] for _ in range(n)]  # [i][j]: from party i, held by j
+
+    def _push(self, fn: str, per_party: list[dict[str, Any]], piece: list[list[int]]) -> None:
+        """The opening round: party ``i`` sends its masked pieces to every other party."""
         ledger, names, n = self._me.ledger, [w.name for w in self.workers], self.n
-        piece = [[ledger.new_id() for _ in range(n)] for _ in range(n)]  # piece[i][j]: from party i, held by j
         with ledger.round():
             for i, w in enumerate(self.workers):
-                kw = {"xs": xs[i], "masks": [{"ref": m} for m in masks[i]], "sign": sign, "party": i,
-                      "modulus": self.ring.modulus, "peers": [names[j] for j in range(n) if j != i],
-                      "ids": [piece[i][j] for j in range(n) if j != i], "own": piece[i][i], "public": public}
-                self._me.deliver(w, "command", {"op": "exec", "fn": "mask_push", "kw": kw})
+                kw = {**per_party[i], "peers": [names[j] for j in range(n) if j != i],
+                      "ids": [piece[i][j] for j in range(n) if j != i], "own": piece[i][i]}
+                args = kw.pop("args", [])
+                self._me.deliver(w, "command", {"op": "exec", "fn": fn, "args": args, "kw": kw})
+
+    def _raw_beaver(self, other: TensorAlgebra, kind: str, shape: tuple[int, ...]) -> SharedTensor:
+        o = self._same(other)
+        parts = self._deal(kind, [self.shape, o.shape], 3)
+        piece = self._piece_ids()
+        xs = [[x, y] for x, y in zip(self._refs(), o._refs())]
+        self._push("mask_push", [{"xs": xs[i], "masks": [{"ref": parts[i][0]}, {"ref": parts[i][1]}], "sign": -1,
+                                  "party": i, "modulus": self.ring.modulus, "public": None}
+                                 for i in range(self.n)], piece)
+        n = self.n
         kws = [{"pieces": [{"ref": piece[i][j]} for i in range(n)], "parts": [{"ref": p} for p in parts[j]],
-                "party": j, "modulus": self.ring.modulus, **finish_kw} for j in range(n)]
+                "party": j, "modulus": self.ring.modulus, "kind": kind} for j in range(n)]
         drop = [[piece[i][j] for i in range(n)] + parts[j] for j in range(n)]
-        return self._each(finish, kws, shape, drop=drop)
+        return self._each("beaver_finish", kws, shape, drop=drop)
 
-    def _truncate(self) -> SharedTensor:
-        f = self.encoding.frac_bits  # type: ignore[union-attr]
-        parts = self._deal("trunc", [self.shape], 3, frac_bits=f)
-        xs = [[x] for x in self._refs()]
-        masks = [[p[0]] for p in parts]
-        return self._open_and_finish(xs, masks, parts, +1, truncation_offset(self.ring), "trunc_finish",
-                                     self.shape, frac_bits=f)
+    def _raw_divide(self, divisor: int) -> SharedTensor:
+        d = check_divisor(self.ring, divisor)
+        parts = self._deal("div", [self.shape], 3, divisor=d)
+        piece = self._piece_ids()
+        self._push("div_push", [{"args": [x, {"ref": parts[i][0]}], "divisor": d, "party": i,
+                                 "modulus": self.ring.modulus} for i, x in enumerate(self._refs())], piece)
+        n = self.n
+        kws = [{"pieces": [{"ref": piece[i][j]} for i in range(n)], "parts": [{"ref": p} for p in parts[j]],
+                "party": j, "modulus": self.ring.modulus, "divisor": d} for j in range(n)]
+        drop = [[piece[i][j] for i in range(n)] + parts[j] for j in range(n)]
+        return self._each("div_finish", kws, self.shape, drop=drop)
 
-    def _beaver(self, other: SharedTensor, kind: str) -> SharedTensor:
-        self._check_other(other)
-        if kind == "mul":
-            if self.shape != other.shape:
-                raise ShapeMismatchError(f"elementwise product needs equal shapes, got {self.shape} and "
-                                         f"{other.shape}")
-            shape = self.shape
-        else:
-            if len(self.shape) != 2 or len(other.shape) != 2 or self.shape[1] != other.shape[0]:
-                raise ShapeMismatchError(f"matmul takes (m, k) @ (k, p), got {self.shape} @ {other.shape}")
-            shape = (self.shape[0], other.shape[1])
-        parts = self._deal(kind, [self.shape, other.shape], 3)
-        xs = [[x, y] for x, y in zip(self._refs(), other._refs())]
-        masks = [[p[0], p[1]] for p in parts]
-        out = self._open_and_finish(xs, masks, parts, -1, None, "beaver_finish", shape, kind=kind)
-        return out._truncate() if self.encoding is not None else out
+    def _raw_msb(self) -> SharedTensor:
+        """Integer 0/1 sharing of the sign bits: every worker runs the party-local program of
+        :func:`refimpl.mpc.comparison.msb_program` on its own share, the AND and B2A openings going between them."""
+        ledger, me, n = self._me.ledger, self._me, self.n
+        state = [ledger.new_id() for _ in range(n)]
+        with ledger.round():
+            replies = [me.deliver(w, "command", {"op": "exec", "fn": "prog_start", "args": [x], "kw": {
+                "program": "msb", "party": i, "n": n, "modulus": self.ring.modulus, "state": state[i]}})
+                for i, (w, x) in enumerate(zip(self.workers, self._refs()))]
+        out = self._new(state, self.shape, None)  # owns the programs' state (freed with it)
+        while replies[0][0] != "done":
+            kind, size = replies[0][0], int(replies[0][1])
+            parts = self._deal("and" if kind == "and" else "dabit", [(size,)], 3 if kind == "and" else 2)
+            piece = self._piece_ids()
+            self._push("prog_push", [{"args": [[{"ref": p} for p in parts[i]]], "state": state[i]}
+                                     for i in range(n)], piece)
+            with ledger.round():
+                replies = [me.deliver(w, "command", {"op": "exec", "fn": "prog_step",
+                                                     "args": [[{"ref": piece[i][j]} for i in range(n)]],
+                                                     "kw": {"state": state[j], "party": j,
+                                                            "modulus": self.ring.modulus},
+                                                     "drop": [piece[i][j] for i in range(n)] + parts[j]})
+                           for j, w in enumerate(self.workers)]
+        return out
 
-    def __mul__(self, other: Any) -> SharedTensor:
-        if isinstance(other, SharedTensor):
-            return self._beaver(other, "mul")
-        return self._public_product(other, "mul")
-
-    __rmul__ = __mul__
-
-    def __matmul__(self, other: Any) -> SharedTensor:
-        if isinstance(other, SharedTensor):
-            return self._beaver(other, "matmul")
-        return self._public_product(other, "matmul")
-
-    def __rmatmul__(self, other: Any) -> SharedTensor:
-        return self._public_product(other, "rmatmul")
+    def refresh(self) -> SharedTensor:
+        """The same value under fresh shares: the crypto provider deals a sharing of zero that each worker adds."""
+        parts = self._deal("zero", [self.shape], 1)
+        kws = [{"args": [x, {"ref": parts[i][0]}], "fn": "add", "modulus": self.ring.modulus}
+               for i, x in enumerate(self._refs())]
+        return self._each("ring_binary", kws, self.shape, drop=parts)
 
     def get(self) -> np.ndarray:
         """Fetch every share to the owner and reconstruct: signed integers, or floats with an encoding.
@@ -330,24 +323,29 @@ class LedgerChannel(Channel):
     Args:
         workers: the computing parties, in share order.
         crypto_provider: the worker credited with dealer traffic.
+
+    Attributes:
+        network: the workers' ledger, holding the serialised messages (their sizes on the wire).
+        ledger: the channel's own ledger, holding the same messages at their payload sizes (what
+            :class:`~refimpl.mpc.Channel` counts: ``rounds``, ``bytes``, ...).
     """
 
     def __init__(self, workers: Sequence[VirtualWorker], crypto_provider: VirtualWorker) -> None:
         super().__init__()
         self.workers = _check_workers(workers, crypto_provider)
         self.crypto_provider = crypto_provider
-        self.ledger: Ledger = self.workers[0].ledger
+        self.network: Ledger = self.workers[0].ledger  # the workers' ledger (wire bytes); self.ledger counts
 
     def open(self, *sharings: Sharing) -> list[np.ndarray]:
         super().open(*sharings)
         names = [w.name for w in self.workers]
         received = []
-        with self.ledger.round():
+        with self.network.round():
             for i, name in enumerate(names):
                 raw = wire.encode([s.data[i] for s in sharings])
                 for j, other in enumerate(names):
                     if j != i:
-                        self.ledger.record(name, other, "open", len(raw))
+                        self.network.record(name, other, "open", len(raw))
                 received.append(wire.decode(raw))
         out = []
         for k, s in enumerate(sharings):
@@ -358,10 +356,10 @@ class LedgerChannel(Channel):
 
     def take(self, triple: Triple) -> tuple[Sharing, ...]:
         parts = super().take(triple)
-        with self.ledger.round():
+        with self.network.round():
             for i, w in enumerate(self.workers):
                 raw = wire.encode([p.data[i] for p in parts])
-                self.ledger.record(self.crypto_provider.name, w.name, "dealer", len(raw))
+                self.network.record(self.crypto_provider.name, w.name, "dealer", len(raw))
         return parts
 
     def transfer(self, sharing: Shares | CompressedShares, sender: VirtualWorker, receivers: Sequence[VirtualWorker],
@@ -371,11 +369,11 @@ class LedgerChannel(Channel):
         A :class:`~refimpl.sharing.CompressedShares` travels as party 0's array and one 16- or 32-byte key for
         each other party (about one plaintext's size however many receivers).
         """
-        with self.ledger.round():
+        with self.network.round():
             for i, w in enumerate(receivers):
                 if isinstance(sharing, CompressedShares):
                     raw = wire.encode(sharing.first if i == 0 else sharing.keys[i - 1])
                 else:
                     raw = wire.encode(sharing.data[i])
                 if w is not sender:
-                    self.ledger.record(sender.name, w.name, kind, len(raw))
+                    self.network.record(sender.name, w.name, kind, len(raw))

@@ -380,6 +380,13 @@ class Pointer:
     def __rmatmul__(self, other: Any) -> Pointer:
         return self._binary("matmul", other, swap=True)
 
+    def __truediv__(self, other: Any) -> Pointer:
+        """``ptr / v`` at the pointer's worker: ``(alice_model + bob_model) / 2`` averages remotely."""
+        return self._binary("truediv", other)
+
+    def __rtruediv__(self, other: Any) -> Pointer:
+        return self._binary("truediv", other, swap=True)
+
 
 def send(obj: Any, worker: VirtualWorker, *, sender: VirtualWorker | None = None) -> Pointer:
     """Store ``obj`` at ``worker``; return a pointer to it owned by ``sender`` (default: the ledger's ``me``).
