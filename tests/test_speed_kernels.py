@@ -130,3 +130,17 @@ def test_large_arrays_are_split_into_chunk_aligned_ranges(thread_count):
     assert len(ranges) == 3 and ranges[0][0] == 0 and ranges[-1][1] == 3 * BIG + 17
     assert all(lo % step == 0 and lo == prev_hi for (lo, _), (_, prev_hi) in zip(ranges[1:], ranges))
     assert kernels._ranges(1000, step, 8000) == [(0, 1000)]  # small: the calling thread only
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_fold_keystreams_is_the_sum_of_the_masks(threads, thread_count):
+    """Secure aggregation's one-pass fold: x + PRG(a) + PRG(b) - PRG(c), bit for bit, any thread count."""
+    thread_count(threads)
+    size = 3 * BIG + 11
+    x = np.arange(size, dtype=np.uint64)
+    keys = [bytes([i]) * 16 for i in range(3)]
+    acc = np.empty_like(x)
+    kernels.fold_keystreams(acc, [(keys[0], np.add), (keys[1], np.add), (keys[2], np.subtract)], "aes128-ctr", src=x)
+    m = [Z2_64.sample(Stream(k), size) for k in keys]
+    assert (acc == Z2_64.sub(Z2_64.add(Z2_64.add(x, m[0]), m[1]), m[2])).all()
+    assert (x == np.arange(size, dtype=np.uint64)).all()  # the source is only read

@@ -33,8 +33,8 @@ import numpy as np
 from refimpl.errors import ShapeMismatchError
 from refimpl.prg import encryptor, write_keystream
 
-__all__ = ["CHUNK_BYTES", "MIN_PARALLEL_BYTES", "apply_keystreams", "check_out", "set_threads", "share_words",
-           "sum_parties", "threads"]
+__all__ = ["CHUNK_BYTES", "MIN_PARALLEL_BYTES", "apply_keystreams", "check_out", "fold_keystreams", "set_threads",
+           "share_words", "sum_parties", "threads"]
 
 CHUNK_BYTES = 1 << 19  # a multiple of every cipher's block (16, 64): each chunk starts on a block boundary
 MIN_PARALLEL_BYTES = 1 << 21  # per share: below this, starting threads costs more than it saves
@@ -188,30 +188,37 @@ def apply_keystreams(acc: np.ndarray, keys: Iterable[bytes], prg: str, op: np.uf
 
     ``src``: when given (an array of ``acc``'s size and dtype, C-contiguous), ``acc`` starts as a copy of ``src``
     (in the same pass: ``acc = op(src, mask_1)``, then the other masks)."""
+    fold_keystreams(acc, [(k, op) for k in keys], prg, src=src)
+
+
+def fold_keystreams(acc: np.ndarray, terms: Sequence[tuple[bytes, np.ufunc]], prg: str, *,
+                    src: np.ndarray | None = None) -> None:
+    """``acc = op_k(acc, mask_k)`` for every ``(key, op_k)`` of ``terms``, in one chunked pass over ``acc`` (each
+    op ``np.add`` or ``np.subtract``); otherwise as :func:`apply_keystreams`. Secure aggregation folds a client's
+    self mask (+) and its pairwise masks (+ or -) into its input this way."""
     flat = acc.reshape(-1)
-    key_list = list(keys)
-    if src is not None and not key_list:
+    if src is not None and not terms:
         np.copyto(acc, src.reshape(acc.shape))
-    if not key_list or not flat.size:
+    if not terms or not flat.size:
         return
     first = flat if src is None else src.reshape(-1)
     itemsize = acc.dtype.itemsize
     step = CHUNK_BYTES // itemsize
 
     def work(lo: int, hi: int) -> None:
-        encs = [encryptor(k, prg, bytes(16), lo * itemsize) for k in key_list]
+        encs = [(encryptor(k, prg, bytes(16), lo * itemsize), op) for k, op in terms]
         scratch = np.empty(CHUNK_BYTES + 16, dtype=np.uint8)  # + 16: update_into's room after the data
         room = memoryview(scratch)  # type: ignore[arg-type]
         words = scratch[:CHUNK_BYTES].view(acc.dtype)
         for a in range(lo, hi, step):
             b = min(hi, a + step)
             part, mask, operand = flat[a:b], words[: b - a], first[a:b]
-            for enc in encs:
+            for enc, op in encs:
                 write_keystream(enc, room, 0, (b - a) * itemsize)
                 op(operand, mask, out=part)
                 operand = part
 
-    _run(work, _ranges(flat.size, step, flat.size * itemsize * len(key_list)))
+    _run(work, _ranges(flat.size, step, flat.size * itemsize * len(terms)))
 
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, what: str, *inputs: Any) -> np.ndarray:

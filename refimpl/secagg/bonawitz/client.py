@@ -59,7 +59,7 @@ from refimpl._checks import check_key
 from refimpl.errors import ConfigurationError, ProtocolError, ThresholdError
 from refimpl.prg import derive_key, fresh_key, key_length
 from refimpl.secagg.bonawitz.config import KEY_LIMBS, LIMB, STAGES, SecAggConfig
-from refimpl.secagg.bonawitz.masks import aad, enc_key, exchange, mask, pair_seed
+from refimpl.secagg.bonawitz.masks import aad, enc_key, exchange, fold_masks, pair_seed
 from refimpl.secagg.bonawitz.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskingResponse
 from refimpl.sharing.shamir import share_bytes
 
@@ -169,13 +169,12 @@ class SecAggClient:
         self._u2 = frozenset(inbox) | {u}
         if len(cfg.closed_neighbourhood(u) & self._u2) < cfg.threshold:
             raise ThresholdError(f"client {u}: fewer than t={cfg.threshold} neighbours shared keys")
-        ring = cfg.ring
-        y = ring.add(x, mask(self._b, cfg))
+        plus: list[bytes] = [self._b]  # the self mask, then + PRG(s_uv) for v > u and - PRG(s_uv) for v < u
+        minus: list[bytes] = []
         for v in sorted(cfg.graph[u] & self._u2):
-            secret = exchange(self._s_sk, self._roster[v][1], v)
-            p = mask(pair_seed(secret, self._r, u, v, cfg), cfg)
-            y = ring.add(y, p) if u < v else ring.sub(y, p)
-        return MaskedInput(self._r, u, np.asarray(y, dtype=ring.dtype))
+            seed = pair_seed(exchange(self._s_sk, self._roster[v][1], v), self._r, u, v, cfg)
+            (plus if u < v else minus).append(seed)
+        return MaskedInput(self._r, u, fold_masks(np.asarray(x, dtype=cfg.ring.dtype), plus, minus, cfg))
 
     def unmask(self, survivors: Iterable[int]) -> UnmaskingResponse:
         """Stage Unmasking, given U3 (the clients whose masked inputs the server holds).

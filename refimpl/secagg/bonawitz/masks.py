@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from refimpl.errors import ProtocolError
 from refimpl.prg import Stream, derive_key, key_length
 from refimpl.secagg.bonawitz.config import SecAggConfig
+from refimpl.sharing.kernels import fold_keystreams
 
-__all__ = ["aad", "check_public_key", "enc_key", "exchange", "mask", "pair_seed"]
+__all__ = ["aad", "check_public_key", "enc_key", "exchange", "fold_masks", "mask", "pair_seed"]
 
 
 def mask(seed: bytes, cfg: SecAggConfig) -> np.ndarray:
     """The mask ``PRG(seed)``: ``length`` uniform elements of the ring."""
     return cfg.ring.sample(Stream(seed, cipher=cfg.prg), cfg.length)
+
+
+def fold_masks(x: np.ndarray, plus: list[bytes], minus: list[bytes], cfg: SecAggConfig, *,
+               in_place: bool = False) -> np.ndarray:
+    """``x + sum PRG(plus) - sum PRG(minus)`` in the ring: a new array, or ``x`` itself when ``in_place``.
+
+    For Z_2^32 / Z_2^64 the masks are never materialised: their keystreams are folded into the result chunk by
+    chunk, on every core (`refimpl.sharing.kernels.fold_keystreams`); bit-identical to adding the masks one by one,
+    which is what other rings do.
+    """
+    ring = cfg.ring
+    if ring.modulus in (2**32, 2**64) and sys.byteorder == "little" and type(x) is np.ndarray and \
+            x.dtype == ring.dtype and x.flags.c_contiguous and (x.flags.writeable or not in_place):
+        out = x if in_place else np.empty_like(x)
+        terms = [(k, np.add) for k in plus] + [(k, np.subtract) for k in minus]
+        fold_keystreams(out, terms, cfg.prg, src=None if in_place else x)
+        return out
+    y = x
+    for k in plus:
+        y = ring.add(y, mask(k, cfg))
+    for k in minus:
+        y = ring.sub(y, mask(k, cfg))
+    if in_place:
+        x[...] = y
+        return x
+    return np.asarray(y, dtype=ring.dtype)
 
 
 def pair_seed(secret: bytes, round_: int, u: int, v: int, cfg: SecAggConfig) -> bytes:

@@ -34,7 +34,7 @@ from refimpl.net.accounting import Ledger
 from refimpl.prg import key_length
 from refimpl.secagg.bonawitz.client import SecAggClient
 from refimpl.secagg.bonawitz.config import KEY_LIMBS, STAGES, SecAggConfig
-from refimpl.secagg.bonawitz.masks import check_public_key, exchange, mask, pair_seed
+from refimpl.secagg.bonawitz.masks import check_public_key, exchange, fold_masks, pair_seed
 from refimpl.secagg.bonawitz.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskingResponse, message_nbytes
 from refimpl.secagg.codec import HEADER_BYTES, check_distinct_keys, check_round
 from refimpl.sharing.shamir import DEFAULT_FIELD, ShamirShares, reconstruct_bytes
@@ -234,15 +234,15 @@ class SecAggServer:
         assert self.round is not None
         u2, u3 = self.sets[2], self.sets[3]
         total = ring.sum(np.stack([self._masked[u] for u in sorted(u3)]), axis=0)
-        for u in sorted(u3):
-            total = ring.sub(total, mask(self._rebuild(u, responses, "seed"), cfg))
+        minus = [self._rebuild(u, responses, "seed") for u in sorted(u3)]  # the survivors' self masks
+        plus: list[bytes] = []
         for u in sorted(u2 - u3):
             sk = X25519PrivateKey.from_private_bytes(self._rebuild(u, responses, "key"))
             for v in sorted(cfg.graph[u] & u3):
-                secret = exchange(sk, self._keys[v][1], v)
-                p = mask(pair_seed(secret, self.round, u, v, cfg), cfg)
-                total = ring.sub(total, p) if v < u else ring.add(total, p)  # v added +p iff v < u
-        return np.asarray(total, dtype=ring.dtype)
+                seed = pair_seed(exchange(sk, self._keys[v][1], v), self.round, u, v, cfg)
+                (minus if v < u else plus).append(seed)  # v added +PRG(seed) iff v < u
+        total = np.asarray(total, dtype=ring.dtype)
+        return fold_masks(total, plus, minus, cfg, in_place=total.flags.writeable)
 
 
 def run_secagg_round(config: SecAggConfig, contributions: Mapping[int, ArrayLike], *, round_: int = 0,
