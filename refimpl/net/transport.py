@@ -93,6 +93,8 @@ def run_sync(coro: Awaitable[_T], timeout: float | None = None) -> _T:
     """Run ``coro`` on the network loop and wait for its result (from any thread but the loop's own)."""
     loop = event_loop()
     if threading.current_thread() is _loop.thread:  # type: ignore[union-attr]
+        if asyncio.iscoroutine(coro):
+            coro.close()
         raise RuntimeError("a blocking network call was made on the network thread itself")
     fut: concurrent.futures.Future[_T] = asyncio.run_coroutine_threadsafe(coro, loop)  # type: ignore[arg-type]
     try:
@@ -190,7 +192,8 @@ class _Assembler:
 # ---------------------------------------------------------------- client side
 def _ws_options(ping_interval: float, ping_timeout: float, max_queue: int = 16) -> dict[str, Any]:
     return {"compression": None, "max_size": CHUNK + 512, "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout, "max_queue": max_queue, "write_limit": 1 << 20}
+            "ping_timeout": ping_timeout, "max_queue": max_queue, "write_limit": 1 << 20,
+            "close_timeout": min(2.0, ping_timeout)}
 
 
 @dataclass
@@ -338,6 +341,7 @@ class Link:
             for pend in self._pending.values():
                 if not pend.done.done():
                     pend.done.set_exception(self._unavailable(why))
+                pend.started.set()  # wake the waiter: it raises the error now, not at its deadline
             self._pending.clear()
 
     async def request(self, kind: str, payload: bytes | bytearray | memoryview, *, notify: bool = False

@@ -1,0 +1,248 @@
+"""The authenticated transport: certificates, chunked messages, deadlines, and rejection of bad peers and frames.
+
+Every server here binds 127.0.0.1 in this process and is closed by its fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+import time
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from refimpl.errors import ConfigurationError, WorkerUnavailable
+from refimpl.net import certs, transport
+from refimpl.net.transport import CHUNK, Link, serve
+from tests import _net  # noqa: F401  (skips without websockets)
+
+NAMES = ["jake", "john", "mallory", "me"]
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    certs.make_deployment(d, NAMES)
+    return d
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory):
+    d = tmp_path_factory.mktemp("other")
+    certs.make_deployment(d, NAMES)
+    return d
+
+
+def _echo(peer, typ, kind, payload):
+    if kind == "sleep":
+        time.sleep(float(payload.decode()))
+        return b"late"
+    if kind == "ack":
+        return None
+    return bytes(peer.encode()) + b"|" + bytes(payload)
+
+
+@pytest.fixture(scope="module")
+def jake(tls):
+    server = serve("jake", _echo, tls_dir=tls)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _link(jake, tls, me="me", **kw):
+    return Link(f"wss://127.0.0.1:{jake.port}", "jake", me, tls_dir=tls, **kw)
+
+
+def test_certificates_name_parties_and_refuse_bad_names(tmp_path, tls):
+    assert certs.party_name(certs.load_certificate(tls / "john.pem")) == "john"
+    assert (tls / "john-key.pem").stat().st_mode & 0o077 == 0  # private keys are not group/world readable
+    for bad in ["", "a b", "../x", "x" * 65, 7]:
+        with pytest.raises(ConfigurationError):
+            certs.make_deployment(tmp_path / "bad", [bad])
+    with pytest.raises(ConfigurationError, match="already holds"):
+        certs.make_deployment(tls, ["zed"])
+    with pytest.raises(ConfigurationError, match="no certificate for party 'nobody'"):
+        certs.client_context(tls, "nobody")
+
+
+@settings(max_examples=12)
+@given(size=st.integers(0, 3 * CHUNK + 5))
+@example(size=0)
+@example(size=CHUNK - 13)  # the first chunk carries a 13-byte prefix (length, kind) before the payload
+@example(size=CHUNK)
+@example(size=2 * CHUNK - 13)
+def test_messages_of_any_size_arrive_whole_and_in_order(jake, tls, size):
+    link = _link(jake, tls)
+    try:
+        payload = bytes((i * 7) % 251 for i in range(min(size, 4096))) * (size // 4096 + 1)
+        payload = payload[:size]
+        assert link.call("echo", payload) == b"me|" + payload
+        assert link.call("ack", b"x") is None
+    finally:
+        link.close()
+
+
+def test_a_large_message_is_not_cut_off_by_the_deadline(jake, tls):
+    """A 96 MiB echo takes longer than the 0.5 s deadline: deadlines bound waiting, not transferring."""
+    link = _link(jake, tls, deadline=0.5, ping_interval=0.2, ping_timeout=10)
+    try:
+        payload = bytes(96 << 20)
+        t0 = time.perf_counter()
+        out = link.call("echo", payload)
+        assert len(out) == len(payload) + 3
+        assert time.perf_counter() - t0 > 0.5 or pytest.skip("the machine moved 192 MiB in under 0.5 s")
+        assert link.bytes_written > len(payload)  # framing counted on top of the payload
+    finally:
+        link.close()
+
+
+def test_a_missed_deadline_names_the_party(jake, tls):
+    link = _link(jake, tls, deadline=0.3)
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(WorkerUnavailable, match="party 'jake' .* no answer within the 0.3 s deadline"):
+            link.call("sleep", b"2")
+        assert time.perf_counter() - t0 < 1.5
+    finally:
+        link.close()
+
+
+def test_a_certificate_from_another_deployment_is_refused(jake, tls, other_ca):
+    stranger = Link(f"wss://127.0.0.1:{jake.port}", "jake", "me", tls_dir=other_ca, deadline=5)
+    with pytest.raises(WorkerUnavailable, match="party 'jake'"):
+        stranger.call("echo", b"hi")
+    link = _link(jake, tls)  # the server keeps serving the others
+    try:
+        assert link.call("echo", b"still here") == b"me|still here"
+    finally:
+        link.close()
+
+
+def test_the_server_must_be_the_party_we_asked_for(jake, tls):
+    wrong = Link(f"wss://127.0.0.1:{jake.port}", "john", "me", tls_dir=tls, deadline=5)
+    with pytest.raises(WorkerUnavailable, match="certificate names 'jake', not 'john'"):
+        wrong.call("echo", b"hi")
+
+
+async def _raw(jake, tls, frames, me="mallory"):
+    """Speak to the server directly with ``me``'s certificate; return what came back (frames) and the close code."""
+    from websockets.asyncio.client import connect
+
+    ctx = certs.client_context(tls, me)
+    got = []
+    async with connect(f"wss://127.0.0.1:{jake.port}", ssl=ctx, proxy=None, compression=None) as ws:
+        for f in frames:
+            await ws.send(f)
+        try:
+            while True:
+                got.append(await asyncio.wait_for(ws.recv(), 5))
+        except Exception:  # noqa: BLE001 - closed by the server, or nothing more to read
+            pass
+        return got, ws.close_code
+
+
+def _hello(party, to="jake"):
+    return next(transport._frames(transport.HELLO, 0, "hello", json.dumps({"party": party, "to": to}).encode()))
+
+
+def _request(req, kind, payload):
+    return next(transport._frames(transport.REQUEST, req, kind, payload))
+
+
+def _run(coro):
+    return transport.run_sync(coro, timeout=30)
+
+
+def test_a_party_claiming_another_name_is_refused_and_logged(jake, tls, caplog):
+    before = jake.rejected
+    got, code = _run(_raw(jake, tls, [_hello("jake"), _request(1, "echo", b"x")]))
+    assert code == 1008 and jake.rejected == before + 1
+    assert any(b"certificate names 'mallory'" in bytes(g) for g in got)
+    got, code = _run(_raw(jake, tls, [_hello("mallory", to="john")]))
+    assert code == 1008 and any(b"this is 'jake'" in bytes(g) for g in got)
+
+
+def test_malformed_frames_close_only_that_connection(jake, tls):
+    link = _link(jake, tls)
+    try:
+        assert link.call("echo", b"a") == b"me|a"
+        for bad in [b"garbage", b"RN" + bytes(14),
+                    transport._HDR.pack(b"RN", transport.REQUEST, 0, 5, 3) + b"chunk 3 first",
+                    transport._HDR.pack(b"RN", transport.REQUEST, 0x80, 5, 0) + bytes(9),
+                    transport._HDR.pack(b"RN", transport.REQUEST, 1, 5, 0) + transport._FIRST.pack(1 << 40, 0)]:
+            before = jake.rejected
+            got, code = _run(_raw(jake, tls, [_hello("mallory"), bad]))
+            assert code == 1002 and jake.rejected == before + 1, (bad[:20], code)
+        assert link.call("echo", b"b") == b"me|b"  # other connections unaffected
+    finally:
+        link.close()
+
+
+def test_replayed_and_reordered_requests_are_rejected(jake, tls):
+    frames = [_hello("mallory"), _request(1, "echo", b"one"), _request(1, "echo", b"again"),
+              _request(3, "echo", b"three"), _request(2, "echo", b"two")]
+    got, code = _run(_raw(jake, tls, frames))
+    kinds = [(transport._HDR.unpack_from(g)[1], transport._HDR.unpack_from(g)[3]) for g in got[1:]]
+    assert kinds == [(transport.REPLY, 1), (transport.FAIL, 1), (transport.REPLY, 3), (transport.FAIL, 2)]
+    assert b"replay" in bytes(got[2])
+
+
+def test_plaintext_is_for_loopback_only(tls):
+    with pytest.raises(ConfigurationError, match="loopback"):
+        serve("jake", _echo, host="0.0.0.0", insecure_plaintext=True)
+    with pytest.raises(ConfigurationError, match="loopback"):
+        Link("ws://10.1.2.3:80", "jake", "me", insecure_plaintext=True)
+    with pytest.raises(ConfigurationError, match="not TLS"):
+        Link("ws://127.0.0.1:80", "jake", "me", tls_dir=tls)
+    with pytest.raises(ConfigurationError, match="tls_dir"):
+        serve("jake", _echo)
+    server = serve("jake", _echo, insecure_plaintext=True)
+    try:
+        link = Link(f"ws://127.0.0.1:{server.port}", "jake", "anyone", insecure_plaintext=True)
+        assert link.call("echo", b"hi") == b"anyone|hi"  # names are unauthenticated claims here
+        link.close()
+    finally:
+        server.close()
+
+
+def test_an_unreachable_party_is_reported_quickly(tls):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # free once closed: nothing listens there
+    link = Link(f"wss://127.0.0.1:{port}", "jake", "me", tls_dir=tls, deadline=5)
+    t0 = time.perf_counter()
+    with pytest.raises(WorkerUnavailable, match="party 'jake' .* cannot connect"):
+        link.call("echo", b"x")
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(ConfigurationError):
+        Link(f"wss://127.0.0.1:{port}", "jake", "me")  # no certificates given
+
+
+def test_the_network_thread_refuses_blocking_calls_on_itself():
+    loop = transport.event_loop()
+    box = {}
+
+    def inside():
+        try:
+            transport.run_sync(asyncio.sleep(0))
+        except RuntimeError as e:
+            box["err"] = str(e)
+        done.set()
+
+    done = threading.Event()
+    loop.call_soon_threadsafe(inside)
+    assert done.wait(5) and "network thread" in box["err"]
+
+
+def test_ssl_contexts_require_tls13_and_peer_certificates(tls):
+    s, c = certs.server_context(tls, "jake"), certs.client_context(tls, "me")
+    assert s.verify_mode == c.verify_mode == ssl.CERT_REQUIRED
+    assert s.minimum_version == c.minimum_version == ssl.TLSVersion.TLSv1_3
