@@ -19,27 +19,27 @@ CKKS vs additive S=2 and vs SecAgg). Run them from a separate environment, e.g.
 ``python3 -m venv /tmp/peervenv && /tmp/peervenv/bin/pip install flwr tenseal -e .`` then
 ``/tmp/peervenv/bin/python bench/bench_secagg.py``.
 
-Usage: ``python bench/bench_secagg.py [--clients 10] [--dim 100000] [--repeat 3] [--out bench/results/...]``
+Each SecAgg row is also set against its own keystream bound: the AES-CTR time of the masks a client must expand
+(``degree + 1`` streams of d words: its pairwise masks and its self mask), measured in the same process (target of
+issue 17: client <= 1.5x that bound at K = 10, d = 1e5).
+
+Usage: ``python bench/bench_secagg.py [--clients 10] [--dim 100000] [--repeat 3] [--out PATH]`` (default
+``bench/results/secagg-<UTC date>.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import importlib
 import importlib.util
-import json
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
+import _common
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import refimpl.secagg.additive as additive
 import refimpl.secagg.bonawitz.client as bonawitz
@@ -48,18 +48,21 @@ from refimpl.prg import Stream
 from refimpl.secagg import AdditiveConfig, Codec, SecAggConfig, run_additive_round, run_secagg_round
 
 ACC: dict[str, float] = defaultdict(float)
+STAGES: dict[str, float] = {}
 
 
 def _instrument(cls: type, names: tuple[str, ...], bucket: str) -> None:
     for name in names:
         orig = getattr(cls, name)
 
-        def timed(*a, __orig=orig, **k):
+        def timed(*a, __orig=orig, __name=name, **k):
             t = time.perf_counter()
             try:
                 return __orig(*a, **k)
             finally:
-                ACC[bucket] += time.perf_counter() - t
+                dt = time.perf_counter() - t
+                ACC[bucket] += dt
+                ACC[f"{bucket}:{__name}"] += dt  # per stage, for the breakdown
 
         setattr(cls, name, timed)
 
@@ -83,12 +86,8 @@ additive.combine_partial_sums = _combine
 
 
 def best(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    """Best wall-clock seconds of ``repeat`` calls (bench/_common)."""
+    return _common.best_of(fn, repeat, warm=False)[0]
 
 
 def run_protocol(fn, repeat, k, servers):
@@ -99,7 +98,11 @@ def run_protocol(fn, repeat, k, servers):
         t = time.perf_counter()
         res = fn()
         total = time.perf_counter() - t
-        rows.append((ACC["client"] / k, (ACC["server"] + ACC["output"]) / servers, total, res))
+        stages = {key.split(":", 1)[1]: v / k for key, v in ACC.items() if key.startswith("client:")}
+        rows.append((ACC["client"] / k, (ACC["server"] + ACC["output"]) / servers, total, res, stages))
+    best_row = min(rows, key=lambda r: r[0])
+    STAGES.clear()
+    STAGES.update(best_row[4])  # per-client seconds by stage, of the repeat with the fastest client
     return min(r[0] for r in rows), min(r[1] for r in rows), min(r[2] for r in rows), rows[-1][3]
 
 
@@ -397,7 +400,7 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=10)
     p.add_argument("--dim", type=int, default=100_000)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--out", default="bench/results/bench_secagg.json")
+    p.add_argument("--out", default=None, help="JSON path (default bench/results/secagg-<date>.json); '-': none")
     p.add_argument("--fedavg-rounds", type=int, default=0,
                    help="also time FedAvg rounds (2NN, 100 clients, C=0.1) plaintext vs secure (needs jax)")
     args = p.parse_args(argv)
@@ -436,8 +439,13 @@ def main(argv=None) -> int:
         c_s = c_s * k / len(alive)  # dropped clients stop early: average over the ones that ran every stage
         up = r.ledger.sent(f"client {alive[0]}")
         assert np.allclose(r.total, sum(xs[u] for u in r.clients), atol=k * 2.0**-16)
+        streams = (c2.degree if c2.degree else k - 1) + 1  # pairwise masks + the self mask
+        bound = streams * res["aes_keystream"]["client_s"]
         res[name] = {"client_s": c_s, "server_s": s_s, "round_s": tot, "upload_bytes": up,
-                     "upload_ratio": up / c2.codec.encoded_nbytes, "threshold": c2.threshold}
+                     "upload_ratio": up / c2.codec.encoded_nbytes, "threshold": c2.threshold,
+                     "mask_streams_per_client": streams, "client_keystream_bound_s": bound,
+                     "client_over_keystream_bound": c_s / bound, "client_stage_s": dict(STAGES),
+                     "masked_input_over_keystream_bound": STAGES.get("masked_input", 0.0) / bound}
 
     peers, peer_rows = peer_section(xs, res, rep)
 
@@ -449,6 +457,12 @@ def main(argv=None) -> int:
             continue
         print(f"{name:<24}{r['client_s']*1e3:>11.2f}{r['server_s']*1e3:>11.2f}{r['round_s']*1e3:>10.1f}"
               f"{r['upload_bytes']:>12,}{r['upload_ratio']:>8.4f}{r['server_s']/t_plain:>14.1f}")
+    for name, r in res.items():
+        if "client_over_keystream_bound" in r:
+            print(f"{name:<24} client / its keystream bound ({r['mask_streams_per_client']} streams, "
+                  f"{r['client_keystream_bound_s']*1e3:.2f} ms): {r['client_over_keystream_bound']:.2f}x "
+                  f"(target <= 1.5x); masked_input stage alone {r['masked_input_over_keystream_bound']:.2f}x; "
+                  "stages ms: " + ", ".join(f"{st} {v*1e3:.2f}" for st, v in r["client_stage_s"].items()))
     print(f"limits: memcpy of all updates {res['memcpy']['server_s']*1e3:.2f} ms, AES-CTR keystream per d-vector "
           f"{res['aes_keystream']['client_s']*1e3:.2f} ms; peers: "
           + ", ".join(f"{n}: {v if isinstance(v, str) else 'benchmarked'}" for n, v in peers.items()))
@@ -465,15 +479,10 @@ def main(argv=None) -> int:
             f"{n} x{fed[n]['round_time_ratio']:.2f} time, max acc gap {fed[n]['max_accuracy_gap_pp']:.2f} pp"
             for n in ("additive_S2", "secagg_t6", "additive_S2_dropout30")))
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "benchmark": "bench_secagg", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
-        "versions": {"numpy": np.__version__, "cryptography": __import__("cryptography").__version__},
+    _common.write_result({
+        "benchmark": "secagg", "machine": _common.machine_info(),
         "clients": k, "dim": d, "repeat": rep, "results": res, "peers": peers, "peer_results": peer_rows,
-        "fedavg": fed}, indent=2) + "\n")
-    print(f"wrote {out}")
+        "fedavg": fed}, args.out, "secagg")
     return 0
 
 

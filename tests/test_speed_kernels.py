@@ -16,6 +16,15 @@ from refimpl.sharing.additive import party_keys
 KEY = bytes(range(16))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def small_chunks():
+    """Small chunks and a low threshold, so that small arrays take the multi-threaded, multi-chunk paths."""
+    saved = kernels.CHUNK_BYTES, kernels.MIN_PARALLEL_BYTES
+    kernels.CHUNK_BYTES, kernels.MIN_PARALLEL_BYTES = 1 << 12, 1 << 14
+    yield
+    kernels.CHUNK_BYTES, kernels.MIN_PARALLEL_BYTES = saved
+
+
 @pytest.fixture
 def thread_count():
     """Set the kernels' thread count for one test and restore the default afterwards."""
@@ -34,8 +43,8 @@ def definition(x: np.ndarray, n: int, ring: Ring, prg: str) -> np.ndarray:
     return data
 
 
-# Sizes around the parallel threshold and the chunk size, including ragged tails; element counts per share.
-BIG = kernels.MIN_PARALLEL_BYTES // 8
+# Sizes around the (test-lowered) parallel threshold and chunk size, with ragged tails; elements per share.
+BIG = (1 << 14) // 8
 
 
 @settings(max_examples=12, deadline=None)
@@ -130,6 +139,7 @@ def test_large_arrays_are_split_into_chunk_aligned_ranges(thread_count):
     assert len(ranges) == 3 and ranges[0][0] == 0 and ranges[-1][1] == 3 * BIG + 17
     assert all(lo % step == 0 and lo == prev_hi for (lo, _), (_, prev_hi) in zip(ranges[1:], ranges))
     assert kernels._ranges(1000, step, 8000) == [(0, 1000)]  # small: the calling thread only
+    assert kernels.CHUNK_BYTES % 64 == 0 and (1 << 19) % 64 == 0  # chunks start on cipher block boundaries
 
 
 @pytest.mark.parametrize("threads", [1, 3])

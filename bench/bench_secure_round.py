@@ -1,0 +1,102 @@
+"""Secure FedAvg round time against plaintext, in alternating pairs, on both the wall clock and the CPU clock.
+
+Setting (the README's): Fashion-MNIST (falls back to mnist-10k and says so), 2NN 784-200-200-10, 100 IID clients,
+C = 0.1, E = 1, B = 10, client SGD lr 0.1. One process; the same FedAvg engine and seeds, only the aggregator
+differs: ``server.weighted_mean`` (plaintext) or ``fl.secure.make_secure_aggregator("additive", servers=2)``
+(fresh OS keys, as ``train`` uses by default).
+
+A *pair* is one plaintext run then one secure run of ``--rounds`` rounds each, from the same initial model (the
+order alternates from pair to pair so that a drift in the machine's load favours neither). Per run: the median wall
+seconds and the median process CPU seconds (every thread: JAX's and the sharing kernels') per round, rounds after
+the first (which compiles). Per pair: secure / plaintext on each clock. Reported: each pair's ratios, their median,
+min and max (the spread), and the pooled medians.
+
+Target (issue 17): secure <= 1.1x plaintext. Printed, never asserted.
+
+Run: ``nice python bench/bench_secure_round.py [--pairs 5] [--rounds 8]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any
+
+import _common
+import jax
+import optax
+
+from refimpl.fl import client, data, model, partition, server
+from refimpl.fl.secure import make_secure_aggregator
+
+
+def run(fedavg: server.FedAvg, cdata: Any, rounds: int) -> dict[str, Any]:
+    state = fedavg.init(model.init("2nn", seed=0))
+    walls, cpus = [], []
+    for r in range(rounds + 1):
+        w0, c0 = time.perf_counter(), time.process_time()
+        state, _ = fedavg.run_round(state, cdata)
+        jax.block_until_ready(state.params)
+        w, c = time.perf_counter() - w0, time.process_time() - c0
+        if r:  # round 0 compiles
+            walls.append(w)
+            cpus.append(c)
+    return {"wall_s": walls, "cpu_s": cpus, "median_wall_s": statistics.median(walls),
+            "median_cpu_s": statistics.median(cpus)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pairs", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=8, help="timed rounds per run (after one compiling round)")
+    p.add_argument("--out", default=None, help="JSON path (default bench/results/secure_round-<date>.json); '-'")
+    args = p.parse_args(argv)
+    try:
+        ds, note = data.load("fashion_mnist", use_tfds=False), "Fashion-MNIST"
+    except data.DatasetNotFoundError:
+        ds, note = data.load("mnist-10k"), "mnist-10k (Fashion-MNIST absent)"
+    fed = partition.federate(ds.x_train, ds.y_train, partition.iid(ds.y_train, 100, seed=0), pad_multiple=10)
+    cdata = server.to_device(fed)
+    update = client.make_round_update(optax.sgd(0.1), local_epochs=1, batch_size=10)
+    engines = {
+        "plaintext": server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0),
+        "secure": server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0,
+                                aggregate=make_secure_aggregator("additive", servers=2)),
+    }
+    info = _common.machine_info(optax=optax.__version__)
+    print(f"# secure vs plaintext FedAvg round ({note}, 2NN, K=100, C=0.1, E=1, B=10); {args.pairs} pairs x "
+          f"{args.rounds} rounds; load {info['loadavg_start']}")
+    pairs = []
+    for i in range(args.pairs):
+        order = ("plaintext", "secure") if i % 2 == 0 else ("secure", "plaintext")
+        runs = {name: run(engines[name], cdata, args.rounds) for name in order}
+        pair = {"order": list(order), "runs": runs,
+                "wall_ratio": runs["secure"]["median_wall_s"] / runs["plaintext"]["median_wall_s"],
+                "cpu_ratio": runs["secure"]["median_cpu_s"] / runs["plaintext"]["median_cpu_s"]}
+        pairs.append(pair)
+        print(f"pair {i + 1}: plaintext {runs['plaintext']['median_wall_s']*1e3:7.1f} ms wall "
+              f"{runs['plaintext']['median_cpu_s']*1e3:7.1f} ms cpu | secure {runs['secure']['median_wall_s']*1e3:7.1f}"
+              f" ms wall {runs['secure']['median_cpu_s']*1e3:7.1f} ms cpu | ratio wall {pair['wall_ratio']:.3f}x "
+              f"cpu {pair['cpu_ratio']:.3f}x", flush=True)
+    pooled = {name: {clock: statistics.median([t for pr in pairs for t in pr["runs"][name][f"{clock}_s"]])
+                     for clock in ("wall", "cpu")} for name in engines}
+    summary = {clock: {"pair_ratios": _common.spread([pr[f"{clock}_ratio"] for pr in pairs]),
+                       "pooled_ratio": pooled["secure"][clock] / pooled["plaintext"][clock]}
+               for clock in ("wall", "cpu")}
+    for clock, s in summary.items():
+        r = s["pair_ratios"]
+        print(f"{clock:>4}: pooled {s['pooled_ratio']:.3f}x; per pair median {r['median']:.3f}x, spread "
+              f"{r['min']:.3f}-{r['max']:.3f}x (target <= 1.1x: {'met' if r['max'] <= 1.1 else 'not on every pair'})")
+    result = {"benchmark": "secure_round", "machine": info,
+              "setting": {"data": note, "model": "2nn", "clients": 100, "fraction": 0.1, "local_epochs": 1,
+                          "batch_size": 10, "client_lr": 0.1, "secure": "additive, 2 servers, fresh OS keys",
+                          "pairs": args.pairs, "rounds_per_run": args.rounds},
+              "pairs": pairs, "pooled_median_s": pooled, "summary": summary}
+    _common.write_result(result, args.out, "secure_round")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
