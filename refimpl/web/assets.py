@@ -22,7 +22,7 @@ from refimpl.testing import VECTOR_NAMES
 __all__ = ["ASSETS", "asset", "serve_assets"]
 
 _STATIC = ("prg.mjs", "ring.mjs", "encoding.mjs", "sharing.mjs", "secagg.mjs", "wire.mjs", "conformance.mjs",
-           "train.mjs", "client.mjs", "app.mjs", "style.css")
+           "train.mjs", "client.mjs", "transport.mjs", "netclient.mjs", "app.mjs", "style.css")
 _PAGES = ("index.html", "check.html")
 _TYPES = {".mjs": "text/javascript; charset=utf-8", ".html": "text/html; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".json": "application/json"}
@@ -50,8 +50,12 @@ def _read(package: str, name: str) -> tuple[bytes, str]:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    data: Any = None  # a refimpl.web.model.PartitionData serving /data/client/<id> and /data/test, or None
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         found = asset(self.path)
+        if found is None and self.data is not None:
+            found = self.data.route(self.path.split("?", 1)[0])
         if found is None:
             self.send_error(404, "not a refimpl web asset")
             return
@@ -67,12 +71,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def serve_assets(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+def serve_assets(host: str = "127.0.0.1", port: int = 0, data: Any = None) -> tuple[ThreadingHTTPServer, str]:
     """Serve the assets over plain HTTP in a daemon thread (http://127.0.0.1 is a secure context for WebCrypto).
+
+    Args:
+        host, port: where to listen (port 0: a free one).
+        data: optionally a :class:`refimpl.web.model.PartitionData`: the tabs' data partitions and test images.
 
     Returns:
         ``(server, base_url)``; call ``server.shutdown()`` and ``server.server_close()`` to stop it.
     """
-    server = ThreadingHTTPServer((host, port), _Handler)
+    handler = type("_BoundHandler", (_Handler,), {"data": data})
+    server = ThreadingHTTPServer((host, port), handler)
     threading.Thread(target=server.serve_forever, name="refimpl-web-assets", daemon=True).start()
     return server, f"http://{host}:{server.server_address[1]}"

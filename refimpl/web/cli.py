@@ -4,6 +4,7 @@ Examples (loopback only)::
 
     python -m refimpl web --clients 3 --rounds 3 --servers 3     # prints the page address with its token
     python -m refimpl web client 'http://127.0.0.1:8780/#token=...'
+    python -m refimpl web --aggregator ws://127.0.0.1:9000 --clients 5 --ids 1-3   # tabs for refimpl aggregator
 """
 
 from __future__ import annotations
@@ -47,7 +48,56 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--round-timeout", type=float, default=120.0, help="seconds a round waits for uploads")
     p.add_argument("--json-out", help="write every round's result (clients, accuracy, ring total, bytes) here")
     p.add_argument("-v", "--verbose", action="store_true", help="log joins, rejections and rounds")
+    g = p.add_argument_group("tabs for python -m refimpl aggregator (instead of this server's rounds)")
+    g.add_argument("--aggregator", metavar="WS_URL", help="serve only the page and the data partitions, for tabs "
+                   "that join this lead aggregator (--protocol additive --insecure-plaintext, on loopback) as "
+                   "client-<id>; --clients is then its K")
+    g.add_argument("--ids", help="client ids to print tab addresses for (default 1-K), e.g. 1-3 or 2,5")
+    g.add_argument("--data", default="mnist-10k", help="the clients' dataset, as python -m refimpl client --data")
+    g.add_argument("--partition", default="iid", help="as python -m refimpl client --partition")
+    g.add_argument("--seed", type=int, default=0, help="as python -m refimpl client --seed")
     return p
+
+
+def _ids(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _serve_tabs(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    from urllib.parse import urlsplit
+
+    from refimpl.web.assets import serve_assets
+    from refimpl.web.model import PartitionData
+
+    parts = urlsplit(args.aggregator)
+    if parts.scheme != "ws" or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        print(f"refimpl web: --aggregator must be a ws:// loopback address (browsers cannot present the mutual-TLS "
+              f"client certificates of wss://; run the aggregator with --insecure-plaintext), got {args.aggregator!r}",
+              file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"refimpl web: serves plain HTTP on loopback only, not {args.host!r}", file=sys.stderr)
+        return 2
+    data = PartitionData(args.data, args.clients, args.partition, args.seed)
+    server, base = serve_assets(args.host, args.port, data)
+    for k in _ids(args.ids) if args.ids else range(1, args.clients + 1):
+        print(f"client-{k}: {base}/#aggregator={args.aggregator}&client={k}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    server.shutdown()
+    server.server_close()
+    return 0
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -103,4 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_client(a.url))
     args = _serve_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if args.aggregator:
+        return _serve_tabs(args)
     return asyncio.run(_serve(args))

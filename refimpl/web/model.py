@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLASSES", "INPUTS", "PARAMS", "TaskData", "accuracy", "load_task_data", "train_local"]
+__all__ = ["CLASSES", "INPUTS", "PARAMS", "PartitionData", "TaskData", "accuracy", "load_task_data", "train_local"]
 
 INPUTS = 784
 CLASSES = 10
@@ -89,3 +89,38 @@ def load_task_data(config: Any) -> TaskData:
     parts = tuple(p[: config.samples] for p in iid(ds.y_train, config.max_clients, seed=0))
     return TaskData(parts, _to_uint8(ds.x_train), ds.y_train.astype(np.uint8),
                     (_to_uint8(ds.x_test).reshape(-1), ds.y_test.astype(np.uint8)))
+
+
+class PartitionData:
+    """The tabs' data for ``python -m refimpl web --aggregator``: client ``k``'s partition exactly as
+    ``python -m refimpl client`` computes it (``make_partition(partition, y_train, clients, seed)[k - 1]``), and the
+    first ``test_size`` test images, each as one :mod:`refimpl.net.wire` message ``{images: uint8, labels: uint8}``.
+
+    The page server holds every partition here: it stands in for data that a real device already has.
+    """
+
+    def __init__(self, dataset: str = "mnist-10k", clients: int = 10, partition: str = "iid", seed: int = 0,
+                 test_size: int = 500) -> None:
+        from refimpl.fl.data import load
+        from refimpl.fl.partition import make_partition
+
+        ds = load(dataset)
+        self.clients = int(clients)
+        self._parts = make_partition(partition, ds.y_train, self.clients, seed=seed)
+        self._x, self._y = _to_uint8(ds.x_train), ds.y_train.astype(np.uint8)
+        self._test = (_to_uint8(ds.x_test[:test_size]).reshape(-1), ds.y_test[:test_size].astype(np.uint8))
+
+    def route(self, path: str) -> tuple[bytes, str] | None:
+        """``(body, content type)`` for ``/data/client/<k>`` (1 <= k <= clients) and ``/data/test``, else None."""
+        from refimpl.net import wire
+
+        if path == "/data/test":
+            return wire.encode({"images": self._test[0], "labels": self._test[1]}), "application/octet-stream"
+        prefix = "/data/client/"
+        if path.startswith(prefix) and path[len(prefix):].isdigit():
+            k = int(path[len(prefix):])
+            if 1 <= k <= self.clients:
+                idx = self._parts[k - 1]
+                return (wire.encode({"images": self._x[idx].reshape(-1), "labels": self._y[idx]}),
+                        "application/octet-stream")
+        return None

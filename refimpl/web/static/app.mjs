@@ -1,12 +1,19 @@
-// The page: joins the run named by the URL fragment (#token=...; optional &delay=ms before uploading, in round
-// &delay_round=r only if given, to simulate a slow device) and shows progress, the round, bytes sent and the latest global accuracy. The token travels in the
-// fragment, which the browser never sends in HTTP requests; the page hands it to the server in its hello message.
+// The page: joins the run named by the URL fragment and shows progress, the round, bytes sent and the latest
+// global accuracy. Two kinds of run:
+//   #token=T                                  this server's rounds (python -m refimpl web): the token enrols the tab
+//   #aggregator=ws://HOST:PORT&client=K       python -m refimpl aggregator --protocol additive --insecure-plaintext,
+//                                             as client-K, training on /data/client/K of this page server
+// Optional: &delay=ms before uploading (in round &delay_round=r only, if given): a slow device, to show dropouts.
+// The fragment is never sent in HTTP requests.
 
 import { RoundClient } from './client.mjs';
+import { AggregatorClient } from './netclient.mjs';
+import { decode } from './wire.mjs';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.hash.slice(1));
 const token = params.get('token') ?? '';
+const aggregator = params.get('aggregator');
 const delay = Number(params.get('delay') ?? 0);
 const delayRound = params.has('delay_round') ? Number(params.get('delay_round')) : null;
 
@@ -24,13 +31,18 @@ function log(line) {
 }
 
 const state = { client: null, round: null, accuracy: null, uploaded: [], results: [], errors: [], done: false };
-const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-const client = new RoundClient(url, token, {
-  delayUploadMs: delay,
-  delayRound,
+const ui = {
   onEvent(kind, ev) {
+    if (client) $('bytes').textContent = human(client.bytesSent);
     switch (kind) {
       case 'open': $('status').textContent = 'connected; waiting for the configuration'; break;
+      case 'joined':
+        state.client = ev.client;
+        $('client').textContent = ev.client;
+        $('status').textContent = `joined the aggregator at ${aggregator} as client-${ev.client}; waiting for a round`;
+        log(`joined ${aggregator} as client-${ev.client}`);
+        break;
+      case 'abort': state.errors.push(ev.message); log(`round aborted: ${ev.message}`); break;
       case 'welcome':
         state.client = ev.client;
         $('client').textContent = ev.client;
@@ -54,11 +66,12 @@ const client = new RoundClient(url, token, {
         log(`round ${ev.round}: uploaded ${ev.bytes} bytes (encode + share ${ev.encode_share_ms.toFixed(1)} ms)`);
         break;
       case 'result':
-        state.accuracy = ev.accuracy;
+        if (ev.accuracy !== null) state.accuracy = ev.accuracy;
         state.results.push(ev.round);
-        $('accuracy').textContent = `${(100 * ev.accuracy).toFixed(1)} %`;
-        $('status').textContent = `round ${ev.round} done: ${ev.clients.length} clients aggregated`;
-        log(`round ${ev.round}: aggregate of clients ${ev.clients.join(', ')}; accuracy ${(100 * ev.accuracy).toFixed(2)} %`);
+        if (ev.accuracy !== null) $('accuracy').textContent = `${(100 * ev.accuracy).toFixed(1)} %`;
+        $('status').textContent = `round ${ev.round} done` + (ev.clients ? `: ${ev.clients.length} clients aggregated` : '');
+        log(`round ${ev.round}: ` + (ev.clients ? `aggregate of clients ${ev.clients.join(', ')}; ` : 'aggregated; ') +
+          (ev.accuracy !== null ? `accuracy ${(100 * ev.accuracy).toFixed(2)} %` : ''));
         break;
       case 'error': state.errors.push(ev.message); log(`error: ${ev.message}`); break;
       case 'done': state.done = true; $('status').textContent = 'all rounds done'; log('done'); break;
@@ -68,7 +81,25 @@ const client = new RoundClient(url, token, {
       default: break;
     }
   },
-});
-window.refimpl = { client, state };
-if (!token) $('status').textContent = 'no enrolment token in the URL (#token=...): open the link the server printed';
-else client.run();
+};
+
+async function fetchData(path) {
+  const resp = await fetch(path);
+  return resp.ok ? decode(new Uint8Array(await resp.arrayBuffer())) : null;
+}
+
+let client = null;
+if (aggregator) {
+  const id = Number(params.get('client'));
+  const [data, test] = await Promise.all([fetchData(`/data/client/${id}`), fetchData('/data/test')]);
+  client = new AggregatorClient(aggregator, id, data, { test, delayUploadMs: delay, delayRound, onEvent: ui.onEvent });
+  window.refimpl = { client, state };
+  client.run().then((reason) => { state.done = true; $('status').textContent = `finished: ${reason}`; log(`finished: ${reason}`); })
+    .catch((e) => { state.errors.push(e.message); $('status').textContent = `stopped: ${e.message}`; log(`error: ${e.message}`); });
+} else {
+  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  client = new RoundClient(url, token, { delayUploadMs: delay, delayRound, onEvent: ui.onEvent });
+  window.refimpl = { client, state };
+  if (!token) $('status').textContent = 'no enrolment token in the URL (#token=...): open the link the server printed';
+  else client.run();
+}
