@@ -96,7 +96,11 @@ def local_op(ring: Ring, data: np.ndarray, op: str, kw: dict[str, Any], lead: in
     if op == "reshape":
         return data.reshape(tuple(pre) + tuple(kw["to"])).copy()
     if op == "getitem":
-        return np.array(data[(slice(None),) * lead + decode_index(kw["index"])], dtype=ring.dtype)
+        index = decode_index(kw["index"])
+        if lead == 0:
+            return np.array(data[index], dtype=ring.dtype)
+        # party by party: advanced indices next to a leading slice would move the party axis
+        return np.stack([np.asarray(part[index]) for part in data]).astype(ring.dtype, copy=False)
     if op == "sum":
         axis = kw.get("axis")
         axes = tuple(range(lead, data.ndim)) if axis is None else tuple(int(a) % nd + lead for a in axis)
@@ -111,7 +115,9 @@ def local_op(ring: Ring, data: np.ndarray, op: str, kw: dict[str, Any], lead: in
             out = np.expand_dims(out, axes)
         return np.asarray(out, dtype=ring.dtype)
     if op == "broadcast_to":
-        return np.ascontiguousarray(np.broadcast_to(data, (*pre, *kw["to"])))
+        to = tuple(kw["to"])
+        data = data.reshape(tuple(pre) + (1,) * (len(to) - nd) + data.shape[lead:])
+        return np.ascontiguousarray(np.broadcast_to(data, tuple(pre) + to))
     if op == "copy":
         return data.copy()
     raise ValueError(f"unknown local operation {op!r}")

@@ -4,38 +4,48 @@ Every function takes any :class:`~refimpl.mpc.algebra.TensorAlgebra` (a stacked
 :class:`~refimpl.mpc.StackedTensor` or a pointer-world :class:`~refimpl.workers.SharedTensor`) with a fixed-point
 encoding, and is built from its products, public divisions and exact comparisons only.
 
-Working precision. The functions run at a working encoding with at least ``WORKING_SCALE = 2**20`` (the same base,
+Working precision. The functions run at a working encoding with at least ``WORKING_SCALE = 2**20
+
+#: ``name: (low, high, bound(x))``: each function's documented input range and absolute error bound (add one unit
+#: in the last place of the caller's encoding). ``softmax``'s range is any input; its bound is per entry.
+BOUNDS: dict[str, tuple[float, float, Callable[[np.ndarray], np.ndarray]]] = {
+    "exp": (-16.0, 6.0, lambda x: np.exp(x) * (x**2 / 500 + 2**-9) + 2**-14),
+    "reciprocal": (0.05, 200.0, lambda x: 2**-9 / np.abs(x) + 2**-14),
+    "log": (0.05, 200.0, lambda x: np.log(x) ** 2 / 400 + 2**-10),
+    "inv_sqrt": (0.05, 128.0, lambda x: 2**-10 / np.sqrt(x) + 2**-14),
+    "sqrt": (0.05, 128.0, lambda x: 2**-10 * np.sqrt(x) + 2**-14),
+    "sigmoid": (-16.0, 16.0, lambda x: np.full(np.shape(x), 2.0**-9)),
+    "tanh": (-8.0, 8.0, lambda x: np.full(np.shape(x), 2.0**-8)),
+    "softmax": (-np.inf, np.inf, lambda x: np.full(np.shape(x), 2.0**-6)),
+}`` (the same base,
 more fractional digits: entering is a local multiplication, leaving is one division round), so a coarse encoding
 such as PySyft's ``base=10, frac_bits=3`` gets results accurate to its own resolution. This needs the product
 headroom of Z_2^64: in Z_2^32 the functions raise :class:`~refimpl.errors.ConfigurationError` before computing.
 
 Bounds. ``|f_mpc(x) - f(x)| <= bound(x) + 1 / scale`` where ``1 / scale`` is one unit in the last place of the
-caller's encoding (the final division) and ``bound`` is listed per function over its input range. The bounds were
-set from the methods' analytic error plus the fixed-point rounding observed over the whole range, and each one is
-checked by a property test (tests/test_mpc_functions.py) for base 2 and base 10 encodings and n = 2, 3, 5. Outside
-the stated range the methods lose accuracy (the limit approximation of exp, Newton's initial guesses).
+caller's encoding (the final division) and ``bound`` is listed per function over its input range (also as data in
+:data:`BOUNDS`). They combine the methods' analytic error (the limit approximation's relative error is about
+``x^2 / 512``, and log, sigmoid and softmax inherit it through exp) with the fixed-point rounding observed over the
+whole range, and each one is checked by a property test (tests/test_mpc_functions.py) for base 2 and base 10
+encodings and n = 2, 3, 5. Outside the stated ranges the methods lose accuracy (exp's base ``1 + x/256`` turns
+negative below -256; Newton's initial guesses stop converging).
 
-=================  ======================  ====================================  ==========================
-function           method (CrypTen)        input range                           bound (absolute)
-=================  ======================  ====================================  ==========================
-exp                limit (1 + x/2^8)^2^8   [-16, 6]                              ``e^x (x^2/500 + 2^-9)``
-                                                                                 ``+ 2^-14``
-reciprocal         Newton-Raphson, 12 it.  ``0.05 <= |x| <= 200``                ``2^-9 / |x| + 2^-14``
-                   from 3 e^(1/2 - x)
-                   + 0.003
-log                Householder, order 8,   [0.05, 200]                           ``2^-8``
-                   3 iterations
-inv_sqrt           Newton-Raphson, 4 it.   [0.05, 200]                           ``2^-8 / sqrt(x)``
-sqrt               x * inv_sqrt(x)         [0.05, 200]                           ``2^-8 sqrt(x)``
-sigmoid            1 / (1 + e^-|x|),       [-16, 16] (any x: saturates           ``2^-9``
-                   reflected by sign       correctly beyond)
-tanh               2 sigmoid(2x) - 1       [-8, 8]                               ``2^-8``
-softmax            max-subtracted exp,     any (differences clamp at -2^8)       ``2^-8`` per entry
-                   sum, reciprocal
-=================  ======================  ====================================  ==========================
-
-Rounds (Z_2^64, n = 2; one division round after every product): exp 17, reciprocal 66, log 138, inv_sqrt 36,
-sigmoid 78 + a comparison, softmax: a max tree + exp + reciprocal.
+==========  ===========================  ===============  =====================================  =============
+function    method (CrypTen)             input range      bound (absolute, + one unit)           rounds (n=2)
+==========  ===========================  ===============  =====================================  =============
+exp         limit (1 + x/2^8)^(2^8)      [-16, 6]         ``e^x (x^2/500 + 2^-9) + 2^-14``       18
+reciprocal  Newton-Raphson, 12 iter.,    0.05 <= |x|      ``2^-9 / |x| + 2^-14``                 75 (+ sign)
+            y0 = 3 e^(1/2 - x) + 0.003   <= 200
+log         Householder order 8,         [0.05, 200]      ``ln(x)^2 / 400 + 2^-10``              139
+            3 iterations
+inv_sqrt    Newton-Raphson, 5 iter.      [0.05, 128]      ``2^-10 / sqrt(x) + 2^-14``            56
+sqrt        x * inv_sqrt(x)              [0.05, 128]      ``2^-10 sqrt(x) + 2^-14``              58
+sigmoid     1 / (1 + e^-|x|), reflected  [-16, 16]        ``2^-9``                               93 (n=2)
+            by the exact sign            (saturates)
+tanh        2 sigmoid(2x) - 1            [-8, 8]          ``2^-8``                               93 (n=2)
+softmax     max-subtracted exp, sum,     any              ``2^-6`` per entry                     max tree +
+            Newton reciprocal                                                                    ~100
+==========  ===========================  ===============  =====================================  =============
 
 References:
     B. Knott, S. Venkataraman, A. Hannun, S. Sengupta, M. Ibrahim, L. van der Maaten, "CrypTen: Secure
@@ -45,7 +55,10 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
 
 from refimpl.encoding import FixedPoint
 from refimpl.mpc.headroom import check_product_headroom
@@ -53,17 +66,30 @@ from refimpl.mpc.headroom import check_product_headroom
 if TYPE_CHECKING:
     from refimpl.mpc.algebra import TensorAlgebra
 
-__all__ = ["EXP_ITERATIONS", "WORKING_SCALE", "exp", "inv_sqrt", "log", "reciprocal", "sigmoid", "softmax", "sqrt",
+__all__ = ["BOUNDS", "EXP_ITERATIONS", "WORKING_SCALE", "exp", "inv_sqrt", "log", "reciprocal", "sigmoid", "softmax", "sqrt",
            "tanh", "working_encoding"]
 
 T = TypeVar("T", bound="TensorAlgebra")
 
 WORKING_SCALE = 2**20
+
+#: ``name: (low, high, bound(x))``: each function's documented input range and absolute error bound (add one unit
+#: in the last place of the caller's encoding). ``softmax``'s range is any input; its bound is per entry.
+BOUNDS: dict[str, tuple[float, float, Callable[[np.ndarray], np.ndarray]]] = {
+    "exp": (-16.0, 6.0, lambda x: np.exp(x) * (x**2 / 500 + 2**-9) + 2**-14),
+    "reciprocal": (0.05, 200.0, lambda x: 2**-9 / np.abs(x) + 2**-14),
+    "log": (0.05, 200.0, lambda x: np.log(x) ** 2 / 400 + 2**-10),
+    "inv_sqrt": (0.05, 128.0, lambda x: 2**-10 / np.sqrt(x) + 2**-14),
+    "sqrt": (0.05, 128.0, lambda x: 2**-10 * np.sqrt(x) + 2**-14),
+    "sigmoid": (-16.0, 16.0, lambda x: np.full(np.shape(x), 2.0**-9)),
+    "tanh": (-8.0, 8.0, lambda x: np.full(np.shape(x), 2.0**-8)),
+    "softmax": (-np.inf, np.inf, lambda x: np.full(np.shape(x), 2.0**-6)),
+}
 EXP_ITERATIONS = 8
 RECIPROCAL_ITERATIONS = 12
 LOG_ITERATIONS = 3
 LOG_ORDER = 8
-INV_SQRT_ITERATIONS = 4
+INV_SQRT_ITERATIONS = 5
 
 
 def working_encoding(encoding: FixedPoint | None) -> FixedPoint:
@@ -114,6 +140,13 @@ def exp(x: T) -> T:
     Range ``[-16, 6]``; bound ``e^x (x^2/500 + 2^-9) + 2^-14`` (+ one unit of the caller's encoding). Below
     ``-256`` the base turns negative and the result is wrong: :func:`softmax` clamps its (non-positive) inputs.
     Rounds: 17 (+1 to leave the working precision).
+
+    Example:
+        >>> from refimpl import FixedPoint
+        >>> from refimpl.mpc import Dealer, share_tensor
+        >>> x = share_tensor([0.0, 1.0, -2.0], Dealer(2), encoding=FixedPoint())
+        >>> abs(exp(x).get() - np.exp([0.0, 1.0, -2.0])).max() < 0.01
+        True
     """
     xw, enc = _enter(x)
     return _leave(_exp(xw), enc)
@@ -123,7 +156,7 @@ def _reciprocal_pos(x: T) -> T:
     """Newton-Raphson ``y <- y (2 - x y)`` from CrypTen's initial guess ``3 e^(1/2 - x) + 0.003``."""
     y = _exp(0.5 - x) * 3 + 0.003
     for _ in range(RECIPROCAL_ITERATIONS):
-        y = y * 2 - x * y.square()
+        y = y * (2 - x * y)  # (x y) first: x y is near 1, y**2 can be a few units of the working precision
     return y
 
 
@@ -144,7 +177,8 @@ def log(x: T) -> T:
     """Natural logarithm by CrypTen's Householder iterations of order 8 on ``h = 1 - x e^-y``:
     ``y <- y - sum_k h^k / k`` from ``y0 = x/120 - 20 e^(-2x - 1) + 3``.
 
-    Range ``[0.05, 200]`` (positive inputs); bound ``2^-8`` (+ one unit of the caller's encoding).
+    Range ``[0.05, 200]`` (positive inputs); bound ``ln(x)^2 / 400 + 2^-10`` (+ one unit of the caller's
+    encoding): the iteration converges to the root of ``x exp_approx(-y) = 1``, so it inherits exp's error.
     """
     xw, enc = _enter(x)
     y = xw / 120 - _exp(-2 * xw - 1) * 20 + 3
@@ -162,7 +196,7 @@ def log(x: T) -> T:
 def _inv_sqrt(x: T) -> T:
     y = _exp(-(x / 2 + 0.2)) * 2.2 + 0.2 - x / 1024
     for _ in range(INV_SQRT_ITERATIONS):
-        y = y * (3 - x * y.square()) / 2
+        y = y * (3 - (x * y) * y) / 2
     return y
 
 
@@ -170,14 +204,14 @@ def inv_sqrt(x: T) -> T:
     """``1 / sqrt(x)`` by Newton-Raphson ``y <- y (3 - x y^2) / 2`` from CrypTen's
     ``y0 = 2.2 e^(-(x/2 + 0.2)) + 0.2 - x/1024``.
 
-    Range ``[0.05, 200]``; bound ``2^-8 / sqrt(x)`` (+ one unit of the caller's encoding).
+    Range ``[0.05, 128]``; bound ``2^-10 / sqrt(x) + 2^-14`` (+ one unit of the caller's encoding).
     """
     xw, enc = _enter(x)
     return _leave(_inv_sqrt(xw), enc)
 
 
 def sqrt(x: T) -> T:
-    """``sqrt(x) = x * inv_sqrt(x)``. Range ``[0.05, 200]``; bound ``2^-8 sqrt(x)`` (+ one unit)."""
+    """``sqrt(x) = x * inv_sqrt(x)``. Range ``[0.05, 128]``; bound ``2^-10 sqrt(x) + 2^-14`` (+ one unit)."""
     xw, enc = _enter(x)
     return _leave(xw * _inv_sqrt(xw), enc)
 
@@ -210,7 +244,8 @@ def softmax(x: T, axis: int = -1) -> T:
 
     The max is exact (a comparison tree); differences below ``-2^8`` are clamped to give ``e^d = 0`` (one
     comparison), the exponentials use :func:`exp`'s method and the sum (in ``[1, k]``) its reciprocal by
-    Newton-Raphson. Any inputs; bound ``2^-8`` per entry (+ one unit of the caller's encoding) for up to 256 classes.
+    Newton-Raphson. Any inputs; bound ``2^-6`` per entry (+ one unit of the caller's encoding) for up to 200 classes
+    (the sum must stay in the reciprocal's range).
     """
     xw, enc = _enter(x)
     d = xw - xw.max(axis=axis, keepdims=True)
