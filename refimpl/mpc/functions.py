@@ -66,7 +66,8 @@ from refimpl.mpc.headroom import check_product_headroom
 if TYPE_CHECKING:
     from refimpl.mpc.algebra import TensorAlgebra
 
-__all__ = ["BOUNDS", "EXP_ITERATIONS", "WORKING_SCALE", "exp", "inv_sqrt", "log", "reciprocal", "sigmoid", "softmax", "sqrt",
+__all__ = ["BOUNDS", "EXP_ITERATIONS", "WORKING_SCALE", "exp", "inv_sqrt", "log", "reciprocal", "sigmoid", "softmax",
+           "sqrt",
            "tanh", "working_encoding"]
 
 T = TypeVar("T", bound="TensorAlgebra")
@@ -145,7 +146,7 @@ def exp(x: T) -> T:
         >>> from refimpl import FixedPoint
         >>> from refimpl.mpc import Dealer, share_tensor
         >>> x = share_tensor([0.0, 1.0, -2.0], Dealer(2), encoding=FixedPoint())
-        >>> abs(exp(x).get() - np.exp([0.0, 1.0, -2.0])).max() < 0.01
+        >>> bool(abs(exp(x).get() - np.exp([0.0, 1.0, -2.0])).max() < 0.01)
         True
     """
     xw, enc = _enter(x)
