@@ -11,7 +11,8 @@ __all__ = ["main"]
 def main(argv: Sequence[str]) -> int:
     """Run the demo parts selected by ``--part`` (all by default)."""
     parser = argparse.ArgumentParser(prog="refimpl demo", description="Walk through the tutorial, on refimpl.")
-    parser.add_argument("--part", choices=["sharing", "workers", "federated", "all"], default="all",
+    parser.add_argument("--part", default="all",
+                        choices=["sharing", "workers", "federated", "encrypted-training", "all"],
                         help="which part to run (default: all the parts whose dependencies are installed)")
     args = parser.parse_args(argv)
     if args.part in ("sharing", "all"):
@@ -25,6 +26,11 @@ def main(argv: Sequence[str]) -> int:
         workers_demo(print)
     if args.part in ("federated", "all"):
         _federated(print)
+    if args.part in ("encrypted-training", "all"):
+        from refimpl.demos.encrypted_training import encrypted_training_demo
+
+        print()
+        encrypted_training_demo(print)
     return 0
 
 
