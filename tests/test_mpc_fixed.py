@@ -194,3 +194,13 @@ def test_mixing_encodings_and_integers():
         k * 0.5
     with pytest.raises(ShapeMismatchError):
         x * share_tensor([1.0, 2.0, 3.0], d, encoding=FixedPoint())
+
+
+@pytest.mark.parametrize("secret", [5, np.uint64(7), 2**64 - 1, np.array(3), np.int8(0)])
+def test_share_binary_accepts_scalars(secret):
+    from refimpl.sharing.binary import share_binary
+
+    s = share_binary(secret, 3, key=bytes(16))
+    assert s.shape == () and int(s.reconstruct()) == int(secret)
+    # same keystream as a 1-element array's
+    assert int(share_binary(np.array([secret], dtype=np.uint64), 3, key=bytes(16)).data[1, 0]) == int(s.data[1])

@@ -144,7 +144,8 @@ def share_binary(secret: ArrayLike, n: int, *, key: bytes | None = None) -> Bina
     """XOR-share uint64 words among ``n`` parties; the masks are keystream words (AES-128-CTR).
 
     Args:
-        secret: non-negative integer words (any integer dtype; negative values are refused).
+        secret: non-negative integer words (any integer dtype, scalars and 0-d arrays included; negative values
+            are refused).
         n: the number of parties, at least 2.
         key: 16 or 32 bytes, the master key of this sharing, or None for a fresh key from the OS.
 
@@ -161,7 +162,8 @@ def share_binary(secret: ArrayLike, n: int, *, key: bytes | None = None) -> Bina
     data = np.empty((n, *words.shape), dtype=_U64)
     acc = words.copy()
     for party in range(1, n):
-        Stream(derive_key(master, "refimpl/share-binary", party)).read_into(data[party])
+        # a slice, not data[party]: a 0-d secret's row would be a scalar (same bytes either way)
+        Stream(derive_key(master, "refimpl/share-binary", party)).read_into(data[party : party + 1])
         acc ^= data[party]
     data[0] = acc
     return BinaryShares(data)
