@@ -192,7 +192,12 @@ class Codec:
         lo, hi = (0 if self.bits is not None else -self.per_client_bound), self.per_client_bound
         if a.size and (np.minimum.reduce(a, axis=None) < lo or np.maximum.reduce(a, axis=None) > hi):
             bad = (a < lo) | (a > hi)
-            raise OutOfRangeError(f"encoded value {a[bad][0]} is outside [{lo}, {hi}]")
+            fix = "fewer bits" if self.bits is not None else (
+                f"clip updates to |x| <= {hi / 2**self.frac_bits:g} or use fewer fractional bits (frac_bits="
+                f"{self.frac_bits})")
+            raise OutOfRangeError(f"encoded value {a[bad][0]} is outside [{lo}, {hi}], the per-client bound that keeps "
+                                  f"the sum of {self.max_clients} contributions inside {self.ring!r}: {fix}, fewer "
+                                  "clients per round, or a larger ring")
         return self.ring.element(a)
 
     def decode_sum(self, total: np.ndarray) -> np.ndarray:
