@@ -12,7 +12,7 @@ One round, starting at simulated time t0 (`Orchestrator.next_round`):
    unless its eligibility window ends first.
 3. **Closing.** With a ``deadline_s``, the round closes when ``target`` clients have reported or at
    ``t0 + deadline_s``, whichever comes first; without one (``deadline_s=None``: "wait for all") it closes when
-   every selected client still eligible has reported. The first ``target`` reports are **counted**.
+   every selected client has reported or left. The first ``target`` reports are **counted**.
 4. **Finishing.** ``finish_rounds`` more round trips (SecAgg's Unmasking: 1) after closing.
 
 Simulated wall-clock time of the round = close - t0 + the finishing round trips: with the target reached, the
@@ -268,8 +268,7 @@ class Orchestrator:
         order = np.argsort(report, kind="stable")
         reached = report[order[cfg.target - 1]] if len(sel) >= cfg.target else np.inf
         if cfg.deadline_s is None:
-            done = report[np.isfinite(report)]
-            close = float(done.max()) if done.size else t
+            close = float(np.minimum(finish, left).max())  # every client has reported or is known to be gone
         else:
             close = float(min(reached, t + cfg.deadline_s))
         counted = np.zeros(len(sel), bool)
@@ -277,7 +276,7 @@ class Orchestrator:
         counted &= report <= close
         cause = np.full(len(sel), "", dtype=object)
         stop = np.minimum(left, close)  # the server tells clients still working at close to stop
-        gone = ~counted & (left < np.minimum(finish, close))
+        gone = ~counted & (left < finish) & (left <= close)
         cause[gone] = np.where(failed_first[gone], "failed", "left")
         pending = ~counted & (cause == "")  # still working (or reported too late) when the round closed
         target_closed = bool(np.isfinite(reached)) and reached <= close

@@ -226,6 +226,7 @@ class Availability:
             return np.full(len(ids), -1, np.int64), np.full(len(ids), phase)
         # one search over all clients: key = client * 2 * period + start is sorted (starts lie in [0, period))
         j = np.searchsorted(self._keys, ids * (2.0 * self.period) + phase, side="right") - 1
+        j = np.where(self.starts[np.maximum(j, 0)] > phase, j - 1, j)  # a key rounded onto the query's: step back
         inside = j >= self.offsets[ids]
         jj = np.where(inside, j, 0)
         inside &= self.ends[jj] > phase
