@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from refimpl import Z2_32, Z2_64, FixedPoint, Ring, derive_key, keystream, share, share_compressed
-from refimpl.mpc import Dealer, Triple, matmul, mul, square, truncate, truncation_offset
+from refimpl.mpc import Dealer, Triple, matmul, mul, share_tensor, square, truncate, truncation_offset
 from refimpl.prg import _KDF_SALT, Stream, _encode_label, key_length
 from refimpl.secagg.additive import AdditiveClient, AdditiveConfig, run_additive_round
 from refimpl.secagg.codec import Codec
@@ -510,9 +510,56 @@ def secagg_additive_vectors() -> dict[str, Any]:
             "cases": [case]}
 
 
+# ----------------------------------------------------------------------------------------------- mpc
+MPC_FP = FixedPoint(base=10, frac_bits=3)  # PySyft's fix_precision defaults: products divided by 10**3
+MPC_X = [1.5, -2.25, 0.0, 3.125]
+MPC_Y = [-0.5, 4.0, 7.75, -1.0]
+MPC_DIVISOR = 7
+
+
+def mpc_vectors() -> dict[str, Any]:
+    """Dealer-keyed cases for the fixed-point algebra: a base-10 product (Beaver, then division by 10**3), a
+    division by 7, and a comparison (sign bit by the A2B adder, then B2A), consuming the dealer's items in order."""
+    cases = []
+    for n in (2, 3):
+        dealer = Dealer(n, key=DEALER_KEY)
+        ring = dealer.ring
+        x = share_tensor(MPC_X, dealer, encoding=MPC_FP, key=bytes([5]) * 16)
+        y = share_tensor(MPC_Y, dealer, encoding=MPC_FP, key=bytes([6]) * 16)
+        z = x * y
+        after_mul = dict(dealer.issued)
+        q = z.divide_exact(MPC_DIVISOR)
+        lt = x < y
+        got = ring.lift(z.shares.reconstruct())
+        want = np.array([round(a * 1000) * round(b * 1000) for a, b in zip(MPC_X, MPC_Y)]) // 1000
+        if not np.all((got - want >= 0) & (got - want <= 1)):
+            raise SystemExit("base-10 product is off by more than one unit")
+        if ring.lift(lt.shares.reconstruct()).tolist() != [int(a < b) for a, b in zip(MPC_X, MPC_Y)]:
+            raise SystemExit("comparison is wrong")
+        cases.append({
+            "ring": _ring(ring), "n": n, "dealer_key": DEALER_KEY.hex(),
+            "encoding": {"base": MPC_FP.base, "frac_bits": MPC_FP.frac_bits},
+            "inputs": {"x": {"key": (bytes([5]) * 16).hex(), "values": [_float(v) for v in MPC_X],
+                             **_sharing(x.shares)},
+                       "y": {"key": (bytes([6]) * 16).hex(), "values": [_float(v) for v in MPC_Y],
+                             **_sharing(y.shares)}},
+            "mul": {"items": after_mul, "divisor": MPC_FP.scale, **_sharing(z.shares)},
+            "divide": {"x": "mul", "divisor": MPC_DIVISOR, **_sharing(q.shares)},
+            "less_than": {"x": "x", "y": "y", **_sharing(lt.shares)},
+            "issued": dict(dealer.issued),
+        })
+    return {**_header("mpc", "The fixed-point algebra on stacked shares (refimpl.mpc.share_tensor, Dealer(n, key) "
+                             "over Z2_64, items drawn as in beaver.json): mul = Beaver product of x and y (one mul "
+                             "item) then dealer-assisted division by base**frac_bits (one trunc item, divisor "
+                             "10**3); divide = the product divided by 7; less_than = [x < y] as an integer 0/1 "
+                             "sharing (msb of x - y by the pruned Kogge-Stone adder on AND items, then B2A with a "
+                             "daBit). Items are consumed in that order; 'issued' counts them by kind."),
+            "cases": cases}
+
+
 BUILDERS = {"ring": ring_vectors, "streams": stream_vectors, "kdf": kdf_vectors, "encoding": encoding_vectors,
             "share": share_vectors, "share_compressed": share_compressed_vectors, "shamir": shamir_vectors,
-            "beaver": beaver_vectors, "secagg_additive": secagg_additive_vectors}
+            "beaver": beaver_vectors, "secagg_additive": secagg_additive_vectors, "mpc": mpc_vectors}
 
 
 # ----------------------------------------------------------------------------------------------- output

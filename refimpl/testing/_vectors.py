@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["VECTOR_NAMES", "load_vectors"]
 
 VECTOR_NAMES = ("ring", "streams", "kdf", "encoding", "share", "share_compressed", "shamir", "beaver",
-                "secagg_additive")
+                "secagg_additive", "mpc")
 
 
 def load_vectors(name: str) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def load_vectors(name: str) -> dict[str, Any]:
 
     Args:
         name: one of ``"ring"``, ``"streams"``, ``"kdf"``, ``"encoding"``, ``"share"``, ``"share_compressed"``,
-            ``"shamir"``, ``"beaver"``, ``"secagg_additive"``.
+            ``"shamir"``, ``"beaver"``, ``"secagg_additive"``, ``"mpc"``.
 
     Returns:
         The parsed JSON document: ``{"name", "schema_version", "description", ..., "cases": [...]}``.
