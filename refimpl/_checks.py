@@ -9,7 +9,7 @@ import numpy as np
 
 from refimpl.errors import KeyFormatError, PartyCountError, ShapeMismatchError
 
-__all__ = ["check_key", "check_party_axis", "check_party_count", "describe", "read_only_view"]
+__all__ = ["MAX_PARTIES", "check_key", "check_party_axis", "check_party_count", "describe", "read_only_view"]
 
 
 def describe(value: Any, limit: int = 6) -> str:
@@ -47,10 +47,19 @@ def read_only_view(data: np.ndarray) -> np.ndarray:
     return view
 
 
-def check_party_count(n: Any, *, minimum: int = 2) -> int:
-    """Return ``n`` as an int, or raise if it is not an integer >= ``minimum``."""
+MAX_PARTIES = 2**16
+"""The most parties one sharing or protocol takes (65,536): every party costs a key and a share of the secret's
+size, so n = 10**7 would mean ~10**7 keys and shares before anything useful happens; refused up front."""
+
+
+def check_party_count(n: Any, *, minimum: int = 2, maximum: int = MAX_PARTIES) -> int:
+    """Return ``n`` as an int, or raise if it is not an integer in ``[minimum, maximum]``."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"the number of parties must be an integer, got {n!r} of type {type(n).__name__}")
+    n = int(n)
     if n < minimum:
         raise PartyCountError(f"the number of parties must be at least {minimum}, got {n}")
-    return int(n)
+    if n > maximum:
+        raise PartyCountError(f"the number of parties must be at most {maximum} (refimpl's bound: each party "
+                              f"costs a key and a share of the secret's size), got {n}")
+    return n

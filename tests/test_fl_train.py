@@ -120,15 +120,15 @@ def test_differential_privacy_reports_epsilon_and_resumes_identically(tmp_path):
 
 
 def test_noise_without_secure_aggregation_is_an_error(tmp_path, capsys):
-    assert run(tmp_path, "--secure", "none", "--clip", "1", "--noise-multiplier", "1") == 1
+    assert run(tmp_path, "--secure", "none", "--clip", "1", "--noise-multiplier", "1") == 2
     assert "needs secure aggregation" in capsys.readouterr().err
 
 
 def test_resume_refuses_other_settings(uninterrupted, tmp_path, capsys):
     assert run(tmp_path, "--rounds", "1", "--server-opt", "fedavgm", "--no-plot") == 0
-    assert run(tmp_path, "--rounds", "2", "--server-opt", "fedavgm", "--client-lr", "0.5", "--resume") == 1
+    assert run(tmp_path, "--rounds", "2", "--server-opt", "fedavgm", "--client-lr", "0.5", "--resume") == 2
     assert "client_lr" in capsys.readouterr().err
-    assert run(tmp_path / "none", "--rounds", "2", "--resume") == 1
+    assert run(tmp_path / "none", "--rounds", "2", "--resume") == 2
     assert "no checkpoint" in capsys.readouterr().err
 
 
@@ -156,7 +156,7 @@ def test_missing_dataset_is_reported(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "nothing"))
     monkeypatch.setattr(data, "_SYSTEM_DIRS", {})
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-    assert train.main(["--dataset", "mnist", "--out", str(tmp_path / "o"), "--no-progress"]) == 1
+    assert train.main(["--dataset", "mnist", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "dataset 'mnist' not found" in err and str(tmp_path / "nothing") in err
 

@@ -22,6 +22,7 @@ from refimpl import (
     BackendError,
     FixedPoint,
     KeyFormatError,
+    KeyReuseError,
     OutOfRangeError,
     Ring,
     Shares,
@@ -232,7 +233,11 @@ _vmap_keys = jax.jit(jax.vmap(lambda x, k: share_with_party_keys(x, k, ring=Z2_3
 
 def test_vmap_over_secrets():
     xs = np.arange(4 * SIZE, dtype=np.uint32).reshape(4, SIZE) * np.uint32(2654435761)
-    assert same(_vmap_share(jnp.asarray(xs)), xs)
+    # one key for a batch of secrets would pad them all with the same masks: refused (issue 10), however nested
+    one_key = jax.vmap(lambda x: share(x, 3, ring=Z2_32, key=KEY, prg="chacha20").data)
+    for f in (_vmap_share, one_key, jax.vmap(jax.jit(lambda x: share(x, 3, ring=Z2_32, key=KEY, prg="chacha20").data))):
+        with pytest.raises(KeyReuseError, match="same masks"):
+            f(jnp.asarray(xs))
     # one key per secret, batched as data: each row equals NumPy's share under that row's key
     keys = [bytes([7, i]) * 8 for i in range(4)]
     words = np.stack([party_key_words(k, 3) for k in keys])

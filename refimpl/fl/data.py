@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import importlib
 import importlib.resources
+import math
 import os
 import zlib
 from pathlib import Path
@@ -86,6 +87,8 @@ _HOW_TO_GET = {
     ),
 }
 
+MAX_IDX_BYTES = 2**30
+"""The largest IDX file (decompressed) refimpl reads: Fashion-MNIST's largest is 47 MB."""
 _IDX_DTYPES = {0x08: np.dtype(np.uint8)}
 
 
@@ -145,8 +148,16 @@ def _read_bytes(path: Path) -> bytes:
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+                raw = f.read(MAX_IDX_BYTES + 1)  # bounded: a small hostile .gz cannot inflate to all memory
+        else:
+            if path.stat().st_size > MAX_IDX_BYTES:
+                raise DataError(f"{path}: {path.stat().st_size} bytes is larger than an IDX file refimpl reads "
+                                f"({MAX_IDX_BYTES} bytes)")
+            raw = path.read_bytes()
+        if len(raw) > MAX_IDX_BYTES:
+            raise DataError(f"{path}: decompresses to more than {MAX_IDX_BYTES} bytes; not an IDX file refimpl "
+                            "reads")
+        return raw
     except (OSError, EOFError, zlib.error) as e:
         if isinstance(e, FileNotFoundError):
             raise
@@ -169,7 +180,7 @@ def _parse_idx(raw: bytes, where: str, expected_ndim: int | None) -> np.ndarray:
         raise DataError(f"{where}: truncated header ({len(raw)} bytes, need {header})")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = _IDX_DTYPES[dtype_code]
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # exact: np.prod in int64 could wrap to a "match"
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "too long"
         raise DataError(f"{where}: {kind}: {len(raw)} bytes, header shape {shape} needs {expected}")

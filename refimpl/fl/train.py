@@ -112,13 +112,32 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--fraction must be in (0, 1], got {args.fraction}")
     if not 0 <= args.seed < 2**31:
         parser.error(f"--seed must be in [0, 2**31), got {args.seed}")
-    if not args.client_lr > 0:
-        parser.error(f"--client-lr must be > 0, got {args.client_lr}")
+    _check_numbers(args, parser)
     try:
         from refimpl.fl.model import sizes_of
         sizes_of(_model_spec(args.model))
     except ValueError as e:
         parser.error(f"--model {args.model!r}: {e}")
+
+
+def _check_numbers(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Finite, in-range learning rates, momentum, alpha; the secure-aggregation flags against the round size."""
+    import math
+
+    if not (math.isfinite(args.client_lr) and args.client_lr > 0):
+        parser.error(f"--client-lr must be a finite number > 0, got {args.client_lr}")
+    if not (math.isfinite(args.client_momentum) and 0 <= args.client_momentum < 1):
+        parser.error(f"--client-momentum must lie in [0, 1), got {args.client_momentum}")
+    if args.server_lr is not None and not (math.isfinite(args.server_lr) and args.server_lr > 0):
+        parser.error(f"--server-lr must be a finite number > 0, got {args.server_lr}")
+    if not (math.isfinite(args.alpha) and args.alpha > 0):
+        parser.error(f"--alpha must be a finite number > 0, got {args.alpha}")
+    from refimpl.errors import ConfigurationError
+    from refimpl.fl import secure, server
+    try:
+        secure.check_args(args, server.num_sampled(args.clients, args.fraction))
+    except ConfigurationError as e:
+        parser.error(str(e))
 
 
 def _check_processes(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -175,9 +194,24 @@ def write_plot(metrics: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def _read_metrics(path: Path, up_to: int) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl`` up to round ``up_to``. A torn last line (a run killed while writing it) is
+    dropped with a warning -- the rows are rewritten from the checkpoint's round anyway; a bad line before the last
+    is an error naming the file and line."""
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    rows = []
+    for k, (i, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("round"), int):
+                raise ValueError("not a metrics row with an integer 'round'")
+        except ValueError as e:
+            if k == len(lines) - 1:
+                print(f"refimpl train: warning: {path}:{i}: dropping a torn last line ({e})", file=sys.stderr)
+                break
+            raise ValueError(f"{path}:{i}: not a metrics line ({e}); fix or delete that line") from None
+        rows.append(row)
     return [r for r in rows if r["round"] <= up_to]
 
 
@@ -208,13 +242,24 @@ def _setup(args: argparse.Namespace) -> _Run:
     """Load and partition the data (writing ``partition.json``), place it on the devices, build the FedAvg engine."""
     import optax
 
-    from refimpl.fl import client, data, partition, secure, server
+    from refimpl.fl import client, data, model, partition, secure, server
 
-    agg, acct = secure.from_args(args)  # keys derived from --seed unless --fresh-keys: resume stays bit-identical
+    agg, acct = secure.from_args(args)  # fresh OS keys unless --insecure-derived-keys (then derived from --seed)
+    if agg is not None and agg.insecure_derived_keys:
+        print("refimpl train: WARNING: --insecure-derived-keys: every secure-aggregation key (shares, masks, dither, "
+              "DP noise) is derived from --seed; anyone who knows the seed recovers each client's update and the "
+              "DP guarantee is void. Use only to reproduce a run.", file=sys.stderr, flush=True)
     config = {k: v for k, v in sorted(vars(args).items()) if k not in _RUNTIME_ONLY}
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file, not a directory")
     out.mkdir(parents=True, exist_ok=True)
     ds = data.load(args.dataset, data_dir=args.data_dir)
+    sizes = model.sizes_of(_model_spec(args.model))
+    if sizes[0] != ds.x_train.shape[1] or sizes[-1] != ds.num_classes:
+        raise ValueError(f"--model {args.model}: layer sizes {sizes} must start with {ds.x_train.shape[1]} (the "
+                         f"{ds.name} inputs) and end with {ds.num_classes} (its classes), e.g. "
+                         f"{ds.x_train.shape[1]},64,{ds.num_classes}")
     parts = partition.make_partition(args.partition, ds.y_train, args.clients, seed=args.seed, alpha=args.alpha,
                                      shards_per_client=args.shards_per_client, exponent=args.size_exponent)
     fed = partition.federate(ds.x_train, ds.y_train, parts, pad_multiple=args.batch_size)
@@ -237,7 +282,7 @@ def _setup(args: argparse.Namespace) -> _Run:
         program,
         server.server_optimizer(args.server_opt, args.server_lr), fraction=args.fraction, seed=args.seed,
         aggregate=agg or server.weighted_mean)
-    from refimpl.fl import model, population_cli
+    from refimpl.fl import population_cli
     population = population_cli.from_args(args, fed, model.sizes_of(_model_spec(args.model)))
     return _Run(args, config, out, ds, server.to_device(fed, mesh), fedavg, agg, acct, population)
 
@@ -269,6 +314,16 @@ def _initial_state(run: _Run) -> tuple[Any, list[dict[str, Any]]]:
     return state, history
 
 
+def _peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far in MiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB on Linux
+
+
 def _round_row(run: _Run, state: Any, result: Any, seconds: float, param_bytes: int) -> dict[str, Any]:
     """The metrics line of one finished round (evaluation added by the caller)."""
     from refimpl.fl import secure
@@ -276,7 +331,7 @@ def _round_row(run: _Run, state: Any, result: Any, seconds: float, param_bytes: 
     row: dict[str, Any] = {"round": state.round, "test_accuracy": None, "test_loss": None,
                            "train_loss": result.train_loss, "seconds": seconds,
                            "clients": len(result.clients), "bytes_up_per_client": param_bytes,
-                           "bytes_down_per_client": param_bytes}
+                           "bytes_down_per_client": param_bytes, "peak_rss_mib": _peak_rss_mib()}
     row.update(secure.round_metrics(run.agg, run.acct))  # survivors, measured upload bytes, (epsilon, delta)
     if run.population is not None:
         from refimpl.fl import population_cli
@@ -305,6 +360,7 @@ def _train(run: _Run, state: Any, history: list[dict[str, Any]]) -> None:
             else:
                 state, result = run.fedavg.run_round(state, run.client_data)
             jax.block_until_ready(state.params)
+            _check_finite(state)
             row = _round_row(run, state, result, time.perf_counter() - t0, param_bytes)
             if state.round % args.eval_every == 0 or state.round == args.rounds:
                 t1 = time.perf_counter()
@@ -325,6 +381,17 @@ def _train(run: _Run, state: Any, history: list[dict[str, Any]]) -> None:
             if state.round == args.rounds or (args.checkpoint_every and state.round % args.checkpoint_every == 0):
                 checkpoint.save(run.checkpoint_path, state, run.config)
     bar.close()
+
+
+def _check_finite(state: Any) -> None:
+    """Stop before a diverged model (NaN or infinity) reaches a checkpoint."""
+    import jax.numpy as jnp
+
+    bad = sorted(k for k, v in state.params.items() if not bool(jnp.isfinite(v).all()))
+    if bad:
+        from refimpl.errors import OutOfRangeError
+        raise OutOfRangeError(f"round {state.round}: the model update is not finite (NaN or infinity in {bad}): "
+                              "local training diverged")
 
 
 def _report(run: _Run, history: list[dict[str, Any]]) -> None:
@@ -393,8 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name (None: ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 1 when the data cannot be found or a resume does not fit (the reason goes to stderr);
-        bad flags exit with status 2 through argparse.
+        0 on success; 2 with a one-line error naming the flag or file (never a traceback) for bad flags, data
+        that cannot be found or read, an unreadable or foreign checkpoint, an unwritable ``--out`` (a file, a
+        full disk), or an update that is not finite (training diverged).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -406,9 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from refimpl.fl.data import DataError, DatasetNotFoundError
     try:
         return _run(args)
-    except (DatasetNotFoundError, DataError, CheckpointError, FileNotFoundError, ValueError, ModuleNotFoundError) as e:
-        print(f"refimpl train: error: {e}", file=sys.stderr)
-        return 1
+    except (DatasetNotFoundError, DataError, CheckpointError, ValueError, ModuleNotFoundError, OSError) as e:
+        message = " ".join(str(e).split())
+        if "not finite" in message:
+            message += (f" (a --client-lr of {args.client_lr:g} or --client-momentum of {args.client_momentum:g} that "
+                        "is too large usually causes this; lower it, or set --clip)")
+        print(f"refimpl train: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

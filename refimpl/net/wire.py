@@ -21,7 +21,15 @@ The header is one JSON value in which non-JSON values are tagged objects with a 
 ===========  =====================================================================================
 
 Anything else in the header, a length that does not add up, a dtype outside the list, a bad checksum or a
-truncated message raises :class:`~refimpl.errors.WireFormatError` saying what is wrong.
+truncated message raises :class:`~refimpl.errors.WireFormatError` saying what is wrong -- and only that: hostile
+bytes never raise anything else (a hypothesis fuzz test and ``scripts/fuzz_wire.py`` check it).
+
+**Bounded decoding.** Every non-empty ``$bytes`` / ``$array`` span must lie inside the payload and be disjoint
+from every other (the encoder never shares or overlaps spans), so each payload byte is copied at most once.
+A message of ``n`` bytes decodes to objects of at most :data:`MAX_EXPANSION` ``* n +`` :data:`EXPANSION_SLACK`
+bytes (their ``sys.getsizeof`` sizes, arrays' data included); the decoder charges every object it builds against
+that budget *before* building it and refuses the message once it is exceeded (e.g. a long list of one-byte big
+integers, each a 30-byte Python int). ``$shares`` data must be integers (floats and bools are refused, never cast).
 
 Example:
     >>> import numpy as np
@@ -40,7 +48,9 @@ import json
 import math
 import numbers
 import struct
+import sys
 import zlib
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
@@ -51,13 +61,18 @@ from refimpl.ring import Ring
 from refimpl.sharing.additive import Shares
 from refimpl.sharing.binary import BinaryShares
 
-__all__ = ["MAGIC", "decode", "encode"]
+__all__ = ["EXPANSION_SLACK", "MAGIC", "MAX_EXPANSION", "decode", "encode"]
 
 MAGIC = b"RFW1"
 _ALLOWED = {np.dtype(t).str: np.dtype(t) for t in (
     "<i1", "<i2", "<i4", "<i8", "<u1", "<u2", "<u4", "<u8", "<f4", "<f8", "|b1", "|i1", "|u1")}
 _MAX_DEPTH = 64
 _SAFE_INT = 2**53
+MAX_EXPANSION = 16
+"""A message of n bytes decodes to at most ``MAX_EXPANSION * n + EXPANSION_SLACK`` bytes of Python objects."""
+EXPANSION_SLACK = 64 * 1024
+_MAX_MODULUS_DIGITS = 160  # a ring modulus up to ~2^530: far beyond any ring refimpl uses
+_LIST, _TUPLE, _DICT = sys.getsizeof([]), sys.getsizeof(()), sys.getsizeof({})
 
 
 class _Encoder:
@@ -136,18 +151,36 @@ def encode(obj: Any, *, pointer_ref: Callable[[Any], tuple[str, int] | None] | N
 
 
 class _Decoder:
-    def __init__(self, payload: memoryview, pointer: Callable[[str, int], Any] | None) -> None:
+    def __init__(self, payload: memoryview, pointer: Callable[[str, int], Any] | None, budget: int) -> None:
         self.payload = payload
         self.pointer = pointer
+        self.budget = budget
+        self.used = 0
+        self._starts: list[int] = []  # the claimed non-empty spans, sorted and disjoint
+        self._ends: list[int] = []
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """Count ``nbytes`` of decoded objects against the budget; refuse the message beyond it."""
+        self.used += nbytes
+        if self.used > self.budget:
+            raise WireFormatError(f"message decodes to more than {self.budget} bytes ({what}): more than "
+                                  f"{MAX_EXPANSION}x its size; refused")
 
     def _span(self, spec: Any) -> tuple[int, int]:
         if (not isinstance(spec, list) or len(spec) != 2
                 or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in spec)):
-            raise WireFormatError(f"bad payload span {spec!r}")
+            raise WireFormatError(f"bad payload span {str(spec)[:80]!r}")
         off, length = spec
         if off + length > len(self.payload):
             raise WireFormatError(f"payload span [{off}, {off + length}) runs past the payload ({len(self.payload)} "
                                   "bytes): truncated message")
+        if length:
+            i = bisect_left(self._starts, off)
+            if (i < len(self._starts) and self._starts[i] < off + length) or (i > 0 and self._ends[i - 1] > off):
+                raise WireFormatError(f"payload span [{off}, {off + length}) overlaps or repeats another span; "
+                                      "every span must be disjoint")
+            self._starts.insert(i, off)
+            self._ends.insert(i, off + length)
         return off, length
 
     def _array(self, spec: Any) -> np.ndarray:
@@ -157,6 +190,8 @@ class _Decoder:
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                   for d in shape):
             raise WireFormatError(f"bad array shape {shape!r}")
+        if len(shape) > 32:
+            raise WireFormatError(f"array of {len(shape)} dimensions (at most 32)")
         count = math.prod(shape)
         off, length = self._span([spec["offset"], spec["length"]])
         raw = self.payload[off : off + length]
@@ -165,6 +200,7 @@ class _Decoder:
             if not isinstance(width, int) or isinstance(width, bool) or width < 1 or count * width != length:
                 raise WireFormatError(f"big-integer array of shape {shape} and width {width!r} does not fill "
                                       f"{length} bytes")
+            self.charge(112 + count * (8 + 32 + width), f"{count} big integers")
             b = bytes(raw)
             vals = [int.from_bytes(b[i * width : (i + 1) * width], "little", signed=True) for i in range(count)]
             out = np.empty(count, dtype=object)
@@ -176,40 +212,62 @@ class _Decoder:
         if count * dt.itemsize != length:
             raise WireFormatError(f"array of shape {shape} and dtype {dt} needs {count * dt.itemsize} bytes, the "
                                   f"message has {length}")
+        self.charge(112 + 8 * len(shape) + length, f"an array of {length} bytes")
         return np.frombuffer(raw, dtype=dt, count=count).reshape(shape).astype(dt.newbyteorder("="), copy=True)
 
     def value(self, v: Any, depth: int = 0) -> Any:
         if depth > _MAX_DEPTH:
             raise WireFormatError(f"message nests deeper than {_MAX_DEPTH} levels")
-        if v is None or isinstance(v, (bool, str, int, float)):
+        if v is None or isinstance(v, bool):
+            return v
+        if isinstance(v, (str, int, float)):
+            self.charge(sys.getsizeof(v), "a scalar")
             return v
         if isinstance(v, list):
+            self.charge(_LIST + 8 * len(v), f"a list of {len(v)}")
             return [self.value(x, depth + 1) for x in v]
         if not isinstance(v, dict) or len(v) != 1:
             raise WireFormatError(f"unexpected header value {str(v)[:80]!r}")
         (tag, body), = v.items()
         try:
             if tag == "$int":
-                return int(body) if isinstance(body, str) and len(body) < 10_000 else _bad(tag, body)
+                if not (isinstance(body, str) and len(body) < 4_000):
+                    _bad(tag, body)
+                self.charge(32 + len(body) // 2, "a big integer")
+                return int(body)
             if tag == "$float":
                 return float(body) if body in ("nan", "inf", "-inf") else _bad(tag, body)
             if tag == "$bytes":
                 off, length = self._span(body)
+                self.charge(33 + length, f"{length} bytes")
                 return bytes(self.payload[off : off + length])
             if tag == "$tuple":
-                return tuple(self.value(x, depth + 1) for x in body) if isinstance(body, list) else _bad(tag, body)
+                if not isinstance(body, list):
+                    _bad(tag, body)
+                self.charge(_TUPLE + 8 * len(body), f"a tuple of {len(body)}")
+                return tuple(self.value(x, depth + 1) for x in body)
             if tag == "$dict":
                 if not isinstance(body, dict):
                     _bad(tag, body)
+                self.charge(_DICT + 100 * len(body), f"a dict of {len(body)}")
                 return {k: self.value(x, depth + 1) for k, x in body.items()}
             if tag == "$array":
                 return self._array(body)
             if tag == "$shares":
-                ring = Ring(int(body["modulus"]))
+                modulus = body["modulus"]
+                if not (isinstance(modulus, str) and modulus.isdigit() and len(modulus) <= _MAX_MODULUS_DIGITS):
+                    _bad(tag, body)
+                ring = Ring(int(modulus))
                 data = self._array(body["data"])
+                if data.dtype.kind not in "iu" and not (data.dtype == object and body["data"]["dtype"] == "bigint"):
+                    raise WireFormatError(f"share data must be integers, got dtype {data.dtype}")
                 if data.size and (data.min() < 0 or data.max() >= ring.modulus):
                     raise WireFormatError(f"share values must lie in [0, {ring.modulus}) for {ring!r}")
-                return Shares(ring, data.astype(ring.dtype) if data.dtype != ring.dtype else data)
+                if data.dtype != ring.dtype:
+                    self.charge(data.size * np.dtype(ring.dtype).itemsize + (36 * data.size if ring.dtype == object
+                                                                             else 0), "share data")
+                    data = data.astype(ring.dtype)
+                return Shares(ring, data)
             if tag == "$binary":
                 return BinaryShares(self._array(body))
             if tag == "$pointer" and self.pointer is not None:
@@ -219,8 +277,8 @@ class _Decoder:
                 return self.pointer(loc, pid)
         except WireFormatError:
             raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise WireFormatError(f"bad {tag} value: {e}") from None
+        except (KeyError, TypeError, ValueError, ArithmeticError, IndexError, AttributeError) as e:
+            raise WireFormatError(f"bad {tag} value: {str(e)[:200]}") from None
         raise WireFormatError(f"unknown tag {tag!r} in message header")
 
 
@@ -252,7 +310,12 @@ def decode(raw: bytes, *, pointer: Callable[[str, int], Any] | None = None) -> A
     if 8 + hlen > len(view) - 4:
         raise WireFormatError(f"header length {hlen} runs past the end of a {len(view)}-byte message")
     try:
-        header = json.loads(bytes(view[8 : 8 + hlen]).decode("utf-8"))
+        header = json.loads(bytes(view[8 : 8 + hlen]).decode("utf-8"), parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:  # includes JSONDecodeError, bad UTF-8, over-long integer literals
-        raise WireFormatError(f"message header is not valid JSON: {e}") from None
-    return _Decoder(view[8 + hlen : -4], pointer).value(header)
+        raise WireFormatError(f"message header is not valid JSON: {str(e)[:200]}") from None
+    budget = MAX_EXPANSION * len(view) + EXPANSION_SLACK
+    return _Decoder(view[8 + hlen : -4], pointer, budget).value(header)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (the encoder writes non-finite floats as $float)")

@@ -9,9 +9,10 @@ function serves every key (the derived keys are arguments, not constants).
 the host with AES (OpenSSL) and transferred, again identical to NumPy; under ``jax.jit`` / ``jax.vmap`` it raises
 :class:`~refimpl.errors.BackendError` asking for ``prg="chacha20"``.
 
-Keys are host bytes. Under ``jax.jit`` they are fixed when the function is traced, and under ``jax.vmap`` every
-batch element is shared with the same key, hence the same masks: never vmap one key over many secrets (derive one
-key per secret and loop, or call :func:`share_with_party_keys` with per-secret keys as a batched argument).
+Keys are host bytes. Under ``jax.jit`` they are fixed when the function is traced. ``jax.vmap`` of ``share``
+over many secrets with one key would pad every secret with the same masks, so it raises
+:class:`~refimpl.errors.KeyReuseError` (a ``custom_vmap`` rule, whatever the nesting with ``jax.jit``): call
+:func:`share_with_party_keys` with per-secret keys as a batched argument instead.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from refimpl.backend import dispatch
 from refimpl.backend import jax_ring as R
 from refimpl.backend.jax_chacha import chacha20_words
-from refimpl.errors import BackendError, KeyFormatError, RefimplError
+from refimpl.errors import BackendError, KeyFormatError, KeyReuseError, RefimplError
 from refimpl.prg import check_cipher, fresh_key
 from refimpl.ring import Ring
 from refimpl.sharing.additive import Shares, party_keys
@@ -86,7 +87,33 @@ def share_with_party_keys(secret: Any, party_keys: Any, *, ring: Ring) -> Shares
     if keys.ndim != 2 or keys.shape[1] != 8 or keys.dtype != jnp.uint32 or keys.shape[0] < 1:
         raise KeyFormatError(f"party keys must be uint32 words of shape (n - 1, 8), got {keys.dtype} {keys.shape}")
     x = R.element(ring, secret)
-    return Shares(ring, _share_from_keys(x, keys, ring))  # type: ignore[arg-type]  # Shares holds jax arrays too
+    return Shares(ring, _guarded_share(ring)(x, keys))  # type: ignore[arg-type]  # Shares holds jax arrays too
+
+
+@functools.cache
+def _guarded_share(ring: Ring) -> Any:
+    """:func:`_share_from_keys` for ``ring`` with a ``jax.vmap`` rule that refuses one key set for a batch of
+    secrets (every element would be padded by the same masks: the differences of the secrets would leak). The rule
+    runs wherever the call is batched, also under ``jax.jit`` inside or outside the ``vmap``."""
+
+    @jax.custom_batching.custom_vmap
+    def guarded(x: jax.Array, keys: jax.Array) -> jax.Array:
+        return _share_from_keys(x, keys, ring)
+
+    @guarded.def_vmap
+    def _rule(axis_size: int, in_batched: Any, x: jax.Array, keys: jax.Array) -> tuple[jax.Array, bool]:
+        x_batched, keys_batched = in_batched
+        if x_batched and not keys_batched:
+            raise KeyReuseError(
+                "jax.vmap of share over one key: every secret in the batch would be padded by the same masks. "
+                "Batch the keys too: share_with_party_keys(x, party_key_words(key_i, n), ring=...) with one key per "
+                "secret, vmapped over both")
+        out = jax.vmap(lambda a, k: _share_from_keys(a, k, ring), in_axes=(0 if x_batched else None,
+                                                                            0 if keys_batched else None),
+                       axis_size=axis_size)(x, keys)
+        return out, True
+
+    return guarded
 
 
 def share(secret: Any, n: int, *, ring: Ring, key: bytes | None, prg: str) -> Shares:
