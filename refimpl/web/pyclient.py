@@ -21,7 +21,7 @@ from refimpl.ring import Ring
 from refimpl.secagg import AdditiveClient, AdditiveConfig, Codec
 from refimpl.web.model import train_local
 
-__all__ = ["ClientReport", "run_client", "split_url", "synthetic_update"]
+__all__ = ["ClientReport", "config_from_json", "run_client", "split_url", "synthetic_update"]
 
 PROTOCOL = 1
 
@@ -52,7 +52,8 @@ class ClientReport:
     done: bool = False
 
 
-def _config(c: dict[str, Any]) -> AdditiveConfig:
+def config_from_json(c: dict[str, Any]) -> AdditiveConfig:
+    """The :class:`AdditiveConfig` of a welcome message's ``config``."""
     codec = Codec(length=int(c["length"]), max_clients=int(c["max_clients"]), clip=float(c["clip"]),
                   frac_bits=int(c["frac_bits"]), ring=Ring(int(c["ring"]["modulus"])))
     return AdditiveConfig(codec=codec, servers=int(c["servers"]), prg=str(c["prg"]), min_clients=int(c["min_clients"]))
@@ -84,7 +85,7 @@ async def run_client(url: str, *, timeout: float = 300.0) -> ClientReport:
             kind = msg.get("type")
             if kind == "welcome":
                 report.id = int(msg["client"])
-                cfg = _config(msg["config"])
+                cfg = config_from_json(msg["config"])
                 client = AdditiveClient(cfg, report.id)
                 task, data = msg["task"], msg.get("data")
             elif kind == "round":

@@ -132,6 +132,11 @@ export class FixedPoint {
           out[i] = wide ? BigInt.asUintN(64, big) : Number(BigInt.asUintN(32, big));
           continue;
         }
+        if (k >= -2147483648 && k <= 2147483647) { // the common case: 32-bit integer ops, two's complement
+          const ki = k | 0;
+          if (wide) { words[2 * i] = ki; words[2 * i + 1] = ki >> 31; } else { words[i] = ki; }
+          continue;
+        }
         const lo = ((k % TWO32) + TWO32) % TWO32;
         if (wide) {
           words[2 * i] = lo;

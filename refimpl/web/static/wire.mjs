@@ -69,7 +69,10 @@ export function encode(obj) {
     }
     throw new TypeError(`cannot send a value of type ${v?.constructor?.name ?? typeof v}`);
   };
-  const header = new TextEncoder().encode(JSON.stringify(value(obj)));
+  // non-ASCII escaped as \uXXXX, as Python's json.dumps writes it: the same message is the same bytes
+  const json = JSON.stringify(value(obj)).replace(/[\u0080-\uffff]/g,
+    (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const header = new TextEncoder().encode(json);
   const total = 8 + header.length + size + 4;
   const out = new Uint8Array(total);
   out.set(MAGIC, 0);
