@@ -21,6 +21,10 @@ check                          the implementation is called as
                                :func:`~refimpl.prg.keystream` signature)
 :func:`check_kdf`              ``derive_fn(master, *labels, length=) -> bytes`` (:func:`~refimpl.prg.derive_key`)
 :func:`check_sampling`         ``sample_fn(count) -> count ring elements`` (uniform, no modulo bias)
+:func:`check_beaver_mul`       ``mul_fn(x_shares, y_shares) -> shares`` (stacked ``(n, k)`` share arrays; see
+                               :mod:`refimpl.testing.conformance_mpc`)
+:func:`check_division`         ``div_fn(x_shares, d) -> shares`` of ``floor(x / d)`` or one more (truncation)
+:func:`check_comparison`       ``ltz_fn(x_shares) -> shares`` of ``[x < 0]``, exact
 =============================  ===================================================================================
 
 Call the checks from ordinary tests, not from inside a hypothesis ``@given`` test (they run hypothesis
@@ -68,10 +72,14 @@ from refimpl.ring import Z2_64, Ring
 from refimpl.testing import strategies as rst
 from refimpl.testing._check import Checker, CheckResult, ConformanceError, PropertyFailure, dkw_uniformity, to_ints
 from refimpl.testing._vectors import load_vectors
+from refimpl.testing.conformance_mpc import check_beaver_mul, check_comparison, check_division
 
 __all__ = [
     "CheckResult",
     "ConformanceError",
+    "check_beaver_mul",
+    "check_comparison",
+    "check_division",
     "check_fixed_point",
     "check_kdf",
     "check_sampling",
