@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from refimpl import Z2_32, Z2_64, nn
 from refimpl.encoding import FixedPoint
 from refimpl.errors import ConfigurationError, ShapeMismatchError
-from refimpl.mpc import Channel
+from refimpl.mpc import Channel, Dealer
+from refimpl.mpc.functions import BOUNDS
 from refimpl.mpc.training import (
     EncryptedTrainer,
     PlaintextTwin,
@@ -19,7 +20,7 @@ from refimpl.mpc.training import (
     gradient_error_bound,
     step_scale,
 )
-from refimpl.mpc.training_loss import XENT_SOFTMAX_BOUND, softmax
+from refimpl.mpc.training_loss import loss_delta
 from refimpl.prg import derive_key
 from refimpl.sharing.api import share
 
@@ -39,7 +40,8 @@ def _problem(seed: int, sizes: tuple[int, ...], batch: int) -> tuple[dict[str, n
 @given(seed=st.integers(0, 2**16), d0=st.integers(1, 9), hidden=st.lists(st.integers(1, 6), min_size=1, max_size=2),
        classes=st.integers(2, 5), batch=st.integers(1, 6), n=st.sampled_from([2, 3]),
        encoding=st.sampled_from([FixedPoint(), FixedPoint(frac_bits=12), FixedPoint(frac_bits=20),
-                                 FixedPoint(frac_bits=6, ring=Z2_32)]))
+                                 FixedPoint(frac_bits=6, ring=Z2_32), FixedPoint(base=10, frac_bits=4),
+                                 FixedPoint(base=10, frac_bits=3)]))
 @example(seed=0, d0=784 // 98, hidden=[5], classes=10, batch=4, n=2, encoding=FixedPoint())
 def test_gradients_on_shares_within_bound_of_twin_for_several_steps(seed, d0, hidden, classes, batch, n, encoding):
     sizes = (d0, *hidden, classes)
@@ -50,7 +52,7 @@ def test_gradients_on_shares_within_bound_of_twin_for_several_steps(seed, d0, hi
         xs, ys = trainer.share_batch(x, y)
         got = {k: encoding.decode(v.reconstruct()) for k, v in trainer.gradients(xs, ys).items()}
         want = PlaintextTwin(now, loss="mse").gradients(x, y)
-        bound = gradient_error_bound(now, x, y, encoding.frac_bits)
+        bound = gradient_error_bound(now, x, y, encoding)
         for k in params:
             assert got[k].shape == want[k].shape
             assert np.all(np.abs(got[k] - want[k]) <= bound[k]), (k, np.abs(got[k] - want[k]).max(), bound[k].max())
@@ -59,7 +61,7 @@ def test_gradients_on_shares_within_bound_of_twin_for_several_steps(seed, d0, hi
 
 def test_gradient_bound_is_not_vacuous():
     params, x, y = _problem(3, (6, 5, 3), 4)
-    bound = gradient_error_bound(params, x, y, 16)
+    bound = gradient_error_bound(params, x, y, FixedPoint())
     grads = PlaintextTwin(params, loss="mse").gradients(x, y)
     assert max(b.max() for b in bound.values()) < 1e-2  # far below the gradients' own size
     assert max(np.abs(g).max() for g in grads.values()) > 0.05
@@ -80,17 +82,20 @@ def test_steps_track_the_twin_and_the_step_is_public():
 
 @settings(max_examples=12)
 @given(seed=st.integers(0, 2**16), rows=st.integers(1, 5), classes=st.integers(2, 10),
-       spread=st.sampled_from([0.0, 1.0, 8.0, 64.0]))
-@example(seed=0, rows=2, classes=10, spread=64.0)
-def test_softmax_on_shares_within_documented_bound(seed, rows, classes, spread):
-    rng = np.random.default_rng(seed)
-    z = np.clip(rng.uniform(-spread, spread, (rows, classes)), -64, 64)
-    fp = FixedPoint()
-    from refimpl.mpc import Dealer
-
+       spread=st.sampled_from([0.0, 1.0, 8.0, 64.0]), encoding=st.sampled_from([FixedPoint(), FixedPoint(base=10,
+                                                                                                      frac_bits=4)]))
+@example(seed=0, rows=2, classes=10, spread=64.0, encoding=FixedPoint())
+def test_xent_delta_on_shares_within_the_softmax_bound(seed, rows, classes, spread, encoding):
+    rng = np.random.default_rng(seed)  # test data only
+    z = encoding.decode(encoding.encode(rng.uniform(-spread, spread, (rows, classes))))
+    y = rng.integers(0, classes, rows)
     dealer, channel = Dealer(2, key=bytes(16)), Channel()
-    got = fp.decode(softmax(share(fp.encode(z), 2), fp, dealer, channel).reconstruct())
-    assert np.abs(got - nn.softmax(z)).max() <= XENT_SOFTMAX_BOUND
+    target = nn.one_hot(y, classes)
+    got = encoding.decode(loss_delta("xent", share(encoding.encode(z), 2, ring=encoding.ring),
+                                     share(encoding.encode(target), 2, ring=encoding.ring), encoding, dealer,
+                                     channel).reconstruct())
+    bound = BOUNDS["softmax"][2](z) + 1 / encoding.scale
+    assert np.all(np.abs(got - (nn.softmax(z) - target)) <= bound)
 
 
 def test_xent_training_tracks_twin():
@@ -101,7 +106,7 @@ def test_xent_training_tracks_twin():
         trainer.step(*trainer.share_batch(x, y))
         twin.step(x, y)
     drift = max(np.abs(trainer.reconstruct()[k] - twin.params[k]).max() for k in params)
-    assert drift < 0.5 * XENT_SOFTMAX_BOUND
+    assert drift < 2**-7
 
 
 def test_short_run_accuracy_goes_up():
@@ -140,10 +145,11 @@ def test_resume_from_party_states_gives_the_same_shares():
 
 def test_configuration_errors_name_the_problem():
     params = nn.init_params((4, 3, 2), seed=0)
-    with pytest.raises(ConfigurationError, match="base 2"):
-        EncryptedTrainer(params, encoding=FixedPoint(base=10, frac_bits=3))
     with pytest.raises(ConfigurationError, match="Z_2\\^64"):
         EncryptedTrainer(params, encoding=FixedPoint(frac_bits=16, ring=Z2_32))
+    with pytest.raises(ConfigurationError):  # the softmax's working precision does not fit Z_2^32
+        EncryptedTrainer(params, encoding=FixedPoint(frac_bits=6, ring=Z2_32), loss="xent")
+    assert EncryptedTrainer(params, encoding=FixedPoint(base=10, frac_bits=3)).step_bits == 32
     with pytest.raises(ValueError, match="unknown loss"):
         EncryptedTrainer(params, loss="hinge")
     with pytest.raises(ValueError, match="lr"):

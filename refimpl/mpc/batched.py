@@ -1,11 +1,11 @@
 """Several independent Beaver products or truncations opened in ONE round (the round count of a training step).
 
-:func:`refimpl.mpc.matmul`, :func:`~refimpl.mpc.mul` and :func:`~refimpl.mpc.truncate` open one sharing (pair)
+:func:`refimpl.mpc.matmul`, :func:`~refimpl.mpc.mul` and :func:`~refimpl.mpc.divide` open one sharing (pair)
 per call, one round each. A training step has independent products (the weight gradient ``h^T delta`` and the
 back-propagated ``delta W^T`` of a layer) and independent truncations (every parameter's update): here they share
 one opening, so the rounds per step do not grow with the number of operands. Each operand still consumes its own
 fresh dealer item, and the results are exactly those of the one-at-a-time functions (same protocol, same bounds:
-truncation is ``floor(x / 2**f)`` or one more for ``|x| < 2**(l-2)``).
+division by a public ``d`` is ``floor(x / d)`` or one more on :func:`~refimpl.mpc.truncation.division_range`).
 
 Example:
     >>> from refimpl import share, Z2_64
@@ -26,11 +26,11 @@ import numpy as np
 from refimpl.errors import ShapeMismatchError
 from refimpl.mpc.arithmetic import beaver_parts, check_pair, with_public
 from refimpl.mpc.channel import Channel
-from refimpl.mpc.dealer import Dealer, check_frac_bits, matmul_shape
-from refimpl.mpc.truncation import truncation_offset, truncation_parts
+from refimpl.mpc.dealer import Dealer, check_divisor, matmul_shape
+from refimpl.mpc.truncation import division_offset, division_parts
 from refimpl.sharing.additive import Shares
 
-__all__ = ["matmul_many", "mul_many", "sum_rows", "transpose", "truncate_many"]
+__all__ = ["divide_many", "matmul_many", "mul_many", "sum_rows", "transpose"]
 
 
 def transpose(x: Shares) -> Shares:
@@ -91,24 +91,26 @@ def mul_many(pairs: Sequence[tuple[Shares, Shares]], dealer: Dealer, channel: Ch
     return _products("mul", pairs, dealer, channel or Channel())
 
 
-def truncate_many(items: Sequence[tuple[Shares, int]], dealer: Dealer, channel: Channel | None = None
-                  ) -> list[Shares]:
-    """``[x / 2**f for x, f in items]`` by dealer-assisted truncation (:func:`refimpl.mpc.truncate`), one round.
+def divide_many(items: Sequence[tuple[Shares, int]], dealer: Dealer, channel: Channel | None = None
+                ) -> list[Shares]:
+    """``[x / d for x, d in items]`` by dealer-assisted division (:func:`refimpl.mpc.divide`), all in one round.
 
-    Each result is ``floor(x / 2**f)`` or ``floor(x / 2**f) + 1`` for signed ``x`` in ``[-2**(l-2), 2**(l-2))``.
+    Each result is ``floor(x / d)`` or ``floor(x / d) + 1`` for signed ``x`` in
+    :func:`~refimpl.mpc.truncation.division_range` (at least ``[-2**(l-2), 2**(l-2) - d)``); ``d = 2**f`` is
+    truncation by ``f`` bits, ``d = 10**f`` divides a base-10 product back to its scale.
 
     Raises:
-        ValueError: a ring that is not Z_2^l, or ``f`` outside ``[0, l - 2]``.
+        RefimplError: a ring that is not Z_2^l.
+        TypeError, ValueError: a divisor that is not an integer in ``[1, 2**(l-2)]``.
     """
     channel = channel or Channel()
     if not items:
         return []
     pairs = []
-    for x, f in items:
+    for x, d in items:
         check_pair(x, x, dealer)
-        check_frac_bits(x.ring, f)
-        pairs.append(channel.take(dealer.trunc_pair(x.shape, f)))
-    opened = channel.open(*[x + truncation_offset(x.ring) + r for (x, _), (r, _, _) in zip(items, pairs)])
+        pairs.append(channel.take(dealer.div_pair(x.shape, check_divisor(x.ring, d))))
+    opened = channel.open(*[x + division_offset(x.ring, d) + r for (x, d), (r, _, _) in zip(items, pairs)])
     ring = dealer.ring
-    return [with_public(ring, *truncation_parts(ring, f, c, r_hi.data, r_msb.data))
-            for (_, f), c, (_, r_hi, r_msb) in zip(items, opened, pairs)]
+    return [with_public(ring, *division_parts(ring, d, c, r_hi.data, r_msb.data))
+            for (_, d), c, (_, r_hi, r_msb) in zip(items, opened, pairs)]

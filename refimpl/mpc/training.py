@@ -1,22 +1,25 @@
 """Encrypted training ("protecting the model"): SGD on an MLP whose weights AND data stay secret-shared.
 
-The model owner secret-shares the MLP's weights (fixed point, scale ``2**f``) among ``n >= 2`` compute parties;
-data owners secret-share images and one-hot labels among the same parties; a crypto provider (:class:`Dealer`)
-supplies correlated randomness. One step on a batch of ``B`` examples, all on shares (``u = 2**-f``):
+The model owner secret-shares the MLP's weights (fixed point, ``scale = base**frac_bits``, any base) among
+``n >= 2`` compute parties; data owners secret-share images and one-hot labels among the same parties; a crypto
+provider (:class:`Dealer`) supplies correlated randomness. One step on a batch of ``B`` examples, all on shares
+(``u = 1 / scale``; "divide" is the dealer-assisted division :func:`refimpl.mpc.divide`, 1 round, ``floor`` or
+one more, unbiased):
 
-* forward, per layer: ``a_i = trunc(h_i @ W_i) + b_i`` (Beaver matmul, 1 round; dealer truncation, 1 round);
+* forward, per layer: ``a_i = divide(h_i @ W_i, scale) + b_i`` (Beaver matmul, 1 round; division, 1 round);
   hidden layers ``d_i = [a_i >= 0]`` (exact comparison, :func:`refimpl.mpc.comparison.drelu`) and
   ``h_{i+1} = a_i * d_i`` (1 round);
 * loss gradient ``delta = dL/dz`` (times ``B``): ``z - onehot(y)`` for the squared error (local, 0 rounds) or
-  ``softmax(z) - onehot(y)`` for cross-entropy (:mod:`refimpl.mpc.training_loss`);
+  ``softmax(z) - onehot(y)`` for cross-entropy (the algebra's softmax, :mod:`refimpl.mpc.training_loss`);
 * backward, per layer (both products in ONE round, :func:`refimpl.mpc.batched.matmul_many`):
-  ``G_i = h_i^T @ delta_i`` (scale ``2**2f``), ``g_i = sum_rows(delta_i)``, and below a hidden layer
-  ``delta_{i-1} = trunc((delta_i @ W_i^T) * d_{i-1})`` (1 round for the product with the bit, 1 to truncate);
+  ``G_i = h_i^T @ delta_i`` (scale ``scale**2``), ``g_i = sum_rows(delta_i)``, and below a hidden layer
+  ``delta_{i-1} = divide((delta_i @ W_i^T) * d_{i-1}, scale)`` (1 round for the product with the bit, 1 to
+  divide);
 * SGD: with the public step ``s = round(lr / B * 2**k) / 2**k`` (``k`` = :attr:`EncryptedTrainer.step_bits`),
-  ``W_i -= trunc(G_i * round(s 2**k), f + k)``, ``b_i -= trunc(g_i * round(s 2**k), k)``: every update truncated
-  in ONE round (:func:`refimpl.mpc.batched.truncate_many`), stochastic rounding, unbiased.
+  ``W_i -= divide(G_i * round(s 2**k), scale 2**k)``, ``b_i -= divide(g_i * round(s 2**k), 2**k)``: every
+  update divided in ONE round (:func:`refimpl.mpc.batched.divide_many`), stochastic rounding, unbiased.
 
-Nothing is opened but Beaver-masked values and masked truncation inputs; at the end only the model owner
+Nothing is opened but Beaver-masked values and masked division inputs; at the end only the model owner
 reconstructs (:meth:`EncryptedTrainer.reconstruct`), or the shares go straight to encrypted inference
 (:meth:`EncryptedTrainer.to_inference`). :class:`PlaintextTwin` is the same computation in float64 NumPy (same
 initial weights, batch order and step ``s``), so the two can be compared step by step;
@@ -40,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,24 +54,25 @@ from refimpl import nn
 from refimpl._checks import check_key, check_party_count
 from refimpl.encoding import FixedPoint
 from refimpl.errors import ConfigurationError, ShapeMismatchError
-from refimpl.mpc.batched import matmul_many, mul_many, sum_rows, transpose, truncate_many
+from refimpl.mpc.batched import divide_many, matmul_many, mul_many, sum_rows, transpose
 from refimpl.mpc.channel import Channel
 from refimpl.mpc.comparison import drelu
 from refimpl.mpc.dealer import Dealer
-from refimpl.mpc.training_loss import LOSS_COSTS, loss_delta
+from refimpl.mpc.headroom import check_product_headroom
+from refimpl.mpc.training_loss import check_loss, loss_delta
 from refimpl.prg import Stream, derive_key, fresh_key
 from refimpl.sharing.additive import Shares
 from refimpl.sharing.api import share
 
 __all__ = ["EncryptedTrainer", "PlaintextTwin", "batch_order", "gradient_error_bound", "step_scale"]
 
-_HEADROOM_BITS = 10  # |lr/B * gradient| may reach 2**10 before an update's truncation input leaves its range
+_HEADROOM_BITS = 10  # |lr/B * gradient| may reach 2**10 before an update's division input leaves its range
 
 
 def step_bits_for(encoding: FixedPoint) -> int:
-    """Fractional bits ``k`` of the public SGD step: ``l - 2 - 2f - 10`` (the update's truncation input
-    ``G * round(s 2**k)`` at scale ``2**(2f + k)`` stays below ``2**(l-2)`` for updates below ``2**10``)."""
-    return encoding.ring.bits - 2 - 2 * encoding.frac_bits - _HEADROOM_BITS
+    """Fractional bits ``k`` of the public SGD step: ``floor(l - 2 - 2 log2(scale) - 10)`` (the update's division
+    input ``G * round(s 2**k)`` at scale ``scale**2 2**k`` stays below ``2**(l-2)`` for updates below ``2**10``)."""
+    return int(math.floor(encoding.ring.bits - 2 - 2 * math.log2(encoding.scale) - _HEADROOM_BITS))
 
 
 def step_scale(lr: float, batch: int, step_bits: int) -> float:
@@ -84,14 +89,11 @@ def batch_order(count: int, epoch: int, *, seed: int = 0) -> np.ndarray:
 def _check_encoding(encoding: FixedPoint) -> FixedPoint:
     if not isinstance(encoding, FixedPoint):
         raise TypeError(f"encoding must be a FixedPoint, got {type(encoding).__name__}")
-    if encoding.base != 2 or not encoding.ring.is_power_of_two or encoding.ring.dtype == object:
-        raise ConfigurationError(f"encrypted training truncates by shifting: it needs base 2 in Z_2^32 or Z_2^64, "
-                                 f"got {encoding!r}")
+    check_product_headroom(encoding)
     if step_bits_for(encoding) < 8:
         raise ConfigurationError(
             f"{encoding!r} leaves {step_bits_for(encoding)} bits for the SGD step (needs >= 8: ring bits - 2 - "
-            f"2 * frac_bits - {_HEADROOM_BITS}); use Z_2^64 or fewer fractional bits (at most "
-            f"{(encoding.ring.bits - 20) // 2} here)")
+            f"2 log2(scale) - {_HEADROOM_BITS}); use Z_2^64 or fewer fractional digits")
     return encoding
 
 
@@ -123,8 +125,7 @@ class EncryptedTrainer:
                  data_key: bytes | None = None, channel: Channel | None = None) -> None:
         self.n = check_party_count(n)
         self.encoding = _check_encoding(encoding or FixedPoint())
-        if loss not in LOSS_COSTS:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {tuple(LOSS_COSTS)}")
+        check_loss(loss, self.encoding)
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr!r}")
         self.lr, self.loss = float(lr), loss
@@ -181,11 +182,11 @@ class EncryptedTrainer:
 
     def forward(self, x: Shares) -> tuple[Shares, list[Shares], list[Shares]]:
         """Logits on shares, and the cache of the backward pass: layer inputs ``hs`` and ReLU bits."""
-        f, hs, bits = self.encoding.frac_bits, [x], []
+        scale, hs, bits = self.encoding.scale, [x], []
         a = x
         for i in range(self.layers):
             (prod,) = matmul_many([(hs[-1], self.weights[f"w{i}"])], self.dealer, self.channel)
-            (a,) = truncate_many([(prod, f)], self.dealer, self.channel)
+            (a,) = divide_many([(prod, scale)], self.dealer, self.channel)
             b = self.weights[f"b{i}"]
             a = Shares(a.ring, a.ring.add(a.data, b.data[:, None, :]))
             if i < self.layers - 1:
@@ -196,10 +197,10 @@ class EncryptedTrainer:
         return a, hs, bits
 
     def _raw_gradients(self, x: Shares, y: Shares) -> dict[str, Shares]:
-        """Summed gradients: weights at scale ``2**2f`` (untruncated), biases at ``2**f``."""
+        """Summed gradients: weights at scale ``scale**2`` (not yet divided), biases at ``scale``."""
         if x.shape[0] != y.shape[0]:
             raise ShapeMismatchError(f"{x.shape[0]} images with {y.shape[0]} labels")
-        f = self.encoding.frac_bits
+        scale = self.encoding.scale
         z, hs, bits = self.forward(x)
         delta = loss_delta(self.loss, z, y, self.encoding, self.dealer, self.channel)
         grads: dict[str, Shares] = {}
@@ -211,25 +212,25 @@ class EncryptedTrainer:
             grads[f"w{i}"], grads[f"b{i}"] = products[0], sum_rows(delta)
             if i > 0:
                 (masked,) = mul_many([(products[1], bits[i - 1])], self.dealer, self.channel)
-                (delta,) = truncate_many([(masked, f)], self.dealer, self.channel)
+                (delta,) = divide_many([(masked, scale)], self.dealer, self.channel)
         return grads
 
     def gradients(self, x: Shares, y: Shares) -> dict[str, Shares]:
-        """The summed gradients ``B * dL/dparam`` on shares, all at scale ``2**f`` (for tests and diagnostics)."""
+        """The summed gradients ``B * dL/dparam`` on shares, all at the encoding's scale (tests, diagnostics)."""
         raw = self._raw_gradients(x, y)
         names = [k for k in raw if k.startswith("w")]
-        out = dict(zip(names, truncate_many([(raw[k], self.encoding.frac_bits) for k in names], self.dealer,
-                                            self.channel)))
+        out = dict(zip(names, divide_many([(raw[k], self.encoding.scale) for k in names], self.dealer,
+                                          self.channel)))
         return {k: out.get(k, raw[k]) for k in self.weights}
 
     def step(self, x: Shares, y: Shares) -> None:
         """One SGD step on a shared batch (images ``x``, one-hot labels ``y``), in place on the weights' shares."""
         raw = self._raw_gradients(x, y)
-        f, k = self.encoding.frac_bits, self.step_bits
-        scale = int(round(step_scale(self.lr, x.shape[0], k) * 2.0**k))
+        k = self.step_bits
+        step = int(round(step_scale(self.lr, x.shape[0], k) * 2.0**k))
         names = list(self.weights)
-        updates = truncate_many([(raw[name] * scale, f + k if name.startswith("w") else k) for name in names],
-                                self.dealer, self.channel)
+        updates = divide_many([(raw[name] * step, self.encoding.scale * 2**k if name.startswith("w") else 2**k)
+                               for name in names], self.dealer, self.channel)
         for name, upd in zip(names, updates):
             self.weights[name] = self.weights[name] - upd
         self.steps += 1
@@ -299,16 +300,16 @@ class PlaintextTwin:
         self.steps += 1
 
 
-def gradient_error_bound(params: Mapping[str, ArrayLike], x: ArrayLike, y: ArrayLike, frac_bits: int
+def gradient_error_bound(params: Mapping[str, ArrayLike], x: ArrayLike, y: ArrayLike, encoding: FixedPoint
                          ) -> dict[str, np.ndarray]:
     """Elementwise bound on ``|gradients on shares - PlaintextTwin.gradients|`` for one batch, MSE loss.
 
-    Propagates absolute errors through the computation with ``u = 2**-frac_bits``: encoding error ``u/2`` on each
-    input, weight and bias, ``u`` per truncation (the result is ``floor`` or one more), none for the exact ReLU
+    Propagates absolute errors through the computation with ``u = 1 / encoding.scale``: encoding error ``u/2`` on
+    each input, weight and bias, ``u`` per division (the result is ``floor`` or one more), none for the exact ReLU
     and products. Where a pre-activation lies within its error bound of 0 the ReLU bit may differ from the
     twin's; there the bound takes the whole back-propagated term. Float64 rounding of the twin is ignored.
     """
-    u = 2.0**-frac_bits
+    u = 1.0 / encoding.scale
     lay = nn.layers(params)
     cache = nn.forward(params, x)
     e_h, e_a_list = np.full(cache.hs[0].shape, u / 2), []
