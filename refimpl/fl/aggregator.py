@@ -211,6 +211,7 @@ class Lead:
         self.round = -1
         self.stage = ""
         self.history: list[RoundRecord] = []
+        self.finished: str | None = None
         self.done = threading.Event()
         self.share_links = [transport.Link(url, f"aggregator-{s}", name, tls_dir=tls_dir,
                                            insecure_plaintext=insecure_plaintext, deadline=config.stage_timeout)
@@ -225,7 +226,13 @@ class Lead:
         return self
 
     def close(self) -> None:
+        """Stop: clients still waiting are told the aggregator is finished; the server closes."""
         self.done.set()
+        with self.lock:
+            self.finished = self.finished or "the aggregator was stopped"
+            reason = self.finished
+            self._reply(list(self.waiting), lambda u: {"op": "finished", "reason": reason})
+        time.sleep(0.05)
         self.server.close()
 
     # ------------------------------------------------------------------ requests from clients
@@ -239,6 +246,8 @@ class Lead:
             if not isinstance(msg, dict):
                 raise ProtocolError("a request is a dict")
             with self.lock:
+                if self.finished is not None:
+                    return wire.encode({"op": "finished", "reason": self.finished})
                 if msg.get("op") == "join":
                     size = msg.get("size", 1)
                     if isinstance(size, bool) or not isinstance(size, (int, float)) or not size > 0:
@@ -321,15 +330,21 @@ class Lead:
         else:
             reason = f"{cfg.rounds} rounds done"
         with self.lock:
+            self.finished = reason
             self._reply(list(self.waiting), lambda u: {"op": "finished", "reason": reason})
         self.done.set()
 
     def _one_round(self, r: int) -> None:
         cfg, t0 = self.config, time.perf_counter()
         b0 = (self.ledger.bytes_received.get(self.name, 0), self.ledger.bytes_sent.get(self.name, 0))
-        with self.lock:
+        end = time.monotonic() + cfg.join_timeout
+        with self.lock:  # every connected client back in the queue (after an abort they join again)
+            while not self.done.is_set() and time.monotonic() < end and any(
+                    self._alive(u) and u not in self.waiting for u in range(1, cfg.clients + 1)):
+                self.lock.wait(0.05)
             roster = sorted(u for u in self.waiting if self._alive(u) and u in self.sizes)
             self.round, self.got = r, {}
+        log.info("%s: round %d starts with %d clients", self.name, r, len(roster))
         rec = RoundRecord(r, cfg.protocol, roster, 0.0)
         try:
             if len(roster) < max(2, cfg.min_clients):
@@ -373,10 +388,14 @@ class Lead:
 
     secagg: SecAggServer | None = None
 
-    def _stage(self, name: str, expected: set[int]) -> dict[int, Any]:
-        with self.lock:
-            self.stage, self.got = name, {}
-            self.lock.notify_all()
+    def _open(self, name: str, clients: Sequence[int], make: Any) -> None:
+        """Open stage ``name`` (under the lock), then answer ``clients`` with what they need for it."""
+        self.stage, self.got = name, {}
+        self._reply(clients, make)
+        self.lock.notify_all()
+
+    def _collect(self, expected: set[int]) -> dict[int, Any]:
+        """Wait for the stage's submissions (every connected expected client, or the stage timeout); close it."""
         self._wait(expected, self.config.stage_timeout)
         with self.lock:
             self.stage = ""
@@ -391,27 +410,27 @@ class Lead:
         srv = self.secagg
         srv.begin_round(r, roster)
         with self.lock:
-            self.stage, self.got = "AdvertiseKeys", {}
-            self._reply(roster, self._round_message(r, roster))
-        got = self._stage("AdvertiseKeys", set(roster))
+            self._open("AdvertiseKeys", roster, self._round_message(r, roster))
+        got = self._collect(set(roster))
         with self.lock:
-            keys = srv.finish_stage()
-            self._reply(sorted(got), lambda u: {"op": "stage", "round": r, "stage": "ShareKeys",
-                                                "roster": {str(v): list(k) for v, k in keys.items()}})  # type: ignore
-        got = self._stage("ShareKeys", set(got))
+            keys: Any = srv.finish_stage()
+            self._open("ShareKeys", sorted(got), lambda u: {"op": "stage", "round": r, "stage": "ShareKeys",
+                                                             "roster": {str(v): list(k) for v, k in keys.items()}})
+        got = self._collect(set(got))
         with self.lock:
             inboxes: Any = srv.finish_stage()
-            self._reply(sorted(got), lambda u: {"op": "stage", "round": r, "stage": "MaskedInputCollection",
-                                                "inbox": _keys(inboxes.get(u, {}))})
-        got = self._stage("MaskedInputCollection", set(got))
+            self._open("MaskedInputCollection", sorted(got),
+                       lambda u: {"op": "stage", "round": r, "stage": "MaskedInputCollection",
+                                  "inbox": _keys(inboxes.get(u, {}))})
+        got = self._collect(set(got))
         with self.lock:
             u3: Any = srv.finish_stage()
-            self._reply(sorted(got), lambda u: {"op": "stage", "round": r, "stage": "Unmasking",
-                                                "survivors": sorted(u3)})
-        self._stage("Unmasking", set(got))
+            self._open("Unmasking", sorted(got), lambda u: {"op": "stage", "round": r, "stage": "Unmasking",
+                                                            "survivors": sorted(u3)})
+        self._collect(set(got))
         with self.lock:
-            ring_total = srv.finish_stage()
-        return self.codec.decode_sum(ring_total), set(u3)  # type: ignore[arg-type]
+            ring_total: Any = srv.finish_stage()
+        return self.codec.decode_sum(ring_total), set(u3)
 
     def _additive_round(self, r: int, roster: list[int]) -> tuple[np.ndarray, set[int]]:
         cfg = self.config
@@ -422,9 +441,8 @@ class Lead:
         for link in self.share_links:
             _check(link.call("control", wire.encode(begin)))
         with self.lock:
-            self.stage, self.got = "ShareUpload", {}
-            self._reply(roster, self._round_message(r, roster))
-        self._stage("ShareUpload", set(roster))
+            self._open("ShareUpload", roster, self._round_message(r, roster))
+        self._collect(set(roster))
         reports = [_check(link.call("control", wire.encode({"op": "report"})))["received"]
                    for link in self.share_links]
         agreed = agree(reports)
