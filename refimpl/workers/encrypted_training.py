@@ -43,16 +43,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from refimpl import nn
 from refimpl.encoding import FixedPoint
 from refimpl.mpc.dealer import Sharing, Triple
-from refimpl.mpc.training import EncryptedTrainer
+from refimpl.mpc.headroom import check_product_headroom
+from refimpl.mpc.training import EncryptedTrainer, step_bits_for
+from refimpl.mpc.training_algebra import sgd_step
+from refimpl.mpc.training_loss import check_loss
 from refimpl.prg import derive_key
 from refimpl.sharing.additive import CompressedShares, Shares
 from refimpl.sharing.binary import BinaryShares
 from refimpl.workers.interface import Worker
-from refimpl.workers.shared_tensor import LedgerChannel
+from refimpl.workers.shared_tensor import LedgerChannel, SharedTensor, share_among
 
-__all__ = ["ViewChannel", "WorkerTrainer"]
+__all__ = ["PointerTrainer", "ViewChannel", "WorkerTrainer"]
 
 
 class ViewChannel(LedgerChannel):
@@ -162,3 +166,64 @@ class WorkerTrainer:
         s = self.channel.summary()
         return {"rounds": s["rounds"], "online_bytes": s["bytes"], "dealer_bytes": s["dealer_bytes"],
                 "ledger_bytes": int(self.ledger.bytes), "ledger_messages": int(self.ledger.messages)}
+
+
+class PointerTrainer:
+    """Encrypted training in the pointer world: every party holds its own shares, every step is messages.
+
+    The weights are :class:`~refimpl.workers.SharedTensor` s (one share in each compute party's object store,
+    pointers owned by the model owner, the ledger's ``me``); each data owner shares its batch itself
+    (``share_among(..., sender=owner)``); :func:`refimpl.mpc.training_algebra.sgd_step` runs on them, so every
+    product, division and comparison is a protocol between the workers, and the crypto provider deals to them. Only
+    the worker interface is used, so the same code drives networked workers. Slower than :class:`WorkerTrainer`
+    (every instruction is a message), meant for small models and for checking what each party stores and receives.
+
+    Args:
+        params: the model owner's initial weights.
+        compute: the compute parties (``S >= 2`` workers).
+        crypto_provider: the dealer worker.
+        encoding: fixed point (default 16 fractional bits in Z_2^64).
+        lr, loss: as for :class:`~refimpl.mpc.training.EncryptedTrainer`.
+
+    Example:
+        >>> import numpy as np
+        >>> from refimpl.workers import Ledger, VirtualWorker
+        >>> ledger = Ledger()
+        >>> jake, secure_worker, alice, crypto_provider = (
+        ...     VirtualWorker(n, ledger) for n in ("jake", "secure_worker", "alice", "crypto_provider"))
+        >>> run = PointerTrainer(nn.init_params((6, 4, 3), seed=0), compute=(secure_worker, alice),
+        ...                      crypto_provider=crypto_provider, lr=0.5)
+        >>> run.step(jake, (np.arange(30.0).reshape(5, 6) % 7) / 7, np.array([0, 1, 2, 1, 0]))
+        >>> len(secure_worker.objects) == len(alice.objects) == 4      # one share of each parameter each
+        True
+    """
+
+    def __init__(self, params: Mapping[str, ArrayLike], *, compute: Sequence[Any], crypto_provider: Any,
+                 encoding: FixedPoint | None = None, lr: float = 0.1, loss: str = "mse") -> None:
+        self.encoding = encoding or FixedPoint()
+        check_product_headroom(self.encoding)
+        self.loss = check_loss(loss, self.encoding)
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        self.lr, self.step_bits, self.steps = float(lr), step_bits_for(self.encoding), 0
+        self.compute: tuple[Any, ...] = tuple(compute)  # workers (the Worker interface; checked by share_among)
+        self.crypto_provider = crypto_provider
+        self.classes = nn.layers(params)[-1][0].shape[1]
+        self.weights: dict[str, SharedTensor] = {
+            k: share_among(np.asarray(v, np.float64), self.compute, crypto_provider=crypto_provider,
+                           encoding=self.encoding) for k, v in params.items()}
+
+    def step(self, data_owner: Worker, x: ArrayLike, y: ArrayLike) -> None:
+        """``data_owner`` shares its batch among the compute parties, which run one SGD step on shares."""
+        if not isinstance(data_owner, Worker):
+            raise TypeError(f"data_owner must be a worker, got {type(data_owner).__name__}")
+        kw: dict[str, Any] = {"crypto_provider": self.crypto_provider, "encoding": self.encoding,
+                              "sender": data_owner}
+        xs = share_among(np.asarray(x, np.float64), self.compute, **kw)
+        ys = share_among(nn.one_hot(y, self.classes), self.compute, **kw)
+        self.weights = sgd_step(self.weights, xs, ys, lr=self.lr, loss=self.loss, step_bits=self.step_bits)
+        self.steps += 1
+
+    def get(self) -> dict[str, np.ndarray]:
+        """The model owner fetches every share and reconstructs the weights (the workers drop theirs)."""
+        return {k: v.get() for k, v in self.weights.items()}
