@@ -47,7 +47,7 @@ def test_chromium_known_answer_vectors() -> None:
         server.server_close()
     assert isinstance(results, list), results
     names = {r["name"] for r in results}
-    assert names == {"streams", "kdf", "ring", "encoding", "share", "share_compressed", "secagg_additive"}
+    assert names == {"streams", "kdf", "ring", "encoding", "share", "share_compressed", "shamir", "secagg_additive"}
     for r in results:
         assert r["checked"] > 0 and r["failures"] == [], (r["name"], r["failures"][:5])
     assert "bit-identical" in verdict

@@ -22,7 +22,8 @@ from refimpl.testing import VECTOR_NAMES
 __all__ = ["ASSETS", "asset", "serve_assets"]
 
 _STATIC = ("prg.mjs", "ring.mjs", "encoding.mjs", "sharing.mjs", "secagg.mjs", "wire.mjs", "conformance.mjs",
-           "train.mjs", "client.mjs", "transport.mjs", "netclient.mjs", "app.mjs", "style.css")
+           "train.mjs", "client.mjs", "transport.mjs", "netclient.mjs", "shamir.mjs", "bonawitz.mjs", "app.mjs",
+           "style.css")
 _PAGES = ("index.html", "check.html")
 _TYPES = {".mjs": "text/javascript; charset=utf-8", ".html": "text/html; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".json": "application/json"}

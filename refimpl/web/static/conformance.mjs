@@ -9,10 +9,11 @@ import { Ring } from './ring.mjs';
 import { FixedPoint } from './encoding.mjs';
 import { expand, share, shareCompressed } from './sharing.mjs';
 import { AdditiveClient, AdditiveConfig } from './secagg.mjs';
+import { lagrangeCoefficients, reconstructBytes, shamirReconstruct, shamirShare, shareBytes } from './shamir.mjs';
 
 /** The vector files this module checks. */
 export const CHECKED_VECTORS = Object.freeze(['streams', 'kdf', 'ring', 'encoding', 'share', 'share_compressed',
-  'secagg_additive']);
+  'shamir', 'secagg_additive']);
 
 const parseFloatStr = (s) => (s === 'nan' ? NaN : s === 'inf' ? Infinity : s === '-inf' ? -Infinity : Number(s));
 const ringOf = (r) => new Ring(BigInt(r.modulus));
@@ -174,8 +175,33 @@ async function secaggAdditive(doc, c) {
   }
 }
 
+async function shamir(doc, c) {
+  for (const [i, v] of doc.cases.entries()) {
+    const field = ringOf(v.field);
+    const what = `case ${i} (p=${field.modulus}, n=${v.n}, t=${v.t}, ${v.prg})`;
+    c.eq(`${what} stream key`, bytesToHex(await deriveKey(hexToBytes(v.key), ['refimpl/shamir'],
+      v.prg === 'chacha20' ? 32 : 16)), v.stream_key);
+    const sh = await shamirShare(v.secret, Number(v.n), Number(v.t), { field, key: hexToBytes(v.key),
+      points: v.points.map(Number), prg: v.prg });
+    c.eq(`${what} shares`, sh.data.map(strs), v.shares);
+    c.eq(`${what} reconstructs`, strs(shamirReconstruct({ ...sh, xs: sh.xs.slice().reverse(), data: sh.data.slice().reverse() })),
+      v.secret.map((x) => field.reduce(x).toString()));
+  }
+  for (const v of doc.lagrange) {
+    const field = ringOf(v.field);
+    c.eq(`lagrange ${v.points}`, strs(lagrangeCoefficients(v.points.map(Number), field, BigInt(v.at))), v.expected);
+  }
+  for (const v of doc.share_bytes) {
+    const field = ringOf(v.field);
+    const sh = await shareBytes(hexToBytes(v.secret), Number(v.n), Number(v.t), { field, key: hexToBytes(v.key),
+      points: v.points.map(Number), prg: v.prg });
+    c.eq('share_bytes shares', sh.data.map(strs), v.shares);
+    c.eq('reconstruct_bytes', bytesToHex(reconstructBytes(sh)), v.secret);
+  }
+}
+
 const CHECKS = { streams, kdf, ring, encoding, share: shareCases, share_compressed: shareCompressedCases,
-  secagg_additive: secaggAdditive };
+  shamir, secagg_additive: secaggAdditive };
 
 /** Check one vector file's parsed JSON; returns {name, checked, failures}. */
 export async function checkVectors(name, doc) {

@@ -1,9 +1,11 @@
-// A browser client of `python -m refimpl aggregator --protocol additive` (the client protocol documented in
-// refimpl/fl/aggregator.py), as refimpl/fl/net_client.py speaks it:
+// A browser client of `python -m refimpl aggregator` (the client protocol documented in refimpl/fl/aggregator.py),
+// as refimpl/fl/net_client.py speaks it:
 //
-//   lead:            join {size} -> round {round, params, sizes, weight, lr, epochs, batch, codec, additive, ...}
-//   share server s:  upload {round, client, server: s, payload: uint64 (d) | 16-byte key, prg} -> {ok}
-//   lead:            submit {round, stage: "ShareUpload"} -> the next round message, abort, or finished
+//   lead:            join {size} -> round {round, protocol, params, sizes, weight, lr, epochs, batch, codec, ...}
+//   additive:        share server s: upload {round, client, server: s, payload: uint64 (d) | 16-byte key, prg} -> {ok}
+//                    lead: submit {round, stage: "ShareUpload"} -> the next round message, abort, or finished
+//   secagg(+):       lead: submit {round, stage, ...} for AdvertiseKeys, ShareKeys, MaskedInputCollection and
+//                    Unmasking (bonawitz.mjs), each answered when the stage closes
 //
 // The contribution is clip(weight * (local - params)) from local training (train.mjs, the batch order drawn as the
 // Python client draws it), or with `synthetic` the public test vector of net_client.synthetic_contribution.
@@ -14,6 +16,7 @@ import { AdditiveClient, AdditiveConfig } from './secagg.mjs';
 import { Link } from './transport.mjs';
 import { decode, encode } from './wire.mjs';
 import { accuracy, trainLocal } from './train.mjs';
+import { SecAggClient, SecAggConfig } from './bonawitz.mjs';
 
 /** net_client.synthetic_contribution: multiples of 2^-8 in [-clip/2, clip/2] (exact in fixed point). */
 export function syntheticContribution(client, round, length, clip) {
@@ -86,8 +89,8 @@ export class AggregatorClient {
   async #round(msg) {
     const r = Number(msg.round);
     const c = msg.codec;
-    if (msg.protocol !== 'additive') {
-      throw new Error(`this browser client speaks the additive protocol; the aggregator runs ${msg.protocol}`);
+    if (msg.protocol !== 'additive' && msg.protocol !== 'secagg') {
+      throw new Error(`unknown secure-aggregation protocol ${JSON.stringify(msg.protocol)}`);
     }
     this.onEvent('round', { round: r, clients: null });
     const t0 = performance.now();
@@ -104,10 +107,8 @@ export class AggregatorClient {
       update = res.delta;
       this.onEvent('trained', { round: r, loss: res.loss, clipped: res.clipped });
     }
-    if (this.delayUploadMs && (this.delayRound === null || this.delayRound === r)) {
-      this.onEvent('delay', { round: r, ms: this.delayUploadMs });
-      await new Promise((res) => setTimeout(res, this.delayUploadMs));
-    }
+    if (msg.protocol === 'secagg') return this.#secagg(msg, r, update, t0);
+    await this.#maybeDelay(r);
     const a = msg.additive;
     const cfg = new AdditiveConfig({ length: Number(c.length), servers: a.servers.length,
       maxClients: Number(c.max_clients), clip: Number(c.clip), fracBits: Number(c.frac_bits), ring: Z2_64,
@@ -132,13 +133,56 @@ export class AggregatorClient {
     this.timings[r] = { train_ms: t1 - t0, encode_share_ms: t2 - t1, upload_ms: t3 - t2, upload_bytes: bytes };
     this.onEvent('uploaded', { round: r, bytes, encode_share_ms: t2 - t1 });
     const next = await this.#call(this.lead, 'submit', { op: 'submit', round: r, stage: 'ShareUpload' });
+    this.#result(r, next);
+    return next;
+  }
+
+  async #maybeDelay(r) {
+    if (this.delayUploadMs && (this.delayRound === null || this.delayRound === r)) {
+      this.onEvent('delay', { round: r, ms: this.delayUploadMs });
+      await new Promise((res) => setTimeout(res, this.delayUploadMs));
+    }
+  }
+
+  async #stage(r, stage, fields, nextStage) {
+    const out = await this.#call(this.lead, 'submit', { op: 'submit', round: r, stage, ...fields });
+    if (out.op !== 'stage' || out.stage !== nextStage || Number(out.round) !== r) {
+      throw new Error(`${this.name}: round ${r} ended at stage ${stage}: ${out.error ?? out.reason ?? JSON.stringify(out.op)}`);
+    }
+    return out;
+  }
+
+  async #secagg(msg, r, update, t0) {
+    const cfg = await SecAggConfig.fromRound(msg.secagg, msg.codec);
+    this.secaggClient ??= new SecAggClient(cfg, this.id, freshKey(32));
+    const cl = this.secaggClient;
+    cl.config = cfg;
+    const bytes0 = this.bytesSent;
+    await cl.beginRound(r);
+    let out = await this.#stage(r, 'AdvertiseKeys', await cl.advertiseKeys(), 'ShareKeys');
+    const roster = new Map(Object.entries(out.roster).map(([v, k]) => [Number(v), k]));
+    out = await this.#stage(r, 'ShareKeys', { ciphertexts: await cl.shareKeys(roster) }, 'MaskedInputCollection');
+    await this.#maybeDelay(r);
+    const t1 = performance.now();
+    const masked = await cl.maskedInput(new Map(Object.entries(out.inbox).map(([u, c]) => [Number(u), c])), update);
+    const t2 = performance.now();
+    out = await this.#stage(r, 'MaskedInputCollection', { masked }, 'Unmasking');
+    this.updates[r] = update;
+    this.onEvent('uploaded', { round: r, bytes: this.bytesSent - bytes0, encode_share_ms: t2 - t1 });
+    const next = await this.#call(this.lead, 'submit', { op: 'submit', round: r, stage: 'Unmasking',
+      ...(await cl.unmask(out.survivors.map(Number))) });
+    this.timings[r] = { train_ms: t1 - t0, encode_share_ms: t2 - t1, upload_bytes: this.bytesSent - bytes0 };
+    this.#result(r, next);
+    return next;
+  }
+
+  #result(r, next) {
     if (next.op === 'round' && this.test && next.synthetic == null) { // the new global model: its accuracy here
       const acc = accuracy(next.params, this.test.images, this.test.labels, next.sizes.map(Number));
       this.onEvent('result', { round: r, clients: null, accuracy: acc });
     } else if (next.op !== 'abort') {
       this.onEvent('result', { round: r, clients: null, accuracy: null });
     }
-    return next;
   }
 
   close() {

@@ -27,7 +27,8 @@ export class StreamExhaustedError extends Error {
 const webcrypto = globalThis.crypto?.subtle ? globalThis.crypto
   : (typeof process !== 'undefined' && process.versions?.node) ? (await import('node:crypto')).webcrypto : undefined;
 
-function subtle() {
+/** WebCrypto's SubtleCrypto (throws, saying why, where the runtime has none). */
+export function subtle() {
   const c = webcrypto;
   if (!c || !c.subtle) {
     throw new Error('WebCrypto (crypto.subtle) is unavailable: browsers expose it only in a secure context ' +
