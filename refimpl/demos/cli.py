@@ -14,7 +14,15 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--part", default="all",
                         choices=["sharing", "workers", "federated", "encrypted-training", "all"],
                         help="which part to run (default: all the parts whose dependencies are installed)")
+    parser.add_argument("--network", action="store_true",
+                        help="run the parties as separate processes on 127.0.0.1 over mutual TLS instead "
+                             "(workers, encrypted prediction, secure FedAvg; needs refimpl[net])")
     args = parser.parse_args(argv)
+    if args.network:
+        from refimpl.demos.network import network_demo
+
+        network_demo(print)
+        return 0
     if args.part in ("sharing", "all"):
         from refimpl.demos.sharing import sharing_demo
 
