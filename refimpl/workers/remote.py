@@ -50,8 +50,8 @@ class Session(Ledger):
         keep: recent message records kept in ``log``.
     """
 
-    def __init__(self, *, first_id: int | None = None, keep: int = 10_000) -> None:
-        super().__init__(keep=keep)
+    def __init__(self, *, first_id: int | None = None, keep: int | None = 10_000) -> None:
+        super().__init__(keep=keep)  # type: ignore[arg-type]  # None keeps every record
         self._lock = threading.RLock()
         self._ids = itertools.count(1 + secrets.randbelow(1 << 44) if first_id is None else int(first_id))
         self._links: Counter[tuple[str, str, str]] = Counter()
