@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -119,6 +120,87 @@ class _Prefetched:
         return out
 
 
+#: Output entries per matrix (m * p) from which :func:`limb_matmul` replaces the integer matmul.
+LIMB_MATMUL_MIN_OUTPUT = 1 << 14
+
+
+def limb_matmul_pays(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> bool:
+    """Whether float64 BLAS on split limbs is used instead of NumPy's (non-BLAS) integer matmul: for outputs of at
+    least ``LIMB_MATMUL_MIN_OUTPUT`` entries per matrix and inner sizes of 64 to 2048, where it measured faster
+    (bench/bench_mpc.py; 2-2.6x for inference-sized products with one BLAS thread on a loaded 2-core machine)."""
+    if len(shape_a) < 2 or len(shape_b) < 2:
+        return False
+    m, k, p = int(shape_a[-2]), int(shape_a[-1]), int(shape_b[-1])
+    return 64 <= k <= 2048 and m * p >= LIMB_MATMUL_MIN_OUTPUT
+
+
+#: ``"auto"`` (time both ways once per shape class and keep the faster), ``"on"`` or ``"off"``. Both ways give
+#: the same bits; only the speed differs (BLAS threads on a loaded machine can make the float path slower).
+LIMB_MATMUL = "auto"
+_LIMB_CHOICE: dict[tuple[int, ...], bool] = {}
+
+
+def _limb_is_faster(a: np.ndarray, b: np.ndarray, bits: int) -> bool:
+    """The cached choice for this shape class (powers of two of m, k, p), timed once on first use."""
+    key = (bits, *(int(d).bit_length() for d in (a.shape[-2], a.shape[-1], b.shape[-1], a.size // a.shape[-1])))
+    if key not in _LIMB_CHOICE:
+        t0 = time.perf_counter()
+        np.matmul(a, b)
+        t1 = time.perf_counter()
+        limb_matmul(a, b, bits)
+        _LIMB_CHOICE[key] = time.perf_counter() - t1 < t1 - t0
+    return _LIMB_CHOICE[key]
+
+
+def _signed_limbs(x: np.ndarray, w: int, count: int) -> list[np.ndarray]:
+    """Balanced base-``2**w`` digits of ``x`` (uint64, read mod 2**64): ``x = sum d_i 2**(w i) mod 2**64`` with
+    every ``d_i`` in ``[-2**(w-1), 2**(w-1)]``, as float64 arrays (exact)."""
+    half, mask = np.uint64(1 << (w - 1)), np.uint64((1 << w) - 1)
+    rest = x.astype(np.uint64, copy=True)
+    out = []
+    for _ in range(count - 1):
+        low = rest & mask
+        carry = (low >= half).astype(np.uint64)
+        out.append(low.astype(np.float64) - carry.astype(np.float64) * float(1 << w))
+        rest >>= np.uint64(w)
+        rest += carry
+    out.append(rest.astype(np.float64))  # below 2**(64 - w (count - 1)) + 1 <= 2**(w-1)
+    return out
+
+
+def limb_matmul(a: np.ndarray, b: np.ndarray, bits: int = 64) -> np.ndarray:
+    """``a @ b mod 2**bits`` for unsigned integer arrays, exactly, with float64 BLAS on split limbs.
+
+    Both operands are split into ``L`` balanced digits of ``w`` bits (each in ``[-2**(w-1), 2**(w-1)]``) with
+    ``k * 2**(2w - 2) < 2**53`` (``k`` the inner size), so every digit product summed over ``k`` is an exact
+    integer in float64; the products of digits ``(i, j)`` with ``(i + j) w < bits`` (6 of them for ``w = 22``,
+    ``k <= 2048``) are computed by BLAS, converted to integers, shifted by ``(i + j) w`` and added mod
+    ``2**bits``. Bit-identical to the integer matmul (tested); faster where BLAS is (bench/bench_mpc.py).
+
+    Example:
+        >>> a = np.array([[2**64 - 1, 3]], dtype=np.uint64)
+        >>> b = np.array([[2**63 + 5], [7]], dtype=np.uint64)
+        >>> bool((limb_matmul(a, b) == np.matmul(a, b)).all())
+        True
+    """
+    k = max(1, a.shape[-1])
+    w = min(26, (55 - int(k).bit_length()) // 2)  # k * 2**(2w - 2) < 2**53
+    limbs = -(-bits // w)
+    al, bl = _signed_limbs(a, w, limbs), _signed_limbs(b, w, limbs)
+    out: np.ndarray | None = None
+    for i in range(limbs):
+        for j in range(limbs - i):
+            shift = (i + j) * w
+            if shift >= bits:
+                continue
+            part = np.matmul(al[i], bl[j]).astype(np.int64).view(np.uint64)  # exact, |entry| < 2**53
+            if shift:
+                part <<= np.uint64(shift)
+            out = part if out is None else np.add(out, part, out=out)  # wraps mod 2**64
+    assert out is not None
+    return out
+
+
 def ring_matmul(ring: Ring, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b mod M`` for ring elements, exact for every ring (NumPy broadcasting rules of ``matmul``).
 
@@ -129,6 +211,9 @@ def ring_matmul(ring: Ring, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         array([[4]], dtype=uint64)
     """
     if ring.is_power_of_two and ring.dtype != object:
+        if LIMB_MATMUL != "off" and limb_matmul_pays(np.shape(a), np.shape(b)):
+            if LIMB_MATMUL == "on" or _limb_is_faster(np.asarray(a), np.asarray(b), ring.bits):
+                return ring._wrap(limb_matmul(np.asarray(a), np.asarray(b), ring.bits).astype(ring.dtype, copy=False))
         return ring._wrap(np.matmul(a, b))
     out = np.matmul(np.asarray(a).astype(object), np.asarray(b).astype(object)) % ring.modulus
     return out.astype(ring.dtype)
