@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _browser import chromium_page
@@ -92,13 +93,59 @@ def test_node_matches_refimpl_on_fresh_inputs() -> None:
         {"server": 0, "array": rng.integers(0, 2**63, 1000, dtype=np.uint64)}, {"server": 1, "key": rng.bytes(16)}]}),
         wire.encode({"a": np.arange(6, dtype=np.float64), "big": 2**70, "neg": -(2**60), "f": float("inf"),
                      "s": "h\u00e9llo", "l": [1, None, True, 2.5], "u32": np.arange(5, dtype=np.uint32)})]
-    req = {"encode": enc_cases, "share": share_cases, "wire": [m.hex() for m in msgs]}
+    secagg_cases, secagg_expected = _secagg_cases(rng)
+    req = {"encode": enc_cases, "share": share_cases, "wire": [m.hex() for m in msgs], "secagg": secagg_cases}
     proc = subprocess.run([node, str(ROOT / "tests" / "js" / "crosscheck.mjs")], input=json.dumps(req),
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout)
+    assert [len(got[k]) for k in ("encode", "share", "wire", "secagg")] == [len(enc_cases), len(share_cases), 2, 2]
     for case, res in zip(enc_cases, got["encode"]):
         assert res == case["expected"], (case["modulus"], case["base"], case["frac_bits"])
     for case, res in zip(share_cases, got["share"]):
         assert res == case["expected"], (case["modulus"], case["n"], case["prg"])
     assert got["wire"] == [m.hex() for m in msgs]  # JavaScript re-encodes refimpl's messages byte for byte
+    for want, res in zip(secagg_expected, got["secagg"]):
+        assert res == want  # X25519 keys, AES-GCM ciphertexts of the Shamir shares, masked input, unmasking
+
+
+def _secagg_cases(rng: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rounds of refimpl's SecAgg among 5 Python clients (fixed master keys; client 4 drops before masking), and
+    what client 1 (and, with SecAgg+, client 2) sends at every stage: the JavaScript client must send the same."""
+    import numpy as np
+
+    from refimpl.secagg import Codec, SecAggClient, SecAggConfig
+
+    cases, expected = [], []
+    for degree, threshold, prg, me in ((None, 3, "aes128-ctr", 1), (2, 2, "chacha20", 2)):
+        n, rnd = 5, 7
+        codec = Codec(length=40, max_clients=n, clip=1.0, frac_bits=16)
+        graph_key = rng.bytes(16)
+        cfg = SecAggConfig(num_clients=n, threshold=threshold, codec=codec, degree=degree, graph_key=graph_key,
+                           prg=prg)
+        keys = {u: rng.bytes(32) for u in range(1, n + 1)}
+        clients = {u: SecAggClient(cfg, u, key=keys[u]) for u in range(1, n + 1)}
+        for c in clients.values():
+            c.begin_round(rnd)
+        adv = {u: c.advertise_keys() for u, c in clients.items()}
+        roster = {u: (a.c_public, a.s_public) for u, a in adv.items()}
+        cts = {u: c.share_keys({v: roster[v] for v in cfg.closed_neighbourhood(u)}).ciphertexts
+               for u, c in clients.items()}
+        inbox = {u: {v: cts[v][u] for v in cts if u in cts[v]} for u in clients}
+        values = np.round(rng.uniform(-1, 1, 40) * 256) / 256
+        masked = clients[me].masked_input(inbox[me], values).masked
+        survivors = [u for u in range(1, n + 1) if u != 4]
+        um = clients[me].unmask(survivors)
+        cases.append({"secagg": {"num_clients": n, "threshold": threshold, "degree": degree,
+                                 "graph_key": graph_key.hex(), "prg": prg},
+                      "codec": {"length": 40, "max_clients": n, "clip": 1.0, "frac_bits": 16}, "client": me,
+                      "key": keys[me].hex(), "round": rnd,
+                      "roster": {str(v): [roster[v][0].hex(), roster[v][1].hex()] for v in cfg.closed_neighbourhood(me)},
+                      "inbox": {str(v): c.hex() for v, c in inbox[me].items()}, "values": values.tolist(),
+                      "survivors": survivors})
+        expected.append({"c_public": adv[me].c_public.hex(), "s_public": adv[me].s_public.hex(),
+                         "ciphertexts": {str(v): c.hex() for v, c in cts[me].items()},
+                         "masked": [str(int(v)) for v in masked],
+                         "key_shares": {str(k): [str(int(x)) for x in v] for k, v in um.key_shares.items()},
+                         "seed_shares": {str(k): [str(int(x)) for x in v] for k, v in um.seed_shares.items()}})
+    return cases, expected

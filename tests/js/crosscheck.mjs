@@ -6,9 +6,10 @@ import { Ring } from '../../refimpl/web/static/ring.mjs';
 import { FixedPoint } from '../../refimpl/web/static/encoding.mjs';
 import { shareCompressed } from '../../refimpl/web/static/sharing.mjs';
 import { decode, encode } from '../../refimpl/web/static/wire.mjs';
+import { SecAggClient, SecAggConfig } from '../../refimpl/web/static/bonawitz.mjs';
 
 const req = JSON.parse(readFileSync(0, 'utf8'));
-const out = { encode: [], share: [], wire: [] };
+const out = { encode: [], share: [], wire: [], secagg: [] };
 for (const c of req.encode) {
   const fp = new FixedPoint({ fracBits: c.frac_bits, base: c.base, ring: new Ring(BigInt(c.modulus)) });
   out.encode.push(Array.from(fp.encode(c.x.map(Number)), (v) => BigInt(v).toString()));
@@ -19,4 +20,18 @@ for (const c of req.share) {
   out.share.push({ first: Array.from(cs.first, (v) => BigInt(v).toString()), keys: cs.keys.map(bytesToHex) });
 }
 for (const hex of req.wire) out.wire.push(bytesToHex(encode(decode(hexToBytes(hex)))));
+for (const c of req.secagg ?? []) { // one client's four SecAgg stages under a fixed master key
+  const cfg = await SecAggConfig.fromRound({ ...c.secagg, graph_key: hexToBytes(c.secagg.graph_key) }, c.codec);
+  const cl = new SecAggClient(cfg, c.client, hexToBytes(c.key));
+  await cl.beginRound(c.round);
+  const adv = await cl.advertiseKeys();
+  const roster = new Map(Object.entries(c.roster).map(([v, k]) => [Number(v), k.map(hexToBytes)]));
+  const cts = await cl.shareKeys(roster);
+  const masked = await cl.maskedInput(new Map(Object.entries(c.inbox).map(([v, h]) => [Number(v), hexToBytes(h)])), c.values);
+  const um = await cl.unmask(c.survivors);
+  const hexMap = (m) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Array.from(v, String)]));
+  out.secagg.push({ c_public: bytesToHex(adv.c_public), s_public: bytesToHex(adv.s_public),
+    ciphertexts: Object.fromEntries(Object.entries(cts).map(([k, v]) => [k, bytesToHex(v)])),
+    masked: Array.from(masked, String), key_shares: hexMap(um.key_shares), seed_shares: hexMap(um.seed_shares) });
+}
 process.stdout.write(JSON.stringify(out));
