@@ -4,7 +4,7 @@ Default (cost): ``mnist-10k`` split IID between 2 workers, batch 64, SGD lr 0.1,
 Variants, timed epoch by epoch in interleaved order after one warm-up epoch each:
 
 * ``tutorial``        -- PySyft's loop: one model sent to each batch's worker, trained there, fetched back;
-* ``tutorial_numpy``  -- the same with the workers' NumPy reference ``train_step`` (float64 backward pass);
+* ``tutorial_numpy``  -- (``--numpy``) the same with the workers' NumPy reference ``train_step`` (float64);
 * ``fedavg_trusted``  -- each worker trains its copy for the epoch; averaged on a trusted aggregator;
 * ``fedavg_secure``   -- the same, averaged under secret sharing (only the average opened);
 * ``engine_vmap``     -- the vmapped engine's round (refimpl.fl.client / server; the fast path);
@@ -98,13 +98,14 @@ def cost(args: argparse.Namespace) -> dict:
     ds = data.load("mnist-10k")
     variants = {
         "tutorial": WorkerVariant(ds, args.model),
-        "tutorial_numpy": WorkerVariant(ds, args.model, backend="numpy"),
         "fedavg_trusted": WorkerVariant(ds, args.model, average_every="epoch", average="trusted"),
         "fedavg_secure": WorkerVariant(ds, args.model, average_every="epoch", average="secure"),
         "engine_vmap": EngineVariant(ds, args.model, client.make_round_update),
         "engine_loop": EngineVariant(ds, args.model, client.make_loop_update),
         "local_steps": LocalSteps(ds, args.model),
     }
+    if args.numpy:
+        variants["tutorial_numpy"] = WorkerVariant(ds, args.model, backend="numpy")
     times: dict[str, list[float]] = {name: [] for name in variants}
     for fn in variants.values():  # warm-up epoch (compilation)
         fn()
@@ -209,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="2nn", help="2nn (784-200-200-10) or small (784-128-10)")
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/fl_workers-<date>.json)")
     parser.add_argument("--accuracy", action="store_true", help="accuracy and agreement runs instead of cost")
+    parser.add_argument("--numpy", action="store_true", help="also time the workers' NumPy reference train_step")
     parser.add_argument("--docs", default=str(_common.ROOT / "docs" / "fl-workers"), help="where --accuracy writes")
     args = parser.parse_args(argv)
     if args.accuracy:
