@@ -59,8 +59,9 @@ def test_loader_visits_every_example_once_per_epoch(n, k, b, shuffle, kind):
     for d, t in loader:
         assert d.location is t.location
         xs, ys = d.get(), t.get()
-        assert 1 <= len(ys) <= b and np.array_equal(xs[:, 0] // 3, np.arange(n)[xs[:, 0].astype(int) // 3])
-        seen += (xs[:, 0] // 3).astype(int).tolist()
+        rows = (xs[:, 0] // 3).astype(int)
+        assert 1 <= len(ys) <= b and np.array_equal(ys, rows % 4)  # targets stay paired with their examples
+        seen += rows.tolist()
         locations.append(d.location.name)
     assert sorted(seen) == list(range(n)) and len(locations) == len(loader)
     assert locations == sorted(locations, key=lambda name: int(name[1:]))  # worker after worker
@@ -157,6 +158,55 @@ def test_tutorial_loop_is_sequential_sgd_across_workers():
     for n in p:
         np.testing.assert_array_equal(trained.params[n], p[n])
     assert len(lines) == -(-len(loader) // 3) and lines[0].startswith(f"Train Epoch: 1 [0/{len(loader) * 4} (0%)]")
+
+
+@pytest.mark.parametrize("every", [1, 2, 5])
+def test_averaging_every_n_batches_is_fedavg_over_those_batches(every):
+    """Each round every worker trains the current model on its next ``every`` batches; the copies are averaged
+    weighted by the workers' sizes (a worker with no batches left sits the round out)."""
+    ledger, (w0, w1, w2, sw) = _workers("w0", "w1", "w2", "secure_worker")
+    rng = np.random.default_rng(4)
+    x, y = rng.random((41, 6)).astype(np.float32), rng.integers(0, 3, 41)
+    fed = federate((x, y), (w0, w1, w2), partition="dirichlet", alpha=2.0, seed=3)
+    loader = FederatedDataLoader(fed, batch_size=3, shuffle=True, seed=1)
+    lines = []
+    trained = train(Model.init((6, 4, 3), seed=0), loader, epoch=1, lr=0.2, backend="numpy", average_every=every,
+                    aggregator=sw, out=lines.append, log_interval=1)
+    assert len(lines) == len(loader)  # every batch trained once
+    p = {k: v.astype(np.float64) for k, v in Model.init((6, 4, 3), seed=0).params.items()}
+    orders = [loader.order(0, k) for k in range(3)]
+    for r in range(-(-max(map(len, orders)) // every)):
+        copies, weights = [], []
+        for k, part in enumerate(fed.partition):
+            if not orders[k][r * every:(r + 1) * every]:
+                continue
+            q = {n: v.astype(np.float32) for n, v in p.items()}
+            for rows in orders[k][r * every:(r + 1) * every]:
+                _, g = mlp.numpy_loss_and_grad(q, x[part][rows], y[part][rows])
+                q = {n: (v.astype(np.float64) - 0.2 * g[n]).astype(np.float32) for n, v in q.items()}
+            copies.append(q)
+            weights.append(len(part))
+        w = np.asarray(weights, np.float64) / sum(weights)
+        p = {n: sum(wk * c[n].astype(np.float64) for wk, c in zip(w, copies)).astype(np.float32) for n in p}
+    for n in p:
+        np.testing.assert_allclose(trained.params[n], p[n], rtol=0, atol=1e-6)
+
+
+def test_progress_bar_mode_and_bad_arguments(capsys):
+    _, (bob, alice, sw) = _workers("bob", "alice", "sw")
+    fed = federate((np.zeros((8, 2), np.float32), np.arange(8) % 2), (bob, alice))
+    loader = FederatedDataLoader(fed, batch_size=2)
+    lines = []
+    train(Model.init((2, 2)), loader, progress="bar", out=lines.append)
+    assert lines == [] and "Train Epoch 1" in capsys.readouterr().err  # tqdm writes to stderr
+    with pytest.raises(ValueError, match="progress"):
+        train(Model.init((2, 2)), loader, progress="dots")
+    with pytest.raises(ValueError, match="aggregator"):
+        train(Model.init((2, 2)), loader, average_every=1)
+    with pytest.raises(ValueError, match="average must be"):
+        train(Model.init((2, 2)), loader, average="median")
+    with pytest.raises(ValueError, match="average_every"):
+        train(Model.init((2, 2)), loader, average_every=0, aggregator=sw)
 
 
 def test_progress_and_test_lines_have_the_tutorials_format():
