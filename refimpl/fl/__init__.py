@@ -8,7 +8,11 @@ NumPy, the others need the ``fl`` extra: jax, optax, tqdm, matplotlib):
 * `refimpl.fl.model` -- MLP init/apply/loss/accuracy, and a NumPy reference gradient;
 * `refimpl.fl.client` -- local training, vmapped / looped / sharded across devices;
 * `refimpl.fl.server` -- client sampling, pluggable aggregation, FedAvg / FedAvgM / FedAdam;
+* `refimpl.fl.distributed` -- multi-process runs on jax.distributed (gloo CPU collectives), ``train --processes``;
 * `refimpl.fl.checkpoint` -- npz checkpoints;
+* `refimpl.fl.tutorial` -- the PySyft tutorial's loop on workers: ``federate``, ``FederatedDataLoader``,
+  ``Model.send`` / ``train_step`` / ``get``, trusted and secure averaging;
+* `refimpl.fl.fetch` -- ``python -m refimpl data fetch mnist`` (IDX files to the cache, SHA-256 verified);
 * `refimpl.fl.train` -- ``main(argv)`` behind ``python -m refimpl train``;
 * `refimpl.demos.federated` -- ``federated_demo()`` behind ``python -m refimpl demo``.
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["checkpoint", "client", "data", "model", "partition", "server", "train"]
+__all__ = ["checkpoint", "client", "data", "distributed", "fetch", "model", "partition", "server", "train", "tutorial"]
 
 
 def __getattr__(name: str) -> ModuleType:
