@@ -161,9 +161,11 @@ def _run(coro):
 
 def test_a_party_claiming_another_name_is_refused_and_logged(jake, tls, caplog):
     before = jake.rejected
-    got, code = _run(_raw(jake, tls, [_hello("jake"), _request(1, "echo", b"x")]))
-    assert code == 1008 and jake.rejected == before + 1
+    with caplog.at_level("WARNING", logger="refimpl.net"):
+        got, code = _run(_raw(jake, tls, [_hello("jake"), _request(1, "echo", b"x")]))
+    assert code == 1008 and jake.rejected > before
     assert any(b"certificate names 'mallory'" in bytes(g) for g in got)
+    assert "claims to be 'jake' but its certificate names 'mallory'" in caplog.text
     got, code = _run(_raw(jake, tls, [_hello("mallory", to="john")]))
     assert code == 1008 and any(b"this is 'jake'" in bytes(g) for g in got)
 
@@ -178,7 +180,7 @@ def test_malformed_frames_close_only_that_connection(jake, tls):
                     transport._HDR.pack(b"RN", transport.REQUEST, 1, 5, 0) + transport._FIRST.pack(1 << 40, 0)]:
             before = jake.rejected
             got, code = _run(_raw(jake, tls, [_hello("mallory"), bad]))
-            assert code == 1002 and jake.rejected == before + 1, (bad[:20], code)
+            assert code == 1002 and jake.rejected > before, (bad[:20], code)
         assert link.call("echo", b"b") == b"me|b"  # other connections unaffected
     finally:
         link.close()

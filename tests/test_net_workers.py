@@ -16,7 +16,7 @@ import pytest
 
 from refimpl.encoding import FixedPoint
 from refimpl.errors import PointerError, WorkerUnavailable
-from refimpl.net import certs
+from refimpl.net import certs, wire
 from refimpl.workers import VirtualWorker, send, share_among
 from refimpl.workers.remote import RemoteWorker, Session, connect, deployment_links
 from tests._net import Processes
@@ -92,6 +92,10 @@ def test_errors_raised_by_a_remote_worker_keep_their_type(procs, tls):
             (p + q).get()  # shapes (3,) and (4,) do not broadcast: reported by jake, raised here
         with pytest.raises(ValueError, match="different ledgers|not a worker"):
             p.move(VirtualWorker("local"))
+        # a command disguised as a share push (run on the network thread) is refused, not executed
+        out = wire.decode(w["jake"].link.call("share", wire.encode({"op": "get", "id": p.id})))
+        assert "may only store or delete objects, not 'get'" in out["error"]
+        assert p.get().tolist() == [0, 1, 2]
     finally:
         _close(w)
 

@@ -411,13 +411,17 @@ class Server:
     """A listening party: accepts authenticated connections and runs ``handler(peer, type, kind, payload)``.
 
     Made by :func:`serve`. ``handler`` runs in a thread pool, one message at a time per connection (messages of a
-    connection are handled in order; connections concurrently); its return value is the reply (None: ``ACK``), or
+    connection are handled in order; connections concurrently; messages of ``inline_kinds`` up to ``inline_limit``
+    bytes, which the handler promises never to block on, run on the network thread itself); its return value is
+    the reply (None: ``ACK``), or
     a :class:`concurrent.futures.Future` of the reply when the answer comes later (the thread is freed meanwhile).
     """
 
     def __init__(self, name: str, handler: Handler, *, ssl_context: ssl.SSLContext | None, workers: int = 32,
-                 max_message: int = MAX_MESSAGE, ping_interval: float = 5.0, ping_timeout: float = 20.0) -> None:
+                 max_message: int = MAX_MESSAGE, ping_interval: float = 5.0, ping_timeout: float = 20.0,
+                 inline_kinds: frozenset[str] = frozenset(), inline_limit: int = 1 << 18) -> None:
         self.name, self.handler, self.ssl = name, handler, ssl_context
+        self.inline_kinds, self.inline_limit = inline_kinds, inline_limit
         self.boot = secrets.token_hex(8)
         self.max_message, self.ping_interval, self.ping_timeout = max_message, ping_interval, ping_timeout
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=f"refimpl-{name}")
@@ -500,7 +504,11 @@ class Server:
                     continue
                 last = msg.req
                 try:
-                    reply = await loop.run_in_executor(self.pool, self.handler, peer, msg.typ, msg.kind, msg.data)
+                    if msg.kind in self.inline_kinds and len(msg.data) <= self.inline_limit:
+                        reply = self.handler(peer, msg.typ, msg.kind, msg.data)  # quick: no thread hop
+                    else:
+                        reply = await loop.run_in_executor(self.pool, self.handler, peer, msg.typ, msg.kind,
+                                                           msg.data)
                 except Exception as e:  # noqa: BLE001 - a handler failure answers this request only
                     log.exception("%s: handling %r from %r failed", self.name, msg.kind, peer)
                     if msg.typ == REQUEST:

@@ -47,6 +47,7 @@ class ServedWorker(VirtualWorker):
         self.tls_dir, self.insecure_plaintext, self.deadline = tls_dir, insecure_plaintext, deadline
         self.book: dict[str, str] = {}
         self._peer_lock = threading.Lock()
+        self._local = threading.local()
 
     def _peer(self, name: str) -> VirtualWorker:
         worker = self.ledger.workers.get(name)
@@ -71,6 +72,11 @@ class ServedWorker(VirtualWorker):
                                    "share a deployment with overlapping ids")
 
     def _handle(self, msg: dict[str, Any], sender: Any) -> dict[str, Any] | None:
+        if getattr(self._local, "store_only", False) and (not isinstance(msg, dict)
+                                                           or msg.get("op") not in ("store", "delete")):
+            op = msg.get("op") if isinstance(msg, dict) else type(msg).__name__
+            return {"error": f"at {self.name!r}: a message of kind {self._local.kind!r} may only store or delete "
+                    f"objects, not {op!r}", "type": "ProtocolError"}
         if isinstance(msg, dict) and msg.get("op") == "store":
             try:
                 self.handle_store(msg)
@@ -111,15 +117,22 @@ class ServedWorker(VirtualWorker):
             except (RefimplError, TypeError, ValueError, KeyError) as e:
                 return wire.encode({"error": f"at {self.name!r}: {e}"})
         self.ledger.record(peer, self.name, kind, len(payload))
+        self._local.store_only, self._local.kind = kind in STORE_KINDS, kind
         try:
             reply = self.receive(payload, _Sender(peer), kind)  # type: ignore[arg-type]
         except RefimplError as e:  # undecodable bytes: answer with the error, keep serving
             log.warning("%s: rejected a %r message from %r: %s", self.name, kind, peer, e)
             reply = wire.encode({"error": f"at {self.name!r}: {e}", "type": type(e).__name__})
+        finally:
+            self._local.store_only = False
         if reply is not None and typ == transport.REQUEST:
             self.ledger.record(self.name, peer, "reply", len(reply))
             return reply
         return None
+
+
+STORE_KINDS = frozenset({"store", "share", "dealer", "open", "delete"})
+"""Message kinds that only store or delete objects: handled on the network thread (they never wait on a peer)."""
 
 
 class _Sender:
@@ -136,7 +149,7 @@ class WorkerServer:
         self.worker = ServedWorker(name, tls_dir=tls_dir, insecure_plaintext=insecure_plaintext, deadline=deadline)
         self.worker.book.update(peers or {})
         self.server = transport.serve(name, self.worker.serve_message, host, port, tls_dir=tls_dir,
-                                      insecure_plaintext=insecure_plaintext, **kwargs)
+                                      insecure_plaintext=insecure_plaintext, inline_kinds=STORE_KINDS, **kwargs)
         self.url = f"{'ws' if insecure_plaintext else 'wss'}://{host}:{self.server.port}"
 
     def close(self) -> None:

@@ -1,0 +1,293 @@
+"""Networked parties over loopback (mutual TLS WebSockets) against raw sockets and in-process workers.
+
+Measured in one run on 127.0.0.1 (a shared, noisy machine: only ratios from the same run mean something):
+
+* ``throughput``  -- ``ptr.move(B)`` of a 256 MiB uint8 array between two worker processes (A encodes, streams in
+  1 MiB chunks over TLS, B decodes) vs a raw TLS socket ``sendall`` of the same bytes between two processes
+  (target: >= 50% of raw); with ``--big``, a 1 GiB ``send`` from this process too (it must not time out);
+* ``latency``     -- a small ``send`` + ``get`` round trip (2 requests) vs a raw WebSocket (TLS) echo of the same
+  number of messages (target <= 2x);
+* ``beaver``      -- a Beaver product of 1e6 elements shared among 2 worker processes + a crypto-provider process
+  vs the same SharedTensor code on in-process VirtualWorkers (target <= 2x);
+* ``inference``   -- a 2-server encrypted inference batch (64 MNIST images x a 784x10 linear layer, weights and
+  images secret-shared between 2 worker processes, Beaver matmul + truncation) vs in process (target <= 2x);
+* ``secagg``      -- a SecAgg+ round over the network (lead aggregator in this process, K clients as threads in a
+  few client processes, d = 1e5 synthetic updates) vs the in-process simulation ``run_secagg_round``: round latency
+  and bytes per client. Flower's deployment runtime was not re-measured here: issue 13 quotes 65.8 s per SecAgg+
+  round (K = 10, d = 1e5, flwr 1.42) and 853 kB uploaded per client.
+
+Usage: ``python bench/bench_net.py [--quick] [--big] [--clients 10,50,100] [--out PATH]``
+(default ``bench/results/net-<UTC date>.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common
+import numpy as np
+
+from refimpl.demos.network import Party
+from refimpl.encoding import FixedPoint
+from refimpl.net import certs, transport
+from refimpl.workers import Ledger, VirtualWorker, send, share_among
+from refimpl.workers.remote import Session, connect
+
+MiB = 1 << 20
+
+
+# ---------------------------------------------------------------- helper processes (run as this script)
+def _tls_sink(port_file: str, tls: str, nbytes: int) -> None:
+    ctx = certs.server_context(tls, "sink")
+    srv = socket.create_server(("127.0.0.1", 0))
+    Path(port_file).write_text(str(srv.getsockname()[1]))
+    while True:
+        conn, _ = srv.accept()
+        with ctx.wrap_socket(conn, server_side=True) as s:
+            buf, got = bytearray(MiB), 0
+            while got < nbytes:
+                n = s.recv_into(buf)
+                if not n:
+                    break
+                got += n
+            s.sendall(b"k")
+
+
+def _ws_echo(port_file: str, tls: str) -> None:
+    import asyncio
+
+    from websockets.asyncio.server import serve
+
+    async def echo(ws):
+        async for msg in ws:
+            await ws.send(msg)
+
+    async def run():
+        async with serve(echo, "127.0.0.1", 0, ssl=certs.server_context(tls, "sink"), compression=None) as server:
+            Path(port_file).write_text(str(server.sockets[0].getsockname()[1]))
+            await asyncio.Future()
+
+    asyncio.run(run())
+
+
+def _helper(mode: str, tls: Path, *extra: str) -> tuple[object, int]:
+    import subprocess
+
+    port_file = tempfile.mktemp()
+    proc = subprocess.Popen([sys.executable, __file__, f"--{mode}", port_file, str(tls), *extra])
+    for _ in range(600):
+        if Path(port_file).exists() and Path(port_file).read_text():
+            return proc, int(Path(port_file).read_text())
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{mode} helper did not start")
+
+
+# ---------------------------------------------------------------- the measurements
+def throughput(tls: Path, workers: dict, nbytes: int, repeats: int) -> dict:
+    a, b = workers["alice"], workers["bob"]
+    ptr = send(np.zeros(nbytes, dtype=np.uint8), a)
+    move = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ptr = ptr.move(b if ptr.location is a else a)
+        move.append(time.perf_counter() - t0)
+    del ptr
+    proc, port = _helper("tls-sink", tls, str(nbytes))
+    payload = bytes(nbytes)
+    raw = []
+    try:
+        ctx = certs.client_context(tls, "me")
+        for _ in range(repeats):
+            with socket.create_connection(("127.0.0.1", port)) as sock, ctx.wrap_socket(sock) as s:
+                t0 = time.perf_counter()
+                s.sendall(payload)
+                s.recv(1)
+                raw.append(time.perf_counter() - t0)
+    finally:
+        proc.kill()  # type: ignore[attr-defined]
+    m, r = min(move), min(raw)
+    return {"bytes": nbytes, "move_s": move, "raw_tls_sendall_s": raw, "move_MBps": nbytes / m / 1e6,
+            "raw_MBps": nbytes / r / 1e6, "move_vs_raw": r / m, "target": ">= 0.5"}
+
+
+def big_send(workers: dict, nbytes: int) -> dict:
+    arr = np.ones(nbytes, dtype=np.uint8)
+    t0 = time.perf_counter()
+    ptr = send(arr, workers["alice"])
+    t = time.perf_counter() - t0
+    ok = len(workers["alice"].objects) >= 1
+    del ptr
+    return {"bytes": nbytes, "send_s": t, "MBps": nbytes / t / 1e6, "completed": ok}
+
+
+def latency(tls: Path, workers: dict, repeats: int) -> dict:
+
+    from websockets.asyncio.client import connect as ws_connect
+
+    jake = workers["alice"]
+    small = np.arange(4)
+
+    def rt():
+        send(small, jake).get()
+
+    proc, port = _helper("ws-echo", tls)
+    try:
+        async def open_ws():
+            return await ws_connect(f"wss://127.0.0.1:{port}", ssl=certs.client_context(tls, "me"), proxy=None,
+                                    compression=None)
+
+        ws = transport.run_sync(open_ws())
+
+        async def echo2():
+            for _ in range(2):  # send + get are two request/reply exchanges
+                await ws.send(bytes(100))
+                await ws.recv()
+
+        def raw():
+            transport.run_sync(echo2())
+
+        best, number = _common.measure({"send_get": rt, "ws_echo_x2": raw}, repeats)
+    finally:
+        proc.kill()  # type: ignore[attr-defined]
+    w = best["wall"]
+    return {"send_get_s": w["send_get"], "raw_ws_echo_x2_s": w["ws_echo_x2"],
+            "ratio": w["send_get"] / w["ws_echo_x2"], "target": "<= 2", "calls_per_sample": number}
+
+
+def _beaver(ws, n: int):
+    x = share_among(np.arange(n) % 1000, ws[:2], crypto_provider=ws[2])
+    y = share_among(np.arange(n) % 777, ws[:2], crypto_provider=ws[2])
+    return (x * y).get()
+
+
+def _inference(ws, images: np.ndarray, w: np.ndarray, b: np.ndarray):
+    fp = FixedPoint()
+    wsh = share_among(w, ws[:2], crypto_provider=ws[2], encoding=fp)
+    xsh = share_among(images, ws[:2], crypto_provider=ws[2], encoding=fp)
+    return (xsh @ wsh + b).get()
+
+
+def versus_in_process(workers: dict, repeats: int, n: int) -> dict:
+    from refimpl import nn
+    from refimpl.fl.data import load
+
+    local = Ledger()
+    lw = [VirtualWorker(name, local) for name in ("alice", "bob", "crypto_provider")]
+    rw = [workers["alice"], workers["bob"], workers["crypto_provider"]]
+    expect = (np.arange(n) % 1000) * (np.arange(n) % 777)
+    assert (_beaver(rw, n) == expect).all()
+    data = load("mnist-10k")
+    params = nn.init_params((784, 10), seed=0)
+    images = data.x_test[:64].astype(np.float64)
+    best, _ = _common.measure({"beaver_net": lambda: _beaver(rw, n), "beaver_local": lambda: _beaver(lw, n),
+                               "infer_net": lambda: _inference(rw, images, params["w0"], params["b0"]),
+                               "infer_local": lambda: _inference(lw, images, params["w0"], params["b0"])}, repeats)
+    w = best["wall"]
+    return {"beaver": {"elements": n, "net_s": w["beaver_net"], "in_process_s": w["beaver_local"],
+                       "ratio": w["beaver_net"] / w["beaver_local"], "target": "<= 2"},
+            "inference": {"batch": 64, "layer": "784x10 linear, fixed point, Beaver matmul + truncation",
+                          "net_s": w["infer_net"], "in_process_s": w["infer_local"],
+                          "ratio": w["infer_net"] / w["infer_local"], "target": "<= 2"}}
+
+
+def secagg_round(tls: Path, k: int, d: int, rounds: int, per_process: int) -> dict:
+    from refimpl.fl.aggregator import Lead, LeadConfig
+    from refimpl.fl.net_client import synthetic_contribution
+    from refimpl.secagg import Codec, SecAggConfig, run_secagg_round
+
+    degree = min(k - 1, 2 * int(np.ceil(np.log2(k))))
+    degree += degree % 2
+    lead = Lead(LeadConfig(protocol="secagg", clients=k, rounds=rounds, synthetic=d, degree=degree,
+                           join_timeout=300, stage_timeout=300), tls_dir=str(tls)).start()
+    procs = []
+    try:
+        for lo in range(1, k + 1, per_process):
+            ids = f"{lo}-{min(k, lo + per_process - 1)}"
+            procs.append(Party(["client", "--ids", ids, "--aggregator", lead.url, "--tls-dir", str(tls),
+                                "--clients", str(k), "--data", "synthetic"], listen=False))
+        if not lead.done.wait(1800):
+            raise RuntimeError("secagg rounds did not finish")
+    finally:
+        for p in procs:
+            p.stop()
+        lead.close()
+    recs = [r for r in lead.history if r.aborted is None]
+    net = [r.seconds for r in recs[1:]] or [r.seconds for r in recs]
+    per_client_in = statistics.median(r.bytes_in / len(r.clients) for r in recs)
+    codec = Codec(length=d, max_clients=k, clip=1.0)
+    cfg = SecAggConfig(num_clients=k, threshold=k // 2 + 1, codec=codec, degree=degree)
+    contrib = {u: synthetic_contribution(u, 0, d, 1.0) for u in range(1, k + 1)}
+    local = []
+    for r in range(2):
+        t0 = time.perf_counter()
+        res = run_secagg_round(cfg, contrib, round_=r)
+        local.append(time.perf_counter() - t0)
+    up = sum(res.ledger.sent(f"client {u}") for u in range(1, k + 1)) / k
+    return {"K": k, "d": d, "degree": degree, "rounds": len(recs), "net_round_s": net,
+            "net_round_median_s": statistics.median(net), "in_process_round_s": min(local),
+            "ratio": statistics.median(net) / min(local), "net_upload_bytes_per_client": per_client_in,
+            "in_process_upload_bytes_per_client": up,
+            "flower_secaggplus_round_s_quoted": 65.8 if k == 10 else None,
+            "vs_flower_quoted": 65.8 / statistics.median(net) if k == 10 else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    p.add_argument("--big", action="store_true", help="also send 1 GiB")
+    p.add_argument("--clients", default="10,50,100")
+    p.add_argument("--dim", type=int, default=100_000)
+    p.add_argument("--out", default=None)
+    p.add_argument("--tls-sink", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--ws-echo", nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.tls_sink:
+        _tls_sink(args.tls_sink[0], args.tls_sink[1], int(args.tls_sink[2]))
+        return 0
+    if args.ws_echo:
+        _ws_echo(*args.ws_echo)
+        return 0
+    ks = [int(v) for v in args.clients.split(",")]
+    repeats = 2 if args.quick else 3
+    report: dict = {"benchmark": "net", "machine": _common.machine_info(), "quick": args.quick}
+    with tempfile.TemporaryDirectory() as tmp:
+        tls = Path(tmp)
+        certs.make_deployment(tls, ["alice", "bob", "crypto_provider", "me", "sink", "aggregator",
+                                    *(f"client-{i}" for i in range(1, max(ks) + 1))])
+        parties = [Party(["worker", "--name", n, "--listen", "127.0.0.1:0", "--tls-dir", str(tls), "--log-level",
+                          "WARNING"]) for n in ("alice", "bob", "crypto_provider")]
+        try:
+            s = Session()
+            workers = {n: connect(pp.url, name=n, tls_dir=tls, session=s, deadline=300)
+                       for n, pp in zip(("alice", "bob", "crypto_provider"), parties)}
+            report["latency"] = latency(tls, workers, 30 if not args.quick else 10)
+            print(json.dumps(report["latency"]))
+            report["throughput"] = throughput(tls, workers, (64 if args.quick else 256) * MiB, repeats)
+            print(json.dumps({k: v for k, v in report["throughput"].items() if not k.endswith("_s")}))
+            if args.big:
+                report["big"] = big_send(workers, 1 << 30)
+                print(json.dumps(report["big"]))
+            report.update(versus_in_process(workers, repeats, 10**5 if args.quick else 10**6))
+            print(json.dumps(report["beaver"]), json.dumps(report["inference"]))
+        finally:
+            for pp in parties:
+                pp.stop()
+        report["secagg"] = []
+        for k in ks:
+            row = secagg_round(tls, k, args.dim if not args.quick else 10_000, 3, max(10, k // 4))
+            report["secagg"].append(row)
+            print(json.dumps(row))
+    _common.write_result(report, args.out, "net", "quick" if args.quick else None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
