@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1, help="learning rate of the mean loss over a batch")
+    p.add_argument("--lr-decay", type=float, default=1.0,
+                   help="multiply the learning rate by this after every epoch (the twin follows the same schedule)")
     p.add_argument("--loss", choices=("mse", "xent"), default="xent",
                    help="xent: softmax cross-entropy on shares; mse: squared error (no extra rounds)")
     p.add_argument("--parties", type=int, default=2, help="number of compute parties (>= 2)")
@@ -222,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     base = run.summary()
     for epoch in range(start_epoch, args.epochs):
         order = batch_order(len(x_train), epoch, seed=args.seed)
+        run.trainer.lr = args.lr * args.lr_decay**epoch  # the public schedule, the same for the twin
+        if twin is not None:
+            twin.lr = run.trainer.lr
         t_enc = t_twin = 0.0
         for start in range(0, len(x_train), args.batch_size):
             idx = order[start : start + args.batch_size]
