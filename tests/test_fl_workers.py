@@ -98,6 +98,8 @@ def test_federate_and_loader_reject_bad_input():
         TensorDataset(x, np.zeros(6))
     with pytest.raises(ValueError, match="batch_size"):
         FederatedDataLoader(federate((x, y), [bob, alice]), batch_size=0)
+    with pytest.raises(ValueError, match="average_every"):
+        FederatedDataLoader(federate((x, y), [bob, alice]), average_every=0)
 
 
 # ---------------------------------------------------------------- model pointers and train_step
@@ -170,8 +172,9 @@ def test_averaging_every_n_batches_is_fedavg_over_those_batches(every):
     fed = federate((x, y), (w0, w1, w2), partition="dirichlet", alpha=2.0, seed=3)
     loader = FederatedDataLoader(fed, batch_size=3, shuffle=True, seed=1)
     lines = []
-    trained = train(Model.init((6, 4, 3), seed=0), loader, epoch=1, lr=0.2, backend="numpy", average_every=every,
-                    aggregator=sw, out=lines.append, log_interval=1)
+    loader = FederatedDataLoader(fed, batch_size=3, shuffle=True, seed=1, average_every=every)  # or train(average_every=)
+    trained = train(Model.init((6, 4, 3), seed=0), loader, epoch=1, lr=0.2, backend="numpy", aggregator=sw,
+                    out=lines.append, log_interval=1)
     assert len(lines) == len(loader)  # every batch trained once
     p = {k: v.astype(np.float64) for k, v in Model.init((6, 4, 3), seed=0).params.items()}
     orders = [loader.order(0, k) for k in range(3)]

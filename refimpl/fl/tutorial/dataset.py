@@ -152,19 +152,25 @@ class FederatedDataLoader:
         batch_size: B >= 1; a worker's last batch may be smaller.
         shuffle: visit each worker's examples in a fresh random order every epoch (False: stored order).
         seed: seeds the order (not secret: ``jax.random``, exactly as :mod:`refimpl.fl.client` draws it).
+        average_every: federated averaging for :func:`~refimpl.fl.tutorial.train` to do by default: None (one
+            model travels, the tutorial), n (average the workers' copies every n batches each) or ``"epoch"``.
 
     Raises:
-        ValueError: batch_size < 1.
+        ValueError: batch_size < 1, or a bad average_every.
     """
 
     def __init__(self, federated_dataset: FederatedDataset, batch_size: int = 8, shuffle: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, average_every: int | str | None = None) -> None:
         if not isinstance(federated_dataset, FederatedDataset):
             raise TypeError(f"expected a FederatedDataset (from federate), got {type(federated_dataset).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.federated_dataset, self.batch_size, self.shuffle, self.seed = (
             federated_dataset, int(batch_size), bool(shuffle), int(seed))
+        if not (average_every is None or average_every == "epoch"
+                or (isinstance(average_every, int) and not isinstance(average_every, bool) and average_every >= 1)):
+            raise ValueError(f"average_every must be None, 'epoch' or an int >= 1, got {average_every!r}")
+        self.average_every = average_every
         self._epoch = 0
 
     @property

@@ -95,8 +95,8 @@ def train(model: Model, loader: FederatedDataLoader, *, epoch: int = 1, lr: floa
         log_interval: fetch and print the loss every this many batches.
         out: where progress lines go.
         backend: ``jax`` or ``numpy`` (the workers' ``train_step``).
-        average_every: None (the tutorial: one model travels), n (average every n batches per worker) or
-            ``"epoch"`` (once, at the end of the epoch).
+        average_every: None (the loader's ``average_every``, itself None by default: the tutorial, one model
+            travels), n (average every n batches per worker) or ``"epoch"`` (once, at the end of the epoch).
         average: ``trusted`` (on ``aggregator``) or ``secure`` (secret-shared among the workers).
         aggregator: the trusted worker (``secure_worker`` in the tutorial) for ``average="trusted"``.
         crypto_provider: passed to the secret sharing for ``average="secure"``.
@@ -105,6 +105,8 @@ def train(model: Model, loader: FederatedDataLoader, *, epoch: int = 1, lr: floa
     Raises:
         ValueError: bad ``average``/``average_every``, or trusted averaging without an aggregator.
     """
+    if average_every is None:
+        average_every = loader.average_every
     if average not in AVERAGING:
         raise ValueError(f"average must be one of {AVERAGING}, got {average!r}")
     if average_every is not None and average == "trusted" and aggregator is None:
