@@ -24,9 +24,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from refimpl.errors import ShapeMismatchError
-from refimpl.mpc.arithmetic import beaver_parts, check_pair, with_public
+from refimpl.mpc.arithmetic import check_pair, with_public
 from refimpl.mpc.channel import Channel
-from refimpl.mpc.dealer import Dealer, check_divisor, matmul_shape
+from refimpl.mpc.dealer import Dealer, check_divisor, matmul_shape, ring_matmul
 from refimpl.mpc.truncation import division_offset, division_parts
 from refimpl.sharing.additive import Shares
 
@@ -67,11 +67,16 @@ def _products(kind: str, pairs: Sequence[tuple[Shares, Shares]], dealer: Dealer,
         masked += [x - a, y - b]
     opened = channel.open(*masked)
     ring = dealer.ring
+    op = ring.mul if kind == "mul" else (lambda u, v: ring_matmul(ring, u, v))
     out = []
-    for k, (_, b, c) in enumerate(parts):
-        a = parts[k][0]
-        local, public = beaver_parts(ring, kind, opened[2 * k], opened[2 * k + 1], a.data, b.data, c.data)
-        out.append(with_public(ring, local, public))
+    for k, (a, b, c) in enumerate(parts):
+        eps, delta = opened[2 * k], opened[2 * k + 1]
+        # [z] = [c] + eps [b] + [a] delta + eps delta, party 0 folding its public term into its own product:
+        # eps (b_0 + delta), one product fewer than computing eps delta apart
+        b_fold = np.array(b.data, dtype=ring.dtype)
+        b_fold[0] = ring.add(b_fold[0], delta)
+        out.append(Shares(ring, np.asarray(ring.add(c.data, ring.add(op(eps, b_fold), op(a.data, delta))),
+                                           dtype=ring.dtype)))
     return out
 
 
