@@ -199,7 +199,7 @@ def versus_in_process(workers: dict, repeats: int, n: int) -> dict:
 
 
 def secagg_round(tls: Path, k: int, d: int, rounds: int, per_process: int) -> dict:
-    from refimpl.fl.aggregator import Lead, LeadConfig
+    from refimpl.fl.aggregator import Lead, LeadConfig, default_threshold
     from refimpl.fl.net_client import synthetic_contribution
     from refimpl.secagg import Codec, SecAggConfig, run_secagg_round
 
@@ -220,10 +220,12 @@ def secagg_round(tls: Path, k: int, d: int, rounds: int, per_process: int) -> di
             p.stop()
         lead.close()
     recs = [r for r in lead.history if r.aborted is None]
+    if not recs:
+        raise RuntimeError(f"no secagg round completed: {[r.aborted for r in lead.history]}")
     net = [r.seconds for r in recs[1:]] or [r.seconds for r in recs]
     per_client_in = statistics.median(r.bytes_in / len(r.clients) for r in recs)
     codec = Codec(length=d, max_clients=k, clip=1.0)
-    cfg = SecAggConfig(num_clients=k, threshold=k // 2 + 1, codec=codec, degree=degree)
+    cfg = SecAggConfig(num_clients=k, threshold=default_threshold(k, degree), codec=codec, degree=degree)
     contrib = {u: synthetic_contribution(u, 0, d, 1.0) for u in range(1, k + 1)}
     local = []
     for r in range(2):

@@ -95,7 +95,7 @@ from refimpl.secagg import (
     combine_partial_sums,
 )
 
-__all__ = ["LeadConfig", "Lead", "ShareServer", "client_id_of", "flatten", "unflatten"]
+__all__ = ["Lead", "LeadConfig", "ShareServer", "client_id_of", "default_threshold", "flatten", "unflatten"]
 
 log = logging.getLogger("refimpl.aggregator")
 
@@ -139,6 +139,12 @@ def _ints(d: Any, what: str) -> dict[int, Any]:
     if not isinstance(d, dict) or not all(isinstance(k, str) and k.isdigit() for k in d):
         raise ProtocolError(f"{what} must map client ids (decimal strings) to values")
     return {int(k): v for k, v in d.items()}
+
+
+def default_threshold(clients: int, degree: int | None) -> int:
+    """More than half of a client's neighbourhood: ``K // 2 + 1`` (SecAgg), ``(degree + 1) // 2 + 1`` (SecAgg+)."""
+    size = clients if degree is None or degree >= clients - 1 else degree + 1
+    return size // 2 + 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -403,7 +409,7 @@ class Lead:
 
     def _secagg_round(self, r: int, roster: list[int]) -> tuple[np.ndarray, set[int]]:
         cfg = self.config
-        t = cfg.threshold if cfg.threshold is not None else cfg.clients // 2 + 1
+        t = cfg.threshold if cfg.threshold is not None else default_threshold(cfg.clients, cfg.degree)
         if self.secagg is None:
             self.secagg = SecAggServer(SecAggConfig(num_clients=cfg.clients, threshold=t, codec=self.codec,
                                                     degree=cfg.degree))
@@ -564,7 +570,8 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--insecure-plaintext", action="store_true", help="INSECURE: no TLS (loopback experiments only)")
     p.add_argument("--clients", type=int, default=10, help="K, clients client-1..client-K")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threshold", type=int, default=None, help="SecAgg t (default K // 2 + 1)")
+    p.add_argument("--threshold", type=int, default=None,
+                   help="SecAgg t (default: more than half a neighbourhood, K // 2 + 1 for SecAgg)")
     p.add_argument("--degree", type=int, default=None, help="SecAgg+ graph degree (default for secagg+: 2 log2 K)")
     p.add_argument("--share-server", action="append", default=[], help="additive: URL of share server s, in order")
     p.add_argument("--min-clients", type=int, default=2)
