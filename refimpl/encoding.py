@@ -93,6 +93,8 @@ class FixedPoint:
             raise ValueError(f"FixedPoint base must be at least 2, got {self.base}")
         if self.frac_bits < 0:
             raise ValueError(f"FixedPoint frac_bits must be non-negative, got {self.frac_bits}")
+        if self.frac_bits >= self.ring.modulus.bit_length():  # before computing base**frac_bits (10**9 bits: a hang)
+            raise ValueError(f"FixedPoint frac_bits={self.frac_bits} leaves no integer range in {self.ring!r}")
         scale = self.scale
         if scale & (scale - 1) and scale > 2**53:
             raise ValueError(f"scale {self.base}**{self.frac_bits} = {scale} exceeds 2**53 and is not exact in float64")

@@ -207,8 +207,8 @@ class Stream:
 
     def read(self, nbytes: int) -> np.ndarray:
         """The next ``nbytes`` keystream bytes as a fresh uint8 array."""
-        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
-            raise ValueError(f"number of bytes must be a non-negative integer, got {nbytes!r}")
+        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or not 0 <= nbytes <= 2**40:
+            raise ValueError(f"number of bytes must be an integer in [0, 2**40], got {nbytes!r}")
         out = np.empty(int(nbytes), dtype=np.uint8)
         self.read_into(out)
         return out

@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from refimpl._checks import check_key
-from refimpl.errors import ConfigurationError, OutOfRangeError
+from refimpl.errors import ConfigurationError, OutOfRangeError, ShapeMismatchError
 from refimpl.prg import Stream, derive_key
 
 __all__ = ["stochastic_quantize", "dequantize", "dequantize_sum", "hadamard_rotate", "fwht", "packed_nbytes"]
@@ -76,16 +76,38 @@ def stochastic_quantize(x: ArrayLike, bits: int, clip: float, *, key: bytes) -> 
     return np.clip(q, 0, levels).astype(np.int64)
 
 
+def _check_levels(q: ArrayLike, top: int, what: str) -> np.ndarray:
+    """``q`` as integers in ``[0, top]``, else OutOfRangeError naming the first bad value (never a silent result)."""
+    arr = np.asarray(q)
+    if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr))):
+        raise OutOfRangeError(f"{what} must be finite integers, got dtype {arr.dtype}")
+    a = arr.astype(np.float64)
+    bad = (a < 0) | (a > top) | (a != np.floor(a))
+    if bad.any():
+        raise OutOfRangeError(f"{what} value {a[bad].ravel()[0].item()!r} is not an integer in [0, {top}]")
+    return a
+
+
 def dequantize(q: ArrayLike, bits: int, clip: float) -> np.ndarray:
-    """``q step - clip``: the unbiased estimate of the quantized values."""
+    """``q step - clip``: the unbiased estimate of the quantized values.
+
+    Raises:
+        OutOfRangeError: a value outside ``[0, 2^bits)`` (it could not come from :func:`stochastic_quantize`).
+    """
     b, c = _check_bits(bits), _check_clip(clip)
-    return np.asarray(q, dtype=np.float64) * (2 * c / (2**b - 1)) - c
+    return _check_levels(q, 2**b - 1, "quantized") * (2 * c / (2**b - 1)) - c
 
 
 def dequantize_sum(total: ArrayLike, count: int, bits: int, clip: float) -> np.ndarray:
-    """The unbiased estimate of a sum of ``count`` quantized vectors from the sum of their integers."""
+    """The unbiased estimate of a sum of ``count`` quantized vectors from the sum of their integers.
+
+    Raises:
+        ConfigurationError: ``count < 1``. OutOfRangeError: a total outside ``[0, count (2^bits - 1)]``.
+    """
     b, c = _check_bits(bits), _check_clip(clip)
-    return np.asarray(total, dtype=np.float64) * (2 * c / (2**b - 1)) - count * c
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+        raise ConfigurationError(f"count must be a positive integer (the vectors summed), got {count!r}")
+    return _check_levels(total, int(count) * (2**b - 1), "quantized sum") * (2 * c / (2**b - 1)) - count * c
 
 
 def packed_nbytes(length: int, bits: int) -> int:
@@ -97,8 +119,8 @@ def fwht(x: np.ndarray) -> np.ndarray:
     """Orthonormal fast Walsh-Hadamard transform along the last axis (length a power of two); self-inverse."""
     a = np.array(x, dtype=np.float64, copy=True)
     n = a.shape[-1]
-    if n & (n - 1):
-        raise ValueError(f"fwht needs a power-of-two length, got {n}")
+    if n < 1 or n & (n - 1):
+        raise ShapeMismatchError(f"fwht needs a power-of-two length, got {n}")
     lead = a.shape[:-1]
     h = 1
     while h < n:
@@ -118,10 +140,14 @@ def hadamard_rotate(x: ArrayLike, *, key: bytes, inverse: bool = False) -> np.nd
     clients and the server of a round, so rotated updates can be summed and the sum rotated back).
     """
     a = np.asarray(x, dtype=np.float64)
+    if a.ndim < 1 or a.shape[-1] < 1:
+        raise ShapeMismatchError(f"hadamard_rotate needs at least one coordinate on the last axis, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise OutOfRangeError("hadamard_rotate: the input holds NaN or infinity")
     d = a.shape[-1]
     n = 1 << max(0, (d - 1).bit_length())
     if inverse and d != n:
-        raise ValueError(f"inverse rotation takes the padded length (a power of two), got {d}")
+        raise ShapeMismatchError(f"inverse rotation takes the padded length (a power of two), got {d}")
     raw = np.empty((n + 7) // 8, dtype=np.uint8)
     Stream(derive_key(check_key(key), "fl/compress", "hadamard-signs")).read_into(raw)
     signs = 1.0 - 2.0 * np.unpackbits(raw)[:n]

@@ -175,6 +175,8 @@ def _parse_idx(raw: bytes, where: str, expected_ndim: int | None) -> np.ndarray:
         raise DataError(f"{where}: unsupported IDX dtype code {dtype_code:#04x} (only 0x08, unsigned byte)")
     if expected_ndim is not None and ndim != expected_ndim:
         raise DataError(f"{where}: IDX file declares {ndim} dimensions, expected {expected_ndim}")
+    if ndim > 32:
+        raise DataError(f"{where}: IDX file declares {ndim} dimensions (at most 32)")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{where}: truncated header ({len(raw)} bytes, need {header})")

@@ -44,7 +44,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from refimpl._checks import check_key
-from refimpl.errors import ConfigurationError
+from refimpl.errors import ConfigurationError, ShapeMismatchError
 from refimpl.prg import Stream, derive_key
 
 __all__ = [
@@ -105,11 +105,25 @@ def gaussian_noise(shape: int | tuple[int, ...], std: float, *, key: bytes, ciph
     values that a party might inspect bit by bit, prefer :func:`discrete_gaussian` on integer encodings.
     """
     std = _positive(std, "std") if std != 0 else 0.0
-    shape = (int(shape),) if isinstance(shape, int) else tuple(shape)
-    n = int(np.prod(shape, dtype=np.int64))
+    shape, n = _noise_shape(shape)
     s = _stream(key, "gaussian", cipher)
     u1, u2 = uniform01(s, n), uniform01(s, n)
     return (std * np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).reshape(shape)
+
+
+MAX_NOISE_ELEMENTS = 2**31
+"""The most noise values one call draws (16 GiB of int64): a larger shape is refused, not attempted."""
+
+
+def _noise_shape(shape: Any) -> tuple[tuple[int, ...], int]:
+    """``shape`` as a tuple of non-negative ints and its element count, checked (exact, no int64 wrap)."""
+    dims = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and int(d) >= 0 for d in dims):
+        raise ShapeMismatchError(f"a noise shape is non-negative integers, got {shape!r}")
+    n = math.prod(int(d) for d in dims)
+    if n > MAX_NOISE_ELEMENTS:
+        raise ConfigurationError(f"noise shape {shape!r} has {n} elements, more than {MAX_NOISE_ELEMENTS}")
+    return tuple(int(d) for d in dims), n
 
 
 def discrete_gaussian(shape: int | tuple[int, ...], sigma: float, *, key: bytes,
@@ -132,8 +146,7 @@ def discrete_gaussian(shape: int | tuple[int, ...], sigma: float, *, key: bytes,
         int64 array.
     """
     sigma = _positive(sigma, "sigma")
-    shape = (int(shape),) if isinstance(shape, int) else tuple(shape)
-    n = int(np.prod(shape, dtype=np.int64))
+    shape, n = _noise_shape(shape)
     s = _stream(key, "discrete-gaussian", cipher)
     t = math.floor(sigma) + 1
     log_q = -1.0 / t
@@ -258,6 +271,8 @@ def epsilon_after(rounds: int, noise_multiplier: float, sampling_rate: float, de
 
     if method not in ("rdp", "pld"):
         raise ValueError(f"method must be 'rdp' or 'pld', got {method!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 0:
+        raise ConfigurationError(f"rounds must be a non-negative integer, got {rounds!r}")
     if rounds == 0:
         return 0.0
     z = _positive(noise_multiplier, "noise_multiplier")

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refimpl._checks import check_key, describe
+from refimpl._checks import check_key, check_party_count, describe
 from refimpl.errors import NotAFieldError, PartyCountError, RingMismatchError, ShapeMismatchError, ThresholdError
 from refimpl.prg import Stream, check_cipher, derive_key, fresh_key, key_length
 from refimpl.ring import Ring
@@ -186,8 +186,7 @@ def shamir_share(secret: ArrayLike, n: int, t: int, *, field: Ring = DEFAULT_FIE
     field = _check_field(field)
     prg = check_cipher(prg)
     n, t = _check_int(n, "n"), _check_int(t, "t")
-    if n < 1:
-        raise PartyCountError(f"the number of parties must be at least 1, got {n}")
+    n = check_party_count(n, minimum=1)  # at most MAX_PARTIES: n = 10**7 is refused, not attempted
     if n >= field.modulus:
         raise PartyCountError(f"{n} parties need {n} distinct nonzero points, but {field!r} has {field.modulus - 1}")
     if not 1 <= t <= n:

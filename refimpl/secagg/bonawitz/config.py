@@ -32,7 +32,8 @@ class SecAggConfig:
             ``t > 2n/3`` against an active server). Never adjusted: an impossible t is refused.
         codec: the encoding (:class:`~refimpl.secagg.codec.Codec`: length d, fixed point or integers, ring);
             its ``max_clients`` must be at least n.
-        degree: None for the complete graph (SecAgg), or an even k for the SecAgg+ Harary graph.
+        degree: None for the complete graph (SecAgg), or an even k >= 2 for the SecAgg+ Harary graph (k >= n - 1
+            is the complete graph).
         graph_key: public randomness placing clients in the SecAgg+ graph (16 bytes).
         prg: the cipher of the mask streams.
 
@@ -70,6 +71,10 @@ class SecAggConfig:
         if not self.ring.is_power_of_two:
             raise ConfigurationError(f"SecAgg masks live in Z_2^k; got {self.ring!r}")
         check_cipher(self.prg)
+        if self.degree is not None and (isinstance(self.degree, bool) or not isinstance(self.degree, numbers.Integral)
+                                        or self.degree < 2 or self.degree % 2):
+            raise ConfigurationError(f"SecAgg+ degree must be an even integer >= 2 (n - 1 or more: the complete "
+                                     f"graph), got {self.degree!r}")
         if self.degree is None or self.degree >= n - 1:
             graph = {u: frozenset(range(1, n + 1)) - {u} for u in range(1, n + 1)}
         else:
