@@ -200,6 +200,8 @@ def division_parts(ring: Ring, divisor: int, c: np.ndarray, r_hi: np.ndarray,
     carry ``w = msb(c) + r_msb - 2 msb(c) r_msb``: ``local = jump * r_msb * (1 - 2 msb(c)) - r_hi`` for every
     party, and party 0 adds ``public = lo + jump * msb(c) - B / d``.
     """
+    if ring.modulus == 2**64 and ring.dtype == np.uint64:
+        return _division_parts_u64(int(divisor), np.asarray(c), np.asarray(r_hi), np.asarray(r_msb))
     l_bits, d = ring.bits, np.uint64(divisor)
     c = np.asarray(c).astype(np.uint64)
     c_msb = (c >> np.uint64(l_bits - 1)).astype(np.int64)
@@ -211,3 +213,36 @@ def division_parts(ring: Ring, divisor: int, c: np.ndarray, r_hi: np.ndarray,
     public = ring.add(ring.add(ring.reduce(lo), ring.mul(ring.reduce(c_msb), jump_r)),
                       ring.neg(ring.reduce(division_offset(ring, divisor) // divisor)))
     return local, public
+
+
+def _division_parts_u64(divisor: int, c: np.ndarray, r_hi: np.ndarray,
+                        r_msb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`division_parts` for Z_2^64 in native wrap-around uint64 arithmetic, with fewer passes (and shifts
+    for a power-of-two divisor); the same values mod 2**64 (the known-answer vectors pin them)."""
+    shape, local_shape = np.shape(c), np.shape(r_hi)  # r_hi, r_msb: one party's or stacked (n, *shape)
+    lead = local_shape[: len(local_shape) - len(shape)]
+    c = c.astype(np.uint64, copy=False).reshape(-1)  # flat: no NumPy scalars (their wrap-around warns)
+    r_hi, r_msb = np.asarray(r_hi).reshape(*lead, -1), np.asarray(r_msb).reshape(*lead, -1)
+    c_msb = c >> np.uint64(63)
+    c_low = c & np.uint64(2**63 - 1)
+    offset = np.uint64(division_offset_bits(64, divisor) // divisor)
+    if divisor & (divisor - 1) == 0:
+        f = np.uint64(divisor.bit_length() - 1)
+        lo = c_low >> f
+        jump: np.ndarray | np.uint64 = np.uint64(2 ** 63 // divisor)
+    else:
+        d = np.uint64(divisor)
+        lo = c_low // d
+        jump = (c_low + np.uint64(2**63)) // d - lo
+    t = np.multiply(r_msb.astype(np.uint64, copy=False), jump)
+    local = np.where(c_msb.astype(bool), np.negative(t), t)
+    local -= r_hi.astype(np.uint64, copy=False)
+    public = np.multiply(c_msb, jump)
+    public += lo
+    public -= offset
+    return local.reshape(local_shape), public.reshape(shape)
+
+
+def division_offset_bits(bits: int, divisor: int) -> int:
+    """:func:`division_offset` for a ring of ``bits`` bits."""
+    return -(-(2 ** (bits - 2)) // int(divisor)) * int(divisor)
