@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         with chromium_browser() as browser:
             page = browser.new_page()
             page.goto(url)
-            page.wait_for_function("window.refimpl.state.client !== null", timeout=60_000)
+            page.wait_for_function("window.refimpl?.state?.client != null", timeout=60_000)
             thread = threading.Thread(target=lambda: reports.append(asyncio.run(run_client(url))), daemon=True)
             thread.start()
-            page.wait_for_function("window.refimpl.state.done", timeout=600_000)
+            page.wait_for_function("window.refimpl?.state?.done", timeout=600_000)
             js = page.evaluate("""() => Object.fromEntries(Object.entries(window.refimpl.client.timings).map(
                 ([r, t]) => [r, {encode_share_ms: t.encode_share_ms, upload_ms: t.upload_ms,
                                  upload_bytes: t.upload_bytes}]))""")

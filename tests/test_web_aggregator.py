@@ -100,10 +100,10 @@ def test_tabs_and_python_clients_with_the_networked_aggregator_exact_totals_and_
                                    "--insecure-plaintext", "--clients", str(clients), "--data", "synthetic"],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             procs.append(py)
-            pages[2].wait_for_function("window.refimpl.state.delaying === 2", timeout=120_000)
+            pages[2].wait_for_function("window.refimpl?.state?.delaying === 2", timeout=120_000)
             pages[2].close()  # client-3 drops out mid-round
             for page in pages[:2]:
-                page.wait_for_function("window.refimpl.state.done", timeout=120_000)
+                page.wait_for_function("window.refimpl?.state?.done", timeout=120_000)
                 assert page.evaluate("window.refimpl.state.errors") == []
                 assert page.evaluate("window.refimpl.state.uploaded") == list(range(rounds))
         out, _ = py.communicate(timeout=60)
@@ -136,7 +136,7 @@ def test_tab_trains_an_mlp_with_the_networked_aggregator(tmp_path: Path) -> None
             for page, url in zip(pages, tabs):
                 page.goto(url)
             for page in pages:
-                page.wait_for_function("window.refimpl.state.done", timeout=180_000)
+                page.wait_for_function("window.refimpl?.state?.done", timeout=180_000)
                 assert page.evaluate("window.refimpl.state.errors") == []
                 acc = page.evaluate("window.refimpl.state.accuracy")  # computed in the tab on the new model
                 assert acc is not None and acc > 0.5

@@ -83,11 +83,11 @@ def test_three_tabs_two_python_clients_three_secure_rounds_with_a_dropout(tmp_pa
                 tab_bytes[state["id"]] = {int(r): int(b) for r, b in state["bytes"].items()}
 
             # the third tab holds its round-2 upload: close it then (a dropout mid-round)
-            pages[2].wait_for_function("window.refimpl.state.delaying === 2", timeout=120_000)
+            pages[2].wait_for_function("window.refimpl?.state?.delaying === 2", timeout=120_000)
             collect(pages[2])
             pages[2].close()
             for page in pages[:2]:
-                page.wait_for_function("window.refimpl.state.done", timeout=120_000)
+                page.wait_for_function("window.refimpl?.state?.done", timeout=120_000)
                 assert page.page_errors == [] and page.evaluate("window.refimpl.state.errors") == []
                 collect(page)
             shot = tmp_path / "page.png"

@@ -31,6 +31,7 @@ function log(line) {
 }
 
 const state = { client: null, round: null, accuracy: null, uploaded: [], results: [], errors: [], done: false };
+window.refimpl = { client: null, state }; // at once: tests and tools may poll it before the client exists
 const ui = {
   onEvent(kind, ev) {
     if (client) $('bytes').textContent = human(client.bytesSent);
@@ -93,13 +94,13 @@ if (aggregator) {
   const id = Number(params.get('client'));
   const [data, test] = await Promise.all([fetchData(`/data/client/${id}`), fetchData('/data/test')]);
   client = new AggregatorClient(aggregator, id, data, { test, delayUploadMs: delay, delayRound, onEvent: ui.onEvent });
-  window.refimpl = { client, state };
+  window.refimpl.client = client;
   client.run().then((reason) => { state.done = true; $('status').textContent = `finished: ${reason}`; log(`finished: ${reason}`); })
     .catch((e) => { state.errors.push(e.message); $('status').textContent = `stopped: ${e.message}`; log(`error: ${e.message}`); });
 } else {
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
   client = new RoundClient(url, token, { delayUploadMs: delay, delayRound, onEvent: ui.onEvent });
-  window.refimpl = { client, state };
+  window.refimpl.client = client;
   if (!token) $('status').textContent = 'no enrolment token in the URL (#token=...): open the link the server printed';
   else client.run();
 }
