@@ -34,7 +34,7 @@ negative below -256; Newton's initial guesses stop converging).
 function    method (CrypTen)             input range      bound (absolute, + one unit)           rounds (n=2)
 ==========  ===========================  ===============  =====================================  =============
 exp         limit (1 + x/2^8)^(2^8)      [-16, 6]         ``e^x (x^2/500 + 2^-9) + 2^-14``       18
-reciprocal  Newton-Raphson, 12 iter.,    0.05 <= |x|      ``2^-9 / |x| + 2^-14``                 75 (+ sign)
+reciprocal  Newton-Raphson, 12 iter.,    0.05 <= |x|      ``2^-9 / |x| + 2^-14``                 76 (sign incl.)
             y0 = 3 e^(1/2 - x) + 0.003   <= 200
 log         Householder order 8,         [0.05, 200]      ``ln(x)^2 / 400 + 2^-10``              139
             3 iterations
@@ -43,8 +43,8 @@ sqrt        x * inv_sqrt(x)              [0.05, 128]      ``2^-10 sqrt(x) + 2^-1
 sigmoid     1 / (1 + e^-|x|), reflected  [-16, 16]        ``2^-9``                               93 (n=2)
             by the exact sign            (saturates)
 tanh        2 sigmoid(2x) - 1            [-8, 8]          ``2^-8``                               93 (n=2)
-softmax     max-subtracted exp, sum,     any              ``2^-6`` per entry                     max tree +
-            Newton reciprocal                                                                    ~100
+softmax     max-subtracted exp, sum,     any              ``2^-6`` per entry                     130 (10
+            Newton reciprocal                                                                    classes)
 ==========  ===========================  ===============  =====================================  =============
 
 References:
