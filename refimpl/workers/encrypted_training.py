@@ -55,6 +55,7 @@ from refimpl.sharing.additive import CompressedShares, Shares
 from refimpl.sharing.binary import BinaryShares
 from refimpl.workers.interface import Worker
 from refimpl.workers.shared_tensor import LedgerChannel, SharedTensor, share_among
+from refimpl.workers.worker import VirtualWorker, send
 
 __all__ = ["PointerTrainer", "ViewChannel", "WorkerTrainer"]
 
@@ -173,9 +174,10 @@ class PointerTrainer:
 
     The weights are :class:`~refimpl.workers.SharedTensor` s (one share in each compute party's object store,
     pointers owned by the model owner, the ledger's ``me``); each data owner shares its batch itself
-    (``share_among(..., sender=owner)``); :func:`refimpl.mpc.training_algebra.sgd_step` runs on them, so every
-    product, division and comparison is a protocol between the workers, and the crypto provider deals to them. Only
-    the worker interface is used, so the same code drives networked workers. Slower than :class:`WorkerTrainer`
+    (``send(batch, owner).share(...)``: the owner's process makes the shares); then
+    :func:`refimpl.mpc.training_algebra.sgd_step` runs on the shares, so every product, division and comparison is
+    a protocol between the workers, and the crypto provider deals to them. Only the worker interface is used, so
+    the same code drives networked workers (a test runs it across processes). Slower than :class:`WorkerTrainer`
     (every instruction is a message), meant for small models and for checking what each party stores and receives.
 
     Args:
@@ -213,14 +215,14 @@ class PointerTrainer:
             k: share_among(np.asarray(v, np.float64), self.compute, crypto_provider=crypto_provider,
                            encoding=self.encoding) for k, v in params.items()}
 
-    def step(self, data_owner: Worker, x: ArrayLike, y: ArrayLike) -> None:
-        """``data_owner`` shares its batch among the compute parties, which run one SGD step on shares."""
-        if not isinstance(data_owner, Worker):
+    def step(self, data_owner: Any, x: ArrayLike, y: ArrayLike) -> None:
+        """``data_owner`` (a worker) shares its batch among the compute parties, which run one SGD step on shares."""
+        if not isinstance(data_owner, VirtualWorker):  # a networked RemoteWorker is one too
             raise TypeError(f"data_owner must be a worker, got {type(data_owner).__name__}")
-        kw: dict[str, Any] = {"crypto_provider": self.crypto_provider, "encoding": self.encoding,
-                              "sender": data_owner}
-        xs = share_among(np.asarray(x, np.float64), self.compute, **kw)
-        ys = share_among(nn.one_hot(y, self.classes), self.compute, **kw)
+        kw: dict[str, Any] = {"crypto_provider": self.crypto_provider, "encoding": self.encoding}
+        # the batch is placed at its owner (in a deployment it is already there), which shares it itself
+        xs = send(np.asarray(x, np.float64), data_owner).share(*self.compute, **kw)
+        ys = send(nn.one_hot(y, self.classes), data_owner).share(*self.compute, **kw)
         self.weights = sgd_step(self.weights, xs, ys, lr=self.lr, loss=self.loss, step_bits=self.step_bits)
         self.steps += 1
 
