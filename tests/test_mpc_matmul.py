@@ -12,7 +12,7 @@ from refimpl.mpc import dealer as dealer_mod
 from refimpl.mpc.dealer import limb_matmul, limb_matmul_pays, ring_matmul
 
 
-@settings(deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(m=st.integers(1, 6), k=st.sampled_from([1, 2, 7, 64, 784, 2048, 5000]), p=st.integers(1, 5),
        seed=st.integers(0, 2**32 - 1), bits=st.sampled_from([32, 64]), extreme=st.booleans())
 @example(m=2, k=2048, p=2, seed=0, bits=64, extreme=True)
@@ -32,7 +32,7 @@ def test_limb_matmul_is_bit_identical(m, k, p, seed, bits, extreme):
 
 def test_batched_and_ring_matmul_paths_agree():
     rng = np.random.default_rng(1)
-    x = rng.integers(0, 2**64, (2, 3, 130, 200), dtype=np.uint64)
+    x = rng.integers(0, 2**64, (2, 130, 200), dtype=np.uint64)
     y = rng.integers(0, 2**64, (200, 140), dtype=np.uint64)
     assert (limb_matmul(x, y) == np.matmul(x, y)).all()
     assert limb_matmul_pays(x.shape, y.shape) and not limb_matmul_pays((3, 4), (4, 5))
