@@ -53,11 +53,12 @@ References:
 """
 
 
-from refimpl.mpc.algebra import TensorAlgebra, concatenate, stack
+from refimpl.mpc.algebra import TensorAlgebra
 from refimpl.mpc.arithmetic import MaskedOperand, beaver_parts, mask_operand, matmul, matmul_masked, mul, square
 from refimpl.mpc.channel import Channel
 from refimpl.mpc.dealer import Dealer, Triple, ring_matmul
 from refimpl.mpc.headroom import check_product_headroom
+from refimpl.mpc.shape_ops import concatenate, stack
 from refimpl.mpc.stacked import StackedTensor, share_tensor
 from refimpl.mpc.truncation import (
     divide,

@@ -28,10 +28,11 @@ from numpy.typing import ArrayLike
 from refimpl.encoding import FixedPoint
 from refimpl.errors import PartyCountError
 from refimpl.mpc import arithmetic, truncation
-from refimpl.mpc.algebra import TensorAlgebra, local_op
+from refimpl.mpc.algebra import TensorAlgebra
 from refimpl.mpc.channel import Channel
 from refimpl.mpc.comparison import b2a, msb
 from refimpl.mpc.dealer import Dealer, ring_matmul
+from refimpl.mpc.shape_ops import local_op
 from refimpl.ring import Ring
 from refimpl.sharing.additive import Shares
 from refimpl.sharing.api import share

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from refimpl.errors import ProtocolError
-from refimpl.mpc.algebra import local_op
 from refimpl.mpc.comparison import and_finish, and_pieces, msb_program
+from refimpl.mpc.shape_ops import local_op
 from refimpl.mpc.truncation import division_offset, division_parts
 from refimpl.ring import Ring
 
