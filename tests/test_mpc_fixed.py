@@ -204,3 +204,35 @@ def test_share_binary_accepts_scalars(secret):
     assert s.shape == () and int(s.reconstruct()) == int(secret)
     # same keystream as a 1-element array's
     assert int(share_binary(np.array([secret], dtype=np.uint64), 3, key=bytes(16)).data[1, 0]) == int(s.data[1])
+
+
+def test_refresh_rerandomises_without_changing_the_value():
+    d = Dealer(3)
+    x = share_tensor([1.5, -2.0], d, encoding=FixedPoint())
+    y = x.refresh()
+    assert (y.shares.data != x.shares.data).any() and np.allclose(y.get(), [1.5, -2.0])
+    a, b, cp = workers("a", "b", "cp")
+    s = share_among(np.array([4, -5]), (a, b), crypto_provider=cp)
+    before = [a.objects[s.pointers[0].id].copy(), b.objects[s.pointers[1].id].copy()]
+    t = s.refresh()
+    after = [a.objects[t.pointers[0].id], b.objects[t.pointers[1].id]]
+    assert not (before[0] == after[0]).all() and t.get().tolist() == [4, -5]
+
+
+def test_every_opening_and_dealer_item_is_in_the_ledger():
+    a, b, c, cp = workers("a", "b", "c", "cp")
+    ledger = a.ledger
+    x = share_among(np.array([1.5, -2.0]), (a, b, c), crypto_provider=cp, encoding=FixedPoint())
+    y = share_among(np.array([0.5, 4.0]), (a, b, c), crypto_provider=cp, encoding=FixedPoint())
+    opens, dealer = ledger.rounds_by_kind["open"], ledger.messages_by_kind["dealer"]
+    z = x * y
+    assert ledger.rounds_by_kind["open"] - opens == 2  # Beaver opening + division opening
+    assert ledger.messages_by_kind["dealer"] - dealer == 2 * 3  # a triple and a division pair, to each party
+    opens = ledger.rounds_by_kind["open"]
+    (z > 0).get()
+    ch = Channel()
+    x2 = share_tensor([1.5, -2.0], Dealer(3), encoding=FixedPoint(), channel=ch)
+    (x2 > 0)
+    # the same protocol on stacked shares: the same number of opening rounds (carry-save + adder + B2A)
+    assert ledger.rounds_by_kind["open"] - opens == ch.rounds
+    assert ch.ledger.messages_by_kind["open"] == ch.messages and ch.dealer_messages > 0

@@ -31,8 +31,16 @@ so ``z = x * y``; ``@`` in place of ``*`` gives matrix products. ``eps`` and ``d
 Naive truncation (every party shifting its own share) is wrong whenever the shares wrap around M, which for
 uniform shares is about half the time; the tests pin such cases.
 
-Communication is counted by a :class:`Channel` (rounds, messages, bytes); ``refimpl.workers`` provides one that
-sends every share through serialised messages between workers.
+Communication is counted by a :class:`Channel` (rounds, messages, bytes), which records every opening and every
+dealer item in a :class:`refimpl.net.accounting.Ledger`; ``refimpl.workers`` provides one that sends every share
+through serialised messages between workers.
+
+**The fixed-point algebra** (:mod:`refimpl.mpc.algebra`): :class:`StackedTensor` (made by :func:`share_tensor`)
+gives stacked shares real-number semantics from their encoding, division by any public integer (:func:`divide`,
+so base-10 encodings are exact; :func:`check_product_headroom` refuses encodings whose products cannot fit), NumPy's
+tensor operations, exact comparisons, ``relu``, ``max``/``argmax`` and the non-linear functions of
+:mod:`refimpl.mpc.functions` with documented bounds; ``refimpl.workers.SharedTensor`` runs the same algebra with
+one share per worker.
 
 Example:
     >>> from refimpl import share, reconstruct, Z2_64
