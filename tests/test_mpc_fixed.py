@@ -232,7 +232,7 @@ def test_every_opening_and_dealer_item_is_in_the_ledger():
     (z > 0).get()
     ch = Channel()
     x2 = share_tensor([1.5, -2.0], Dealer(3), encoding=FixedPoint(), channel=ch)
-    (x2 > 0)
+    _ = x2 > 0
     # the same protocol on stacked shares: the same number of opening rounds (carry-save + adder + B2A)
     assert ledger.rounds_by_kind["open"] - opens == ch.rounds
     assert ch.ledger.messages_by_kind["open"] == ch.messages and ch.dealer_messages > 0
