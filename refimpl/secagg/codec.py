@@ -170,9 +170,10 @@ class Codec:
             if bad.any():
                 raise OutOfRangeError(f"value {x[bad][0].item()} is outside [0, 2^{self.bits})")
             return self.ring.element(x.astype(np.int64))
-        xf = x.astype(np.float64)
-        bad = ~(np.abs(xf) <= float(self.clip))  # type: ignore[arg-type]
-        if bad.any():
+        xf = np.asarray(x, dtype=np.float64)  # no copy for float64 input: encode below only reads it
+        clip = float(self.clip)  # type: ignore[arg-type]
+        if xf.size and not (-clip <= np.minimum.reduce(xf) and np.maximum.reduce(xf) <= clip):  # NaN fails too
+            bad = ~(np.abs(xf) <= clip)
             raise OutOfRangeError(f"value {xf[bad][0].item()!r} is outside the clip range [-{self.clip}, {self.clip}]")
         return self.fixed_point.encode(xf)
 
