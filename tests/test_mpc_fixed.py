@@ -152,7 +152,7 @@ def test_public_operands_mean_real_arithmetic(enc):
     for x in (share_among(v, (a, b, c), crypto_provider=cp, encoding=enc),
               share_tensor(v, Dealer(3), encoding=enc)):
         ulp = 1 / enc.scale
-        assert np.allclose((x + 2).get() if False else (x + 2).get(), v + 2)
+        assert np.allclose((x + 2).get(), v + 2)
         assert np.abs((x * 0.5).get() - v * 0.5).max() <= ulp
         assert np.abs((x / 3).get() - v / 3).max() <= 1.5 * ulp
         assert np.abs((x / -4).get() - v / -4).max() <= 1.5 * ulp
