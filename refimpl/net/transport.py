@@ -53,7 +53,7 @@ __all__ = ["CHUNK", "Link", "Server", "check_loopback", "event_loop", "run_sync"
 
 log = logging.getLogger("refimpl.net")
 
-CHUNK = 1 << 20
+CHUNK = 1 << 22
 _HDR = struct.Struct("<2sBBQI")
 _FIRST = struct.Struct("<QB")
 HELLO, REQUEST, NOTIFY, REPLY, ACK, FAIL = range(6)
@@ -192,7 +192,7 @@ class _Assembler:
 # ---------------------------------------------------------------- client side
 def _ws_options(ping_interval: float, ping_timeout: float, max_queue: int = 16) -> dict[str, Any]:
     return {"compression": None, "max_size": CHUNK + 512, "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout, "max_queue": max_queue, "write_limit": 1 << 20,
+            "ping_timeout": ping_timeout, "max_queue": max_queue, "write_limit": 1 << 22,
             "close_timeout": min(2.0, ping_timeout)}
 
 
@@ -393,7 +393,9 @@ class Link:
         run_sync(abort())
 
     def close(self) -> None:
-        """Close the connection politely."""
+        """Close the connection politely; later requests fail (a closed link does not reconnect)."""
+        self.broken = "this party closed its connection"
+
         async def close() -> None:
             if self._ws is not None:
                 await self._ws.close()
