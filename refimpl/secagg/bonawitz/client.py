@@ -174,7 +174,8 @@ class SecAggClient:
         for v in sorted(cfg.graph[u] & self._u2):
             seed = pair_seed(exchange(self._s_sk, self._roster[v][1], v), self._r, u, v, cfg)
             (plus if u < v else minus).append(seed)
-        return MaskedInput(self._r, u, fold_masks(np.asarray(x, dtype=cfg.ring.dtype), plus, minus, cfg))
+        y = np.asarray(x, dtype=cfg.ring.dtype)  # a new array (encode and check_encoded return fresh ones)
+        return MaskedInput(self._r, u, fold_masks(y, plus, minus, cfg, in_place=y.flags.writeable))
 
     def unmask(self, survivors: Iterable[int]) -> UnmaskingResponse:
         """Stage Unmasking, given U3 (the clients whose masked inputs the server holds).
