@@ -233,7 +233,13 @@ class SecAggServer:
         cfg, ring = self.config, self.config.ring
         assert self.round is not None
         u2, u3 = self.sets[2], self.sets[3]
-        total = ring.sum(np.stack([self._masked[u] for u in sorted(u3)]), axis=0)
+        ys = [self._masked[u] for u in sorted(u3)]
+        if ring.modulus in (2**32, 2**64):  # native wrap-around: accumulate in place, no K x d stack
+            total = np.array(ys[0], dtype=ring.dtype)
+            for y in ys[1:]:
+                np.add(total, y, out=total)
+        else:
+            total = ring.sum(np.stack(ys), axis=0)
         minus = [self._rebuild(u, responses, "seed") for u in sorted(u3)]  # the survivors' self masks
         plus: list[bytes] = []
         for u in sorted(u2 - u3):
