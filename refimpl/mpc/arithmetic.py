@@ -71,6 +71,12 @@ def _stacked_parts(ring: Ring, kind: str, eps: np.ndarray, delta: np.ndarray, a:
         ax, ay = aligned_shapes(kind, sx, sy)
         eps, delta = np.reshape(eps, ax), np.reshape(delta, ay)
         a, b_fold = a.reshape(n, *ax), b_fold.reshape(n, *ay)
+    if ring.modulus in (2**32, 2**64) and ring.dtype != object:  # native wrap-around: add in place
+        total = np.asarray(op(eps, b_fold))
+        total += op(a, delta)
+        total = total.reshape(c.shape)
+        total += c
+        return Shares(ring, total.astype(ring.dtype, copy=False))
     out = ring.add(op(eps, b_fold), op(a, delta)).reshape(c.shape)
     return Shares(ring, np.asarray(ring.add(c, out), dtype=ring.dtype))
 

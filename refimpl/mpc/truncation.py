@@ -234,8 +234,8 @@ def _division_parts_u64(divisor: int, c: np.ndarray, r_hi: np.ndarray,
         d = np.uint64(divisor)
         lo = c_low // d
         jump = (c_low + np.uint64(2**63)) // d - lo
-    t = np.multiply(r_msb.astype(np.uint64, copy=False), jump)
-    local = np.where(c_msb.astype(bool), np.negative(t), t)
+    sign = np.uint64(1) - (c_msb << np.uint64(1))  # 1 - 2 msb(c): 1 or 2**64 - 1
+    local = np.multiply(r_msb.astype(np.uint64, copy=False), np.multiply(sign, jump))
     local -= r_hi.astype(np.uint64, copy=False)
     public = np.multiply(c_msb, jump)
     public += lo
