@@ -61,6 +61,7 @@ _TYPES = {HELLO, REQUEST, NOTIFY, REPLY, ACK, FAIL}
 _LAST = 1
 MAX_MESSAGE = 1 << 34  # 16 GiB: the largest message a party accepts by default
 _T = TypeVar("_T")
+DEFER = b"\x00defer"  # a quick handler's "not me: run the full handler" (compared by identity)
 
 
 # ---------------------------------------------------------------- the process's event loop
@@ -413,17 +414,17 @@ class Server:
     """A listening party: accepts authenticated connections and runs ``handler(peer, type, kind, payload)``.
 
     Made by :func:`serve`. ``handler`` runs in a thread pool, one message at a time per connection (messages of a
-    connection are handled in order; connections concurrently; messages of ``inline_kinds`` up to ``inline_limit``
-    bytes, which the handler promises never to block on, run on the network thread itself); its return value is
-    the reply (None: ``ACK``), or
+    connection are handled in order; connections concurrently); its return value is the reply (None: ``ACK``), or
     a :class:`concurrent.futures.Future` of the reply when the answer comes later (the thread is freed meanwhile).
+    ``quick``, if given, is first offered each message of at most ``inline_limit`` bytes on the network thread
+    itself (no thread hop): it must never block, and returns :data:`DEFER` for what ``handler`` should do instead.
     """
 
     def __init__(self, name: str, handler: Handler, *, ssl_context: ssl.SSLContext | None, workers: int = 32,
                  max_message: int = MAX_MESSAGE, ping_interval: float = 5.0, ping_timeout: float = 20.0,
-                 inline_kinds: frozenset[str] = frozenset(), inline_limit: int = 1 << 18) -> None:
+                 quick: Handler | None = None, inline_limit: int = 1 << 18) -> None:
         self.name, self.handler, self.ssl = name, handler, ssl_context
-        self.inline_kinds, self.inline_limit = inline_kinds, inline_limit
+        self.quick, self.inline_limit = quick, inline_limit
         self.boot = secrets.token_hex(8)
         self.max_message, self.ping_interval, self.ping_timeout = max_message, ping_interval, ping_timeout
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=f"refimpl-{name}")
@@ -506,9 +507,10 @@ class Server:
                     continue
                 last = msg.req
                 try:
-                    if msg.kind in self.inline_kinds and len(msg.data) <= self.inline_limit:
-                        reply = self.handler(peer, msg.typ, msg.kind, msg.data)  # quick: no thread hop
-                    else:
+                    reply: Any = DEFER
+                    if self.quick is not None and len(msg.data) <= self.inline_limit:
+                        reply = self.quick(peer, msg.typ, msg.kind, msg.data)  # on this thread: no hop
+                    if reply is DEFER:
                         reply = await loop.run_in_executor(self.pool, self.handler, peer, msg.typ, msg.kind,
                                                            msg.data)
                 except Exception as e:  # noqa: BLE001 - a handler failure answers this request only
@@ -520,7 +522,6 @@ class Server:
                     try:
                         reply = await asyncio.wrap_future(reply)
                     except Exception as e:  # noqa: BLE001
-                        reply = None
                         if msg.typ == REQUEST:
                             await self._send(ws, FAIL, msg.req, "fail", f"{type(e).__name__}: {e}".encode())
                         continue

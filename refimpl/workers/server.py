@@ -28,6 +28,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from refimpl.errors import ConfigurationError, PointerError, RefimplError
 from refimpl.net import transport, wire
 from refimpl.workers.remote import RemoteWorker, Session
@@ -108,6 +110,33 @@ class ServedWorker(VirtualWorker):
             return [[list(k), list(v)] for k, v in self.ledger.links().items()]  # type: ignore[attr-defined]
         raise ValueError(f"unknown control request {op!r}")
 
+    def serve_quick(self, peer: str, typ: int, kind: str, payload: bytearray) -> bytes | None:
+        """On the network thread: stores, deletes, ``get`` of an array and the :data:`PURE_OPS`, which never wait
+        on a peer; anything else returns :data:`~refimpl.net.transport.DEFER` (the thread pool runs it)."""
+        if kind in STORE_KINDS:
+            return self.serve_message(peer, typ, kind, payload)
+        if kind != "command":
+            return transport.DEFER
+        try:
+            msg = wire.decode(payload)  # type: ignore[arg-type]  # no pointer callback: one inside defers
+        except RefimplError:
+            return transport.DEFER
+        if not isinstance(msg, dict):
+            return transport.DEFER
+        op = msg.get("op")
+        target = self._objects.get(msg["id"]) if op == "get" and isinstance(msg.get("id"), int) else None
+        quick = isinstance(target, np.ndarray) or (op == "exec" and msg.get("fn") in PURE_OPS
+                                                   and msg.get("out") is not None)
+        if not quick:
+            return transport.DEFER
+        self.ledger.record(peer, self.name, kind, len(payload))
+        out = self._handle(msg, _Sender(peer))
+        reply = wire.encode(out)
+        if typ == transport.REQUEST:
+            self.ledger.record(self.name, peer, "reply", len(reply))
+            return reply
+        return None
+
     def serve_message(self, peer: str, typ: int, kind: str, payload: bytearray) -> bytes | None:
         """The transport handler: one message from ``peer``; returns the reply bytes (None: nothing to say)."""
         if kind == "control":
@@ -134,6 +163,9 @@ class ServedWorker(VirtualWorker):
 STORE_KINDS = frozenset({"store", "share", "dealer", "open", "delete"})
 """Message kinds that only store or delete objects: handled on the network thread (they never wait on a peer)."""
 
+PURE_OPS = frozenset({"add", "sub", "mul", "matmul", "ring_binary", "ring_public", "beaver_finish", "trunc_finish"})
+"""Instructions that compute on stored objects without talking to any peer (safe on the network thread)."""
+
 
 class _Sender:
     def __init__(self, name: str) -> None:
@@ -149,7 +181,7 @@ class WorkerServer:
         self.worker = ServedWorker(name, tls_dir=tls_dir, insecure_plaintext=insecure_plaintext, deadline=deadline)
         self.worker.book.update(peers or {})
         self.server = transport.serve(name, self.worker.serve_message, host, port, tls_dir=tls_dir,
-                                      insecure_plaintext=insecure_plaintext, inline_kinds=STORE_KINDS, **kwargs)
+                                      insecure_plaintext=insecure_plaintext, quick=self.worker.serve_quick, **kwargs)
         self.url = f"{'ws' if insecure_plaintext else 'wss'}://{host}:{self.server.port}"
 
     def close(self) -> None:
