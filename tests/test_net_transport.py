@@ -248,3 +248,18 @@ def test_ssl_contexts_require_tls13_and_peer_certificates(tls):
     s, c = certs.server_context(tls, "jake"), certs.client_context(tls, "me")
     assert s.verify_mode == c.verify_mode == ssl.CERT_REQUIRED
     assert s.minimum_version == c.minimum_version == ssl.TLSVersion.TLSv1_3
+
+
+def test_the_commands_make_certificates_and_refuse_public_plaintext(tmp_path):
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-m", "refimpl"]
+    out = subprocess.run([*run, "certs", "--out", str(tmp_path / "c"), "jake", "me"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and (tmp_path / "c" / "jake-key.pem").exists() and "keep ca-key.pem offline" in out.stdout
+    out = subprocess.run([*run, "worker", "--name", "jake", "--listen", "0.0.0.0:0", "--insecure-plaintext"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "loopback experiments only; refusing address '0.0.0.0'" in out.stdout
+    out = subprocess.run([*run, "worker", "--name", "jake"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--tls-dir" in out.stderr
