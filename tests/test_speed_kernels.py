@@ -154,3 +154,13 @@ def test_fold_keystreams_is_the_sum_of_the_masks(threads, thread_count):
     m = [Z2_64.sample(Stream(k), size) for k in keys]
     assert (acc == Z2_64.sub(Z2_64.add(Z2_64.add(x, m[0]), m[1]), m[2])).all()
     assert (x == np.arange(size, dtype=np.uint64)).all()  # the source is only read
+
+
+def test_out_is_refused_for_jax_arrays():
+    jnp = pytest.importorskip("jax.numpy", reason="the JAX path needs the jax extra")
+    x = jnp.arange(4, dtype=jnp.int32)
+    with pytest.raises(TypeError, match="out= takes a NumPy buffer"):
+        share(x, 2, ring=Z2_32, key=KEY, prg="chacha20", out=np.empty((2, 4), np.uint32))
+    s = share(x, 2, ring=Z2_32, key=KEY, prg="chacha20")
+    with pytest.raises(TypeError, match="out= takes a NumPy buffer"):
+        reconstruct(s, out=np.empty(4, np.uint32))
