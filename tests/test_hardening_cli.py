@@ -149,6 +149,20 @@ def test_resume_with_fresh_keys_writes_the_same_checkpoint_bytes(two_rounds, tmp
     assert (part / "checkpoint.npz").read_bytes() == (two_rounds / "checkpoint.npz").read_bytes()
 
 
+def test_dp_resume_with_fresh_keys_continues_correctly(tmp_path):
+    """DP noise depends on the keys: a resumed run with fresh keys continues the same rounds and the same privacy
+    accounting, with another draw of the noise (bit-identity needs --insecure-derived-keys)."""
+    dp = ("--clip", "1.0", "--noise-multiplier", "1.0")
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run(full, "--rounds", "2", *dp) == 0
+    assert run(part, "--rounds", "1", *dp) == 0
+    assert run(part, "--rounds", "2", "--resume", *dp) == 0
+    rows = [[json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()] for d in (full, part)]
+    assert [r["round"] for r in rows[1]] == [1, 2] and all(r["keys"] == "os" for r in rows[1])
+    assert [r["epsilon"] for r in rows[0]] == [r["epsilon"] for r in rows[1]]
+    assert (part / "checkpoint.npz").read_bytes() != (full / "checkpoint.npz").read_bytes()  # other noise
+
+
 def test_checkpoint_save_is_deterministic_and_durable(two_rounds, tmp_path, monkeypatch):
     state, config = checkpoint.load(two_rounds / "checkpoint.npz", server.server_optimizer("fedavg"))
     synced = []

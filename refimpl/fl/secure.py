@@ -184,7 +184,7 @@ class SecureAggregator:
         rows = [a.reshape(m, -1) for a in leaves]
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (m,) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.max() <= 0:
-            raise ValueError(f"weights must be {m} finite non-negative numbers, not all zero; got {w}")
+            raise OutOfRangeError(f"weights must be {m} finite non-negative numbers, not all zero; got {w}")
         r = self.round
         self.round += 1
         _check_finite(rows, r)

@@ -281,7 +281,7 @@ def run_secagg_round(config: SecAggConfig, contributions: Mapping[int, ArrayLike
     dropouts = dict(dropouts or {})
     bad = {u: s for u, s in dropouts.items() if s not in STAGES}
     if bad:
-        raise ValueError(f"dropout stages must be among {STAGES}, got {bad}")
+        raise ConfigurationError(f"dropout stages must be among {STAGES}, got {bad}")
     check_distinct_keys(keys, contributions)
     ledger = Ledger(keep=None) if ledger is None else ledger
     server = SecAggServer(config)
