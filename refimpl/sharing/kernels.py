@@ -101,6 +101,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+_local = threading.local()
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """This thread's scratch buffer of at least ``nbytes`` + 16 bytes (update_into's room after the data), kept and
+    reused so that repeated calls do not pay first-touch page faults; its length is a multiple of 16 plus 16."""
+    need = -(-nbytes // 16) * 16 + 16
+    buf = getattr(_local, "scratch", None)
+    if buf is None or buf.size < need:
+        buf = _local.scratch = np.empty(max(need, 1 << 12), dtype=np.uint8)
+    return buf
+
+
 def _ranges(size: int, step: int, work_bytes: int) -> list[tuple[int, int]]:
     """Split ``range(size)`` into contiguous, ``step``-aligned ranges, one per thread (one range for small work)."""
     workers = threads() if work_bytes >= MIN_PARALLEL_BYTES else 1
@@ -210,9 +223,9 @@ def fold_keystreams(acc: np.ndarray, terms: Sequence[tuple[bytes, np.ufunc]], pr
 
     def work(lo: int, hi: int) -> None:
         encs = [(encryptor(k, prg, bytes(16), lo * itemsize), op) for k, op in terms]
-        scratch = np.empty(CHUNK_BYTES + 16, dtype=np.uint8)  # + 16: update_into's room after the data
+        scratch = _scratch(min(CHUNK_BYTES, (hi - lo) * itemsize))
         room = memoryview(scratch)  # type: ignore[arg-type]
-        words = scratch[:CHUNK_BYTES].view(acc.dtype)
+        words = scratch[: scratch.size - 16].view(acc.dtype)
         for a in range(lo, hi, step):
             b = min(hi, a + step)
             part, mask, operand = flat[a:b], words[: b - a], first[a:b]
