@@ -406,6 +406,7 @@ def main(argv=None) -> int:
                    help="also time FedAvg rounds (2NN, 100 clients, C=0.1) plaintext vs secure (needs jax)")
     args = p.parse_args(argv)
     k, d, rep = args.clients, args.dim, args.repeat
+    info = _common.machine_info()  # at the start: its load average is the one the run began with
     rng = np.random.default_rng(0)
     xs = {c + 1: rng.uniform(-1, 1, d) for c in range(k)}
     stacked = np.stack(list(xs.values()))
@@ -490,7 +491,7 @@ def main(argv=None) -> int:
             for n in ("additive_S2", "secagg_t6", "additive_S2_dropout30")))
 
     _common.write_result({
-        "benchmark": "secagg", "machine": _common.machine_info(),
+        "benchmark": "secagg", "machine": info,
         "clients": k, "dim": d, "repeat": rep, "results": res, "peers": peers, "peer_results": peer_rows,
         "fedavg": fed}, args.out, "secagg")
     return 0
