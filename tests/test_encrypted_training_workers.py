@@ -90,6 +90,8 @@ def test_cli_checkpoints_hold_own_shares_and_resume_bit_for_bit(tmp_path):
     rows = [json.loads(r) for r in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["rounds"] == 6 * 18
     assert (tmp_path / "a" / "curves.png").stat().st_size > 1000
+    for secret in ("secure_worker.npz", "alice.npz", "crypto_provider.json", "data_owners.json", "model_owner.json"):
+        assert (tmp_path / "a" / "checkpoint" / secret).stat().st_mode & 0o077 == 0  # owner-only files
     assert main([*common, "--epochs", "2", "--lr", "0.2", "--out", str(tmp_path / "b"), "--resume"]) == 2
 
 

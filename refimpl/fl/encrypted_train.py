@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -112,16 +113,22 @@ class _Checkpoint:
         return bytes.fromhex(json.loads((self.dir / f"{who}.json").read_text())[field])
 
 
+def _private_file(path: Path) -> Any:
+    """Open ``path`` for writing, readable by its owner only (it holds a party's shares or key)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+
+
 def _write_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with _private_file(tmp) as f:
         np.savez(f, meta=np.asarray(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
 
 
 def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    with _private_file(tmp) as f:
+        f.write(json.dumps(obj, indent=1, sort_keys=True).encode())
     tmp.replace(path)
 
 
