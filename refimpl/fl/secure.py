@@ -443,7 +443,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="INSECURE: derive every aggregation key (shares, masks, dither, DP noise) from --seed, so "
                         "anyone who knows the seed recovers each client's update; for reproducing runs only "
                         "(default: fresh OS keys for every party, every round)")
-    g.add_argument("--fresh-keys", action="store_true", help=argparse.SUPPRESS)  # the default now; kept as a no-op
 
 
 def check_args(args: argparse.Namespace, clients_per_round: int) -> None:

@@ -6,9 +6,11 @@ bytes_up_per_client, bytes_down_per_client; with secure aggregation -- ``--secur
 `refimpl.fl.secure` -- also secure, survivors, aborted, upload_ratio and the measured bytes_up_per_client; with
 ``--noise-multiplier`` > 0 also epsilon and delta after that round), ``curves.png`` (test accuracy and
 loss against rounds), ``config.json`` and ``checkpoint.npz`` (every ``--checkpoint-every`` rounds and at the end).
-``--resume`` continues from ``checkpoint.npz`` to the bit-identical result of an uninterrupted run: all randomness
-is a function of (seed, round, client) -- the secure-aggregation keys too, unless ``--fresh-keys`` -- and the
-checkpoint holds the full server state.
+``--resume`` continues from ``checkpoint.npz`` to the bit-identical result of an uninterrupted run: all training
+randomness is a function of (seed, round, client) and the checkpoint holds the full server state (never a key). The
+secure-aggregation keys are fresh from the OS (``--insecure-derived-keys`` derives them from the seed); an exact
+secure sum does not depend on them, DP noise and quantization dither do (then a resumed run continues correctly with
+another draw of the noise).
 
 Example (the README's Fashion-MNIST run):
 
@@ -306,9 +308,9 @@ def _initial_state(run: _Run) -> tuple[Any, list[dict[str, Any]]]:
         run.agg.round = state.round
     if run.acct:
         run.acct.rounds = state.round
-    if run.population is not None:  # the simulated clock and participation of the rounds already run
-        run.population.replay(state.round, run.client_data)
     history = _read_metrics(run.metrics_path, state.round)
+    if run.population is not None:  # the simulated clock and participation of the rounds already run
+        run.population.replay(state.round, run.client_data, history)
     run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
     (run.out / "config.json").write_text(json.dumps(run.config, indent=2, sort_keys=True) + "\n")
     return state, history
