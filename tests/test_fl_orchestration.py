@@ -166,19 +166,22 @@ def test_secagg_round_that_cannot_reach_the_threshold_reports_why():
 def test_train_with_population_personalization_and_resume(tmp_path):
     from refimpl.fl.train import main
 
-    common = ["--dataset", "mnist-10k", "--clients", "60", "--target", "6", "--population", "seed", "--no-progress",
-              "--secure", "additive", "--insecure-derived-keys", "--partition", "powerlaw", "--drift-rate", "0.2"]
-    assert main([*common, "--rounds", "4", "--checkpoint-every", "2", "--out", str(tmp_path / "a"),
-                 "--personalize-steps", "3"]) == 0
-    assert main([*common, "--rounds", "2", "--checkpoint-every", "2", "--out", str(tmp_path / "b")]) == 0
-    assert main([*common, "--rounds", "4", "--checkpoint-every", "2", "--out", str(tmp_path / "b"), "--resume"]) == 0
+    # SecAgg with t = 6 of 8 selected and a 2 s deadline: round 5 aborts (5 reported), and the run resumed after it
+    # must know that its clients did not count
+    common = ["--dataset", "mnist-10k", "--model", "784,32,10", "--clients", "60", "--target", "6", "--population",
+              "seed", "--no-progress", "--secure", "secagg", "--threshold", "6", "--deadline", "2",
+              "--insecure-derived-keys", "--partition", "powerlaw", "--drift-rate", "0.2", "--checkpoint-every", "5"]
+    assert main([*common, "--rounds", "6", "--out", str(tmp_path / "a"), "--personalize-steps", "3"]) == 0
+    assert main([*common, "--rounds", "5", "--out", str(tmp_path / "b")]) == 0
+    assert main([*common, "--rounds", "6", "--out", str(tmp_path / "b"), "--resume"]) == 0
     rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     again = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["sim_hours"] for r in rows] == [r["sim_hours"] for r in again]
     assert [r["test_accuracy"] for r in rows] == [r["test_accuracy"] for r in again]
     for r in rows:
         assert set(r["dropouts"]) == set(CAUSES) and r["selected"] >= r["counted"]
-        assert r["secure"] == "additive" and (r["secure_exact"] or r["aborted"])
+        assert r["secure"] == "secagg" and (r["secure_exact"] or "ThresholdError" in r["secure_reason"])
+    assert any(r["aborted"] for r in rows[:5]) and not all(r["aborted"] for r in rows)
     pop_a = json.loads((tmp_path / "a" / "population.json").read_text())
     pop_b = json.loads((tmp_path / "b" / "population.json").read_text())
     assert pop_a["counted_times"] == pop_b["counted_times"]

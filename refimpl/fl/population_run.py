@@ -18,7 +18,7 @@ With ``drift`` the clients' data change from round to round (`refimpl.fl.partiti
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -95,11 +95,15 @@ class PopulationRounds:
         sizes = self.data_of_round(data, round_).sizes
         return self.orchestrator.next_round(sizes, model_bytes=self.model_bytes, update_bytes=self.update_bytes)
 
-    def replay(self, rounds: int, data: ClientData) -> None:
-        """Re-plans rounds up to ``rounds`` without training (``--resume``: the clock and totals come back; a
-        secure round that could not complete counts its clients again, as the plan alone cannot know)."""
+    def replay(self, rounds: int, data: ClientData, history: Sequence[dict[str, Any]] = ()) -> None:
+        """Re-plans rounds up to ``rounds`` without training (``--resume``), so the clock and the participation
+        totals come back; ``history`` (the metrics lines of those rounds) says which secure rounds could not
+        complete (``aborted``), whose clients then do not count, as in the uninterrupted run."""
+        failed = {r["round"] - 1 for r in history if r.get("aborted") and not r.get("abandoned")}
         while self.orchestrator.round < rounds:
             self.last = self.plan(data, self.orchestrator.round)
+            if self.last.round in failed:
+                self.orchestrator.counted_times[self.last.counted] -= 1
 
     def run_round(self, fedavg: FedAvg, state: ServerState, data: ClientData
                   ) -> tuple[ServerState, PopulationRoundResult]:
