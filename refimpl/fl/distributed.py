@@ -17,9 +17,11 @@ process, so each ends the round with the same parameters.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -134,6 +136,9 @@ def launch(argv: Sequence[str], processes: int, *, module: str = "refimpl", time
     port = free_port()
     children: list[subprocess.Popen[bytes]] = []
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM ends the launcher through `finally` too
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         for i in range(processes):
             joined = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes), "--process-id", str(i)]
@@ -155,3 +160,9 @@ def launch(argv: Sequence[str], processes: int, *, module: str = "refimpl", time
                 c.kill()
         for c in children:
             c.wait()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
