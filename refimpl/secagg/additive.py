@@ -58,9 +58,9 @@ from refimpl.errors import (
     ThresholdError,
 )
 from refimpl.net.accounting import Ledger
-from refimpl.prg import Stream, check_cipher, derive_key, fresh_key, key_length
+from refimpl.prg import Stream, derive_key, fresh_key, key_length
 from refimpl.ring import Ring
-from refimpl.secagg.codec import HEADER_BYTES, Codec, check_distinct_keys, check_round
+from refimpl.secagg.codec import HEADER_BYTES, Codec, check_distinct_keys, check_prg, check_round
 from refimpl.sharing.additive import apply_keystreams, share_compressed_owned
 
 __all__ = [
@@ -108,7 +108,7 @@ class AdditiveConfig:
         if not isinstance(self.codec, Codec):
             raise TypeError(f"codec must be a refimpl.secagg.Codec, got {type(self.codec).__name__}")
         check_party_count(self.servers, minimum=2)
-        check_cipher(self.prg)
+        check_prg(self.prg)
         if isinstance(self.min_clients, bool) or not isinstance(self.min_clients, numbers.Integral):
             raise TypeError(f"min_clients must be an integer, got {self.min_clients!r}")
         if not 1 <= self.min_clients <= self.max_clients:

@@ -19,9 +19,10 @@ from numpy.typing import ArrayLike
 
 from refimpl.encoding import FixedPoint
 from refimpl.errors import ConfigurationError, KeyReuseError, OutOfRangeError, ProtocolError, ShapeMismatchError
+from refimpl.prg import check_cipher
 from refimpl.ring import Z2_64, Ring
 
-__all__ = ["HEADER_BYTES", "Codec", "check_clip", "check_distinct_keys", "check_round", "check_sum_fits"]
+__all__ = ["HEADER_BYTES", "Codec", "check_clip", "check_distinct_keys", "check_prg", "check_round", "check_sum_fits"]
 
 HEADER_BYTES = 16
 """Bytes of a message's header on the wire: round number (8), sender id (4), receiver id (4)."""
@@ -38,6 +39,14 @@ def check_distinct_keys(keys: Mapping[int, bytes] | None, clients: Iterable[int]
             raise KeyReuseError(f"clients {seen[k]} and {c} were given the same master key; one key must never "
                                 "pad two secrets (give each client its own key, or None for fresh OS keys)")
         seen[k] = c
+
+
+def check_prg(prg: Any) -> str:
+    """``prg`` if it names a stream cipher refimpl has, else :class:`ConfigurationError` listing them."""
+    try:
+        return check_cipher(prg)
+    except ValueError as err:
+        raise ConfigurationError(str(err)) from None
 
 
 def check_round(expected: int, got: Any, what: str) -> None:
@@ -131,7 +140,10 @@ class Codec:
                            what=f"integers in [0, 2^{self.bits}) + headroom {self.headroom}")
         else:
             clip = check_clip(self.clip)
-            _ = self.fixed_point  # validates frac_bits against the ring
+            try:
+                _ = self.fixed_point  # validates frac_bits against the ring
+            except ValueError as err:
+                raise ConfigurationError(f"frac_bits={self.frac_bits}: {err}") from None
             check_sum_fits(self.max_clients, self.per_client_bound, self.ring, signed=True,
                            what=f"clip {clip} x 2^{self.frac_bits} + headroom {self.headroom}")
 

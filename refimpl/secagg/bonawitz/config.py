@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refimpl.errors import ConfigurationError, ThresholdError
-from refimpl.prg import check_cipher
 from refimpl.ring import Ring
 from refimpl.secagg.bonawitz.graph import harary_neighbours
-from refimpl.secagg.codec import Codec
+from refimpl.secagg.codec import Codec, check_prg
 
 __all__ = ["KEY_LIMBS", "LIMB", "STAGES", "SecAggConfig"]
 
@@ -70,7 +69,7 @@ class SecAggConfig:
                                      f"num_clients={n}: the sum could wrap")
         if not self.ring.is_power_of_two:
             raise ConfigurationError(f"SecAgg masks live in Z_2^k; got {self.ring!r}")
-        check_cipher(self.prg)
+        check_prg(self.prg)
         if self.degree is not None and (isinstance(self.degree, bool) or not isinstance(self.degree, numbers.Integral)
                                         or self.degree < 2 or self.degree % 2):
             raise ConfigurationError(f"SecAgg+ degree must be an even integer >= 2 (n - 1 or more: the complete "
