@@ -10,8 +10,10 @@ and truncation pairs. Every item can be consumed exactly once; using it twice ra
 from __future__ import annotations
 
 import numbers
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -187,18 +189,35 @@ def limb_matmul(a: np.ndarray, b: np.ndarray, bits: int = 64) -> np.ndarray:
     w = min(26, (55 - int(k).bit_length()) // 2)  # k * 2**(2w - 2) < 2**53
     limbs = -(-bits // w)
     al, bl = _signed_limbs(a, w, limbs), _signed_limbs(b, w, limbs)
-    out: np.ndarray | None = None
-    for i in range(limbs):
-        for j in range(limbs - i):
-            shift = (i + j) * w
-            if shift >= bits:
-                continue
-            part = np.matmul(al[i], bl[j]).astype(np.int64).view(np.uint64)  # exact, |entry| < 2**53
-            if shift:
-                part <<= np.uint64(shift)
-            out = part if out is None else np.add(out, part, out=out)  # wraps mod 2**64
-    assert out is not None
+    jobs = [(i, j, (i + j) * w) for i in range(limbs) for j in range(limbs - i) if (i + j) * w < bits]
+
+    def product(job: tuple[int, int, int]) -> np.ndarray:
+        i, j, shift = job
+        part = np.matmul(al[i], bl[j]).astype(np.int64).view(np.uint64)  # exact, |entry| < 2**53
+        if shift:
+            part <<= np.uint64(shift)
+        return part
+
+    pool = _limb_pool()
+    parts = list(pool.map(product, jobs)) if pool is not None else [product(job) for job in jobs]
+    out = parts[0]
+    for part in parts[1:]:
+        out += part  # wraps mod 2**64
     return out
+
+
+_POOL: list[Any] = []
+
+
+def _limb_pool() -> Any:
+    """A thread pool for the limb products when BLAS runs one thread (``OPENBLAS_NUM_THREADS=1`` or
+    ``OMP_NUM_THREADS=1``) and several cores are free: BLAS releases the GIL, so the products run side by side.
+    None otherwise (multi-threaded BLAS already uses the cores)."""
+    if not _POOL:
+        single = "1" in (os.environ.get("OPENBLAS_NUM_THREADS"), os.environ.get("OMP_NUM_THREADS"))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        _POOL.append(ThreadPoolExecutor(max_workers=min(cores, 6)) if single and cores > 1 else None)
+    return _POOL[0]
 
 
 def ring_matmul(ring: Ring, a: np.ndarray, b: np.ndarray) -> np.ndarray:
