@@ -64,7 +64,7 @@ from refimpl.prg import Stream, derive_key, fresh_key
 from refimpl.sharing.additive import Shares
 from refimpl.sharing.api import share
 
-__all__ = ["EncryptedTrainer", "PlaintextTwin", "batch_order", "gradient_error_bound", "step_scale"]
+__all__ = ["EncryptedTrainer", "PlaintextTwin", "batch_order", "gradient_error_bound", "step_bits_for", "step_scale"]
 
 _HEADROOM_BITS = 10  # |lr/B * gradient| may reach 2**10 before an update's division input leaves its range
 
@@ -103,7 +103,7 @@ class EncryptedTrainer:
     Args:
         params: the model owner's initial weights ``{"w0", "b0", ...}`` (shared at once; kept nowhere).
         n: number of compute parties (>= 2).
-        encoding: fixed point, base 2 (default: 16 fractional bits in Z_2^64).
+        encoding: fixed point, any base (default: 16 fractional bits in Z_2^64).
         lr: learning rate for the MEAN loss over a batch (the step per example is ``lr / B``, see
             :func:`step_scale`).
         loss: ``"mse"`` (``||z - onehot||^2 / 2``, 0 rounds) or ``"xent"`` (softmax cross-entropy).
@@ -114,6 +114,11 @@ class EncryptedTrainer:
         data_key: the data owners' key for sharing batches (None: fresh); the batch of step ``t`` is shared with
             keys derived from it and ``t``.
         channel: counts the openings and dealer items (a workers' ``LedgerChannel`` records them in the ledger).
+
+    Range: every division's input must lie in :func:`~refimpl.mpc.truncation.division_range`, i.e. every
+    pre-activation and back-propagated value below ``2**(l-2) / scale**2`` (``2**30`` for 16 fractional bits in
+    Z_2^64) and every parameter update ``|lr / B * G|`` below ``2**10`` (:func:`step_bits_for`); outside it the
+    division's result is undefined. Usual MLP training stays many orders of magnitude inside.
 
     Raises:
         ConfigurationError: an encoding the protocol cannot train with.
