@@ -26,6 +26,7 @@ import contextlib
 import io
 import json
 import math
+import shutil
 import signal
 import struct
 import sys
@@ -66,6 +67,15 @@ def _specific() -> tuple[type[BaseException], ...]:
 SPECIFIC = _specific()
 CASES: list[tuple[str, str, Callable[[], Any], str]] = []  # (area, name, call, expect: "raise" | "no-crash")
 KEY = bytes(range(16))
+
+
+_TEMPDIRS: list[Path] = []
+
+
+def _tempdir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    _TEMPDIRS.append(path)
+    return path
 
 
 def case(area: str, name: str, fn: Callable[[], Any], expect: str = "raise") -> None:
@@ -374,7 +384,7 @@ def cli_cases() -> None:
 
 def _cli(argv: list[str], *, out: bool = False, out_file: bool = False) -> tuple[str, tuple[str, str]]:
     from refimpl.cli import main
-    tmp = Path(tempfile.mkdtemp(prefix="refimpl-bad-"))
+    tmp = _tempdir("refimpl-bad-")
     if out_file:
         (tmp / "f").write_text("x")
         argv = [*argv, "--out", str(tmp / "f")]
@@ -402,7 +412,7 @@ def checkpoint_cases() -> None:
     from refimpl.fl.server import ServerState
     opt = server.server_optimizer("fedavg")
     params = {"w0": jnp.ones((3, 2)), "b0": jnp.zeros(2)}
-    tmp = Path(tempfile.mkdtemp(prefix="refimpl-ckpt-"))
+    tmp = _tempdir("refimpl-ckpt-")
     good = tmp / "good.npz"
     checkpoint.save(good, ServerState(params, opt.init(params), 3), {"a": 1})
     raw = good.read_bytes()
@@ -442,7 +452,7 @@ def idx_cases() -> None:
     for name, raw in cases.items():
         case("idx", name, lambda raw=raw: data._parse_idx(raw, "bad.idx", None))
     case("idx", "wrong ndim", lambda: data._parse_idx(hdr + b"\x01" + struct.pack(">I", 1) + b"x", "bad.idx", 3))
-    tmp = Path(tempfile.mkdtemp(prefix="refimpl-idx-"))
+    tmp = _tempdir("refimpl-idx-")
     (tmp / "x.gz").write_bytes(b"not gzip at all")
     case("idx", "corrupt gzip", lambda: data.read_idx(tmp / "x.gz"))
 
@@ -519,6 +529,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--verbose", action="store_true", help="print every case")
     args = p.parse_args(argv)
+    try:
+        return _run(args)
+    finally:
+        for path in _TEMPDIRS:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace) -> int:
     for name in args.area or AREAS:
         AREAS[name]()
     t0 = time.perf_counter()
