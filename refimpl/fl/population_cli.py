@@ -186,8 +186,8 @@ def write_plot(history: list[dict[str, Any]], orch: Any, path: Path, title: str)
     a1.grid(alpha=0.3)
     live = ~orch.population.opted_out
     counts = orch.counted_times[live]
-    a2.hist(counts, bins=np.arange(counts.max() + 2) - 0.5 if counts.size else 1, color="tab:green")
-    a2.set(xlabel="rounds in which a client was counted", ylabel="clients",
+    a2.hist(counts, bins=min(40, int(counts.max()) + 1) if counts.size else 1, color="tab:green")
+    a2.set(xlabel="rounds in which a client was counted", ylabel="clients", yscale="log",
            title=f"participation ({np.mean(counts == 0):.1%} never counted)" if counts.size else "participation")
     rounds = [r["round"] for r in history if "dropouts" in r]
     bottom = np.zeros(len(rounds))
