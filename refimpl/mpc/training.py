@@ -58,6 +58,7 @@ from refimpl.mpc.batched import divide_many, matmul_many, mul_many, sum_rows, tr
 from refimpl.mpc.channel import Channel
 from refimpl.mpc.comparison import drelu
 from refimpl.mpc.dealer import Dealer
+from refimpl.mpc.functions import BOUNDS
 from refimpl.mpc.headroom import check_product_headroom
 from refimpl.mpc.training_loss import check_loss, loss_delta
 from refimpl.prg import Stream, derive_key, fresh_key
@@ -305,14 +306,16 @@ class PlaintextTwin:
         self.steps += 1
 
 
-def gradient_error_bound(params: Mapping[str, ArrayLike], x: ArrayLike, y: ArrayLike, encoding: FixedPoint
-                         ) -> dict[str, np.ndarray]:
-    """Elementwise bound on ``|gradients on shares - PlaintextTwin.gradients|`` for one batch, MSE loss.
+def gradient_error_bound(params: Mapping[str, ArrayLike], x: ArrayLike, y: ArrayLike, encoding: FixedPoint,
+                         loss: str = "mse") -> dict[str, np.ndarray]:
+    """Elementwise bound on ``|gradients on shares - PlaintextTwin.gradients|`` for one batch.
 
     Propagates absolute errors through the computation with ``u = 1 / encoding.scale``: encoding error ``u/2`` on
     each input, weight and bias, ``u`` per division (the result is ``floor`` or one more), none for the exact ReLU
     and products. Where a pre-activation lies within its error bound of 0 the ReLU bit may differ from the
-    twin's; there the bound takes the whole back-propagated term. Float64 rounding of the twin is ignored.
+    twin's; there the bound takes the whole back-propagated term. For ``"xent"`` the softmax adds its documented
+    bound (:data:`refimpl.mpc.functions.BOUNDS`, plus ``u``) and half the row's largest logit error (softmax is
+    1/2-Lipschitz in the max norm). Float64 rounding of the twin is ignored.
     """
     u = 1.0 / encoding.scale
     lay = nn.layers(params)
@@ -323,8 +326,11 @@ def gradient_error_bound(params: Mapping[str, ArrayLike], x: ArrayLike, y: Array
         e_a_list.append(e_a)
         e_h = e_a
     z = cache.pre[-1]
-    delta = z - nn.one_hot(y, z.shape[1])
-    e_d = e_a_list[-1]
+    if check_loss(loss, encoding) == "mse":
+        delta, e_d = z - nn.one_hot(y, z.shape[1]), e_a_list[-1]
+    else:
+        delta = nn.softmax(z) - nn.one_hot(y, z.shape[1])
+        e_d = BOUNDS["softmax"][2](z) + u + 0.5 * e_a_list[-1].max(axis=1, keepdims=True)
     bounds: dict[str, np.ndarray] = {}
     for i in reversed(range(len(lay))):
         w = lay[i][0]
