@@ -117,7 +117,7 @@ def test_plugs_into_fedavg_and_tracks_plaintext_training():
 def test_command_line_helpers_build_reproducible_aggregators_and_report_epsilon():
     import argparse
 
-    from refimpl.fl.secure import add_arguments, from_args, round_metrics
+    from refimpl.fl.secure_cli import add_arguments, from_args, round_metrics
 
     p = argparse.ArgumentParser()
     p.add_argument("--seed", type=int, default=0)

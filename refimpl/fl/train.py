@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="do not write curves.png")
-    from refimpl.fl import population_cli, secure
-    secure.add_arguments(p)
+    from refimpl.fl import population_cli, secure_cli
+    secure_cli.add_arguments(p)
     population_cli.add_arguments(p)  # --population, orchestration, drift, personalization (issue 16)
     return p
 
@@ -135,9 +135,9 @@ def _check_numbers(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     if not (math.isfinite(args.alpha) and args.alpha > 0):
         parser.error(f"--alpha must be a finite number > 0, got {args.alpha}")
     from refimpl.errors import ConfigurationError
-    from refimpl.fl import secure, server
+    from refimpl.fl import secure_cli, server
     try:
-        secure.check_args(args, server.num_sampled(args.clients, args.fraction))
+        secure_cli.check_args(args, server.num_sampled(args.clients, args.fraction))
     except ConfigurationError as e:
         parser.error(str(e))
 
@@ -244,9 +244,9 @@ def _setup(args: argparse.Namespace) -> _Run:
     """Load and partition the data (writing ``partition.json``), place it on the devices, build the FedAvg engine."""
     import optax
 
-    from refimpl.fl import client, data, model, partition, secure, server
+    from refimpl.fl import client, data, model, partition, secure_cli, server
 
-    agg, acct = secure.from_args(args)  # fresh OS keys unless --insecure-derived-keys (then derived from --seed)
+    agg, acct = secure_cli.from_args(args)  # fresh OS keys unless --insecure-derived-keys (then derived from --seed)
     if agg is not None and agg.insecure_derived_keys:
         print("refimpl train: WARNING: --insecure-derived-keys: every secure-aggregation key (shares, masks, dither, "
               "DP noise) is derived from --seed; anyone who knows the seed recovers each client's update and the "
@@ -328,13 +328,13 @@ def _peak_rss_mib() -> float | None:
 
 def _round_row(run: _Run, state: Any, result: Any, seconds: float, param_bytes: int) -> dict[str, Any]:
     """The metrics line of one finished round (evaluation added by the caller)."""
-    from refimpl.fl import secure
+    from refimpl.fl import secure_cli
 
     row: dict[str, Any] = {"round": state.round, "test_accuracy": None, "test_loss": None,
                            "train_loss": result.train_loss, "seconds": seconds,
                            "clients": len(result.clients), "bytes_up_per_client": param_bytes,
                            "bytes_down_per_client": param_bytes, "peak_rss_mib": _peak_rss_mib()}
-    row.update(secure.round_metrics(run.agg, run.acct))  # survivors, measured upload bytes, (epsilon, delta)
+    row.update(secure_cli.round_metrics(run.agg, run.acct))  # survivors, measured upload bytes, (epsilon, delta)
     if run.population is not None:
         from refimpl.fl import population_cli
         row.update(population_cli.round_metrics(run.population))  # simulated time, dropouts by cause, bytes
