@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -58,6 +59,12 @@ def aad(round_: int, sender: int, receiver: int) -> bytes:
     return b"refimpl/secagg" + round_.to_bytes(8, "big") + sender.to_bytes(4, "big") + receiver.to_bytes(4, "big")
 
 
+@functools.cache
+def _probe() -> X25519PrivateKey:
+    """A throwaway key that only tests advertised keys (its shared secrets are never used)."""
+    return X25519PrivateKey.generate()
+
+
 def check_public_key(public: object, client: int, what: str) -> None:
     """Raise :class:`ProtocolError` naming ``client`` unless ``public`` is a usable X25519 public key: 32 bytes and
     not of low order (a low-order point makes every shared secret with it all zeros, which cryptography refuses)."""
@@ -65,7 +72,7 @@ def check_public_key(public: object, client: int, what: str) -> None:
         raise ProtocolError(f"client {client}'s {what} public key must be 32 bytes, got "
                             f"{len(public) if isinstance(public, (bytes, bytearray)) else type(public).__name__}")
     try:
-        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(public))
+        _probe().exchange(X25519PublicKey.from_public_bytes(public))
     except ValueError as err:
         raise ProtocolError(f"client {client}'s {what} public key is an invalid (low-order) X25519 point; the "
                             "client is dropped") from err
