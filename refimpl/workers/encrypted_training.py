@@ -50,6 +50,7 @@ from refimpl.mpc.headroom import check_product_headroom
 from refimpl.mpc.training import EncryptedTrainer, step_bits_for
 from refimpl.mpc.training_algebra import sgd_step
 from refimpl.mpc.training_loss import check_loss
+from refimpl.net import wire
 from refimpl.prg import derive_key
 from refimpl.sharing.additive import CompressedShares, Shares
 from refimpl.sharing.binary import BinaryShares
@@ -159,7 +160,7 @@ class WorkerTrainer:
         with self.ledger.round():
             for shares in self.trainer.weights.values():
                 for i, w in enumerate(self.compute):
-                    self.ledger.record(w.name, self.model_owner.name, "get", shares.data[i].nbytes + 64)
+                    self.ledger.record(w.name, self.model_owner.name, "get", len(wire.encode(shares.data[i])))
         return self.trainer.reconstruct()
 
     def summary(self) -> dict[str, int]:
