@@ -174,7 +174,8 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--tls-dir", help="the deployment's certificates")
     p.add_argument("--insecure-plaintext", action="store_true", help="INSECURE: no TLS (loopback experiments only)")
     p.add_argument("--clients", type=int, required=True, help="K, the number of clients the data is split among")
-    p.add_argument("--data", default="mnist-10k", help="dataset (default mnist-10k, built in)")
+    p.add_argument("--data", default="mnist-10k",
+                   help="dataset (default mnist-10k, built in), or 'synthetic' for the aggregator's --synthetic D")
     p.add_argument("--partition", default="iid", help="iid | dirichlet | shards | powerlaw")
     p.add_argument("--seed", type=int, default=0, help="partition seed (public)")
     p.add_argument("--deadline", type=float, default=600.0, help="seconds to wait for a stage to close")
