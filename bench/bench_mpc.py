@@ -10,12 +10,14 @@ Figures, all measured in this process (CrypTen in its own two processes, one per
   element (best of ``--repeats``; every party simulated in this one process), and the largest error against the
   plaintext operation on the decoded inputs next to the documented bound (inputs inside the documented ranges);
 * ``mul_trunc``: ``x * y`` of two fixed-point tensors of 1e6 elements, 2 parties (Beaver + dealer division),
-  elements per second, next to CrypTen's ``x * y`` measured side by side (or the issue's 12.7 M/s if CrypTen is
-  not installed: pass ``--crypten-python``);
+  elements per second, next to CrypTen's ``x * y`` (or the issue's 12.7 M/s if CrypTen is not installed: pass
+  ``--crypten-python``);
 * ``matmul``: Z_2^64 matmul by float64 BLAS on split limbs vs ``np.matmul`` on uint64, bit-identical, with the
   default BLAS threads and with one (``OPENBLAS_NUM_THREADS=1``, in a subprocess);
 * ``inference``: :class:`~refimpl.mpc.inference.EncryptedMLP` on the 784-128-10 MLP, ms per image at batch 250
-  and 1 with the integer matmul and with the limb matmul, next to CrypTen 0.4.1 on the same weights and images.
+  and 1 with the integer matmul and with the limb matmul, next to CrypTen 0.4.1 on the same weights and images;
+* ``ratios``: CrypTen's time over refimpl's for ``x * y`` (1e6), inference at batch 250 and at batch 1, from
+  ``--pairs`` alternating runs (refimpl with one BLAS thread in a child process, then CrypTen), median and range.
 
 Run: ``nice python bench/bench_mpc.py [--crypten-python ~/.venv-crypten/bin/python]`` (about 2 minutes here) or
 ``--quick``.
@@ -205,6 +207,7 @@ def main() -> int:
     ap.add_argument("--elements", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--crypten-python", default=None, help="a Python with crypten 0.4.1 (bench/install_crypten.sh)")
+    ap.add_argument("--pairs", type=int, default=3, help="alternating refimpl/CrypTen runs for the ratios")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help="result JSON (default bench/results/mpc-<date>.json; '-': none)")
     args = ap.parse_args()
@@ -212,8 +215,9 @@ def main() -> int:
         args.elements, args.repeats = 2_000, 1
     params, images = _images()
     if args.child:
-        print(json.dumps({"matmul": matmul_speed(args.repeats), "inference": inference(params, images,
-                                                                                        args.repeats)}))
+        big = 100_000 if args.quick else 1_000_000
+        print(json.dumps({"matmul": matmul_speed(args.repeats), "inference": inference(params, images, args.repeats),
+                          "mul_trunc": mul_trunc(big, args.repeats)}))
         return 0
     t0 = time.perf_counter()
     result: dict[str, Any] = {"benchmark": "mpc", "machine": _common.machine_info(), "args": vars(args)}
@@ -222,14 +226,37 @@ def main() -> int:
     result["mul_trunc"] = mul_trunc(big, args.repeats)
     result["matmul"] = {"default_threads": matmul_speed(args.repeats)}
     result["inference"] = {"default_threads": inference(params, images, args.repeats)}
-    child = one_thread_child(args.repeats)
-    result["matmul"]["one_blas_thread"] = child.get("matmul", child)
-    result["inference"]["one_blas_thread"] = child.get("inference", child)
-    result["crypten"] = crypten(args.crypten_python, params, images, big, args.repeats)
+    # refimpl with one BLAS thread (a child process) and CrypTen, in alternating pairs: the load of a shared
+    # machine changes from minute to minute, so only the ratios within a pair are compared
+    pairs = []
+    for _ in range(1 if args.quick else args.pairs):
+        child = one_thread_child(args.repeats)
+        cr = crypten(args.crypten_python, params, images, big, args.repeats)
+        pairs.append({"refimpl": child, "crypten": cr})
+    result["pairs"] = pairs
+    result["matmul"]["one_blas_thread"] = pairs[-1]["refimpl"].get("matmul", pairs[-1]["refimpl"])
+    result["inference"]["one_blas_thread"] = pairs[-1]["refimpl"].get("inference", pairs[-1]["refimpl"])
+    result["crypten"] = pairs[-1]["crypten"]
+    result["ratios"] = _ratios(pairs)
     result["seconds"] = time.perf_counter() - t0
     _report(result)
     _common.write_result(result, args.out, "mpc", "quick" if args.quick else None)
     return 0
+
+
+def _ratios(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per pair: CrypTen's time over refimpl's (above 1: refimpl faster), then their spread."""
+    out: dict[str, list[float]] = {"mul_trunc": [], "inference_250": [], "inference_1": []}
+    for pair in pairs:
+        ours, cr = pair["refimpl"], pair["crypten"]
+        if not cr or "parties" not in cr or "inference" not in ours:
+            continue
+        c0 = cr["parties"][0]
+        out["mul_trunc"].append(ours["mul_trunc"]["elements_per_s"] / c0["mul"]["elements_per_s"])
+        for batch in ("250", "1"):
+            out[f"inference_{batch}"].append(c0["inference"][batch]["ms_per_image"]
+                                             / ours["inference"]["limb_matmul_on"][batch]["ms_per_image"])
+    return {k: {**_common.spread(v), "values": v} for k, v in out.items() if v}
 
 
 def _report(r: dict[str, Any]) -> None:
@@ -240,11 +267,14 @@ def _report(r: dict[str, Any]) -> None:
               f"{row['offline_bytes_per_element']:12.1f} {row['us_per_element']:8.2f} {row['max_error']:9.2e} "
               f"{row['bound']:9.2e}{'' if row['within_bound'] else '  OVER BOUND'}")
     m = r["mul_trunc"]
-    cr = r.get("crypten") or {}
-    cmul = cr["parties"][0]["mul"]["elements_per_s"] if "parties" in cr else None
-    print(f"\nmul+trunc, 2 parties, {m['elements']} elements: {m['elements_per_s'] / 1e6:.2f} M/s; CrypTen "
-          + (f"{cmul / 1e6:.2f} M/s (measured side by side)" if cmul else
-             f"{ISSUE_CRYPTEN_MUL_PER_S / 1e6} M/s (the issue's figure, not measured here)"))
+    print(f"\nmul+trunc, 2 parties, {m['elements']} elements (this process, default threads): "
+          f"{m['elements_per_s'] / 1e6:.2f} M/s")
+    if not r.get("ratios"):
+        print(f"CrypTen not measured (--crypten-python): the issue's figures are {ISSUE_CRYPTEN_MUL_PER_S / 1e6} M/s "
+              f"and {ISSUE_CRYPTEN_MS_PER_IMAGE} ms/image")
+    for name, sp in r.get("ratios", {}).items():
+        print(f"CrypTen time / refimpl time, {name}: median {sp['median']:.2f} (min {sp['min']:.2f}, max "
+              f"{sp['max']:.2f}, {sp['count']} alternating pairs)")
     for mode in ("default_threads", "one_blas_thread"):
         for row in r["matmul"][mode] if isinstance(r["matmul"][mode], list) else []:
             print(f"matmul {mode:16s} {tuple(row['shape'])}: limb x{row['speedup']:.2f} vs int "
@@ -255,6 +285,7 @@ def _report(r: dict[str, Any]) -> None:
             if isinstance(row, dict) and "250" in row:
                 print(f"inference {mode:16s} {key:18s}: batch 250 {row['250']['ms_per_image']:.3f} ms/image, "
                       f"batch 1 {row['1']['ms_per_image']:.1f} ms")
+    cr = r.get("crypten") or {}
     if "parties" in cr:
         ci = cr["parties"][0]["inference"]
         print(f"CrypTen {cr['crypten']} (2 processes, 1 thread each): batch 250 {ci['250']['ms_per_image']:.3f} "
