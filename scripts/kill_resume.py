@@ -9,6 +9,7 @@ uninterrupted run's and ``metrics.jsonl`` must hold rounds 1..R exactly once. Ex
 
     python scripts/kill_resume.py                  # 10 trials
     python scripts/kill_resume.py --trials 16 --json out.json
+    python scripts/kill_resume.py --extra "--secure secagg"
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="seeds the kill moments (not any key)")
     p.add_argument("--json", default=None)
+    p.add_argument("--extra", default="", help="more train flags for every run, e.g. '--secure secagg'")
     args = p.parse_args(argv)
+    FLAGS.extend(args.extra.split())
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="refimpl-kill-"))
     trials = []
