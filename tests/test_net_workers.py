@@ -142,6 +142,21 @@ def test_shared_tensors_run_unchanged_and_the_ledgers_match_in_process(procs, tl
         _close(w)
 
 
+def test_pushes_in_a_round_are_concurrent_but_their_failures_are_raised(procs, tls):
+    session = Session()
+    jake = connect(procs["jake"].url, name="jake", tls_dir=tls, session=session)
+    try:
+        x = send(np.array([1]), jake)
+        with pytest.raises(PointerError, match=f"object id {x.id} is already in use at 'jake'"):
+            with session.round():
+                session.me.deliver(jake, "share", {"op": "store", "ids": [x.id], "objs": [np.array([2])]})
+                assert session.pending_pushes()  # sent, not yet acknowledged
+        assert x.get().tolist() == [1]  # refused: never overwritten
+        assert session.pending_pushes() is None
+    finally:
+        jake.close()
+
+
 def test_no_remote_leak_after_10000_send_drop_cycles(procs, tls):
     session = Session()
     jake = connect(procs["jake"].url, name="jake", tls_dir=tls, session=session)

@@ -378,6 +378,11 @@ class Link:
         """:meth:`request` from synchronous code."""
         return run_sync(self.request(kind, payload, notify=notify))
 
+    def start(self, kind: str, payload: bytes) -> concurrent.futures.Future[bytearray | None]:
+        """Send a request without waiting; the future holds the reply (requests started in order are sent in
+        order)."""
+        return asyncio.run_coroutine_threadsafe(self.request(kind, payload), event_loop())
+
     def notify_soon(self, kind: str, payload: bytes) -> None:
         """Queue a message that expects no answer without waiting (safe from any thread, finalizers included)."""
         def start() -> None:

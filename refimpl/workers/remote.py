@@ -25,15 +25,19 @@ Example (two worker processes on this machine; see the README's "Deploying parti
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import itertools
 import os
 import secrets
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from refimpl.errors import ProtocolError
+from refimpl import errors
+from refimpl.errors import ProtocolError, RefimplError
 from refimpl.net import wire
 from refimpl.net.transport import Link
 from refimpl.workers.worker import Ledger, VirtualWorker
@@ -55,6 +59,7 @@ class Session(Ledger):
         self._ids = itertools.count(1 + secrets.randbelow(1 << 44) if first_id is None else int(first_id))
         self._links: Counter[tuple[str, str, str]] = Counter()
         self._link_bytes: Counter[tuple[str, str, str]] = Counter()
+        self._local = threading.local()
 
     def record(self, sender: str, receiver: str, kind: str, nbytes: int, *, round: int | None = None) -> None:
         with self._lock:
@@ -66,10 +71,54 @@ class Session(Ledger):
         with self._lock:
             return next(self._ids)
 
+    @contextlib.contextmanager
+    def round(self) -> Iterator[None]:
+        """One communication round; pushes (share, dealer, open, store) made in it by this thread to remote
+        workers travel concurrently, and the round ends when every one is acknowledged (the first failure is
+        raised then, unless the block is already raising)."""
+        local = self._local
+        if getattr(local, "pending", None) is not None:  # nested: the outer round waits
+            with super().round():
+                yield
+            return
+        local.pending = []
+        try:
+            with super().round():
+                yield
+        finally:
+            pending, local.pending = local.pending, None
+            errors = [e for e in (_settle(name, fut) for name, fut in pending) if e is not None]
+            if errors and sys.exc_info()[0] is None:
+                raise errors[0]
+
+    def pending_pushes(self) -> list[tuple[str, concurrent.futures.Future[Any]]] | None:
+        """This thread's unacknowledged pushes in the current round (None outside a round)."""
+        return getattr(self._local, "pending", None)  # type: ignore[no-any-return]
+
     def links(self) -> dict[tuple[str, str, str], tuple[int, int]]:
         """``{(sender, receiver, kind): (messages, bytes)}`` of every message this party wrote or read."""
         with self._lock:
             return {k: (n, self._link_bytes[k]) for k, n in self._links.items()}
+
+
+PUSH_KINDS = frozenset({"store", "share", "dealer", "open"})
+"""Message kinds that only store objects at the receiver (no reply but an acknowledgement)."""
+
+
+def _settle(name: str, fut: concurrent.futures.Future[Any]) -> BaseException | None:
+    """Wait for one push; its failure as an exception (None when acknowledged)."""
+    try:
+        raw = fut.result()
+    except BaseException as e:  # noqa: BLE001 - WorkerUnavailable, ProtocolError: reported by the round
+        return e
+    if raw is None:
+        return None
+    out = wire.decode(raw)
+    if isinstance(out, dict) and "error" in out:
+        kind = getattr(errors, str(out.get("type")), None)
+        cls = kind if isinstance(kind, type) and issubclass(kind, Exception) else RefimplError
+        return cls(out["error"])
+    return None
 
 
 _default: Session | None = None
@@ -134,6 +183,10 @@ class RemoteWorker(VirtualWorker):
         """Carry an encoded message to the worker; return its encoded reply (``delete`` is sent without waiting)."""
         if kind == "delete":
             self.link.notify_soon(kind, bytes(raw))
+            return None
+        pending = self.ledger.pending_pushes() if kind in PUSH_KINDS else None  # type: ignore[attr-defined]
+        if pending is not None:  # inside a round: concurrently with the round's other pushes
+            pending.append((self.name, self.link.start(kind, bytes(raw))))
             return None
         reply = self.link.call(kind, raw)
         return None if reply is None else bytes(reply)
