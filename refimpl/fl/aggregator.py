@@ -1,4 +1,7 @@
-"""``python -m refimpl aggregator``: secure FedAvg over the network (Bonawitz SecAgg / SecAgg+, or additive S-server).
+"""Secure FedAvg over the network: the lead aggregator and the client protocol (``python -m refimpl aggregator``).
+
+The lead is :class:`Lead`; the additive protocol's share servers are :mod:`refimpl.fl.share_server`; the command
+line is :mod:`refimpl.fl.aggregator_cli`; clients are :mod:`refimpl.fl.net_client`.
 
 Processes of a deployment (each with its certificate from ``python -m refimpl certs``)::
 
@@ -81,7 +84,6 @@ from refimpl.net import transport, wire
 from refimpl.net.accounting import Ledger
 from refimpl.secagg import (
     AdditiveConfig,
-    AdditiveServer,
     AdvertiseKeys,
     Codec,
     MaskedInput,
@@ -89,13 +91,12 @@ from refimpl.secagg import (
     SecAggConfig,
     SecAggServer,
     ShareKeys,
-    ShareMessage,
     UnmaskingResponse,
     agree,
     combine_partial_sums,
 )
 
-__all__ = ["Lead", "LeadConfig", "ShareServer", "client_id_of", "default_threshold", "flatten", "unflatten"]
+__all__ = ["Lead", "LeadConfig", "client_id_of", "default_threshold", "error_reply", "flatten", "unflatten"]
 
 log = logging.getLogger("refimpl.aggregator")
 
@@ -127,7 +128,8 @@ def unflatten(vector: np.ndarray, sizes: Sequence[int]) -> dict[str, np.ndarray]
     return out
 
 
-def _error(e: Exception) -> bytes:
+def error_reply(e: Exception) -> bytes:
+    """The wire reply that rejects a request: ``{"error": text, "type": exception name}``."""
     return wire.encode({"error": str(e), "type": type(e).__name__})
 
 
@@ -266,13 +268,13 @@ class Lead:
                 fut: concurrent.futures.Future[bytes] = concurrent.futures.Future()
                 old = self.waiting.get(u)
                 if old is not None and not old.done():
-                    old.set_result(_error(ProtocolError("superseded by a newer request")))
+                    old.set_result(error_reply(ProtocolError("superseded by a newer request")))
                 self.waiting[u] = fut
                 self.lock.notify_all()
             return fut
         except (RefimplError, TypeError, KeyError) as e:
             log.warning("%s: rejected a %r request from %r: %s", self.name, kind, peer, e)
-            return _error(e)
+            return error_reply(e)
 
     def _submit(self, u: int, msg: dict[str, Any]) -> None:
         if msg.get("round") != self.round or msg.get("stage") != self.stage:
@@ -481,157 +483,3 @@ def _check(raw: Any) -> dict[str, Any]:
     if "error" in out:
         raise ProtocolError(f"share server: {out['error']}")
     return out  # type: ignore[no-any-return]
-
-
-class ShareServer:
-    """Share server ``aggregator-<index>`` of the additive protocol (takes control only from ``aggregator``)."""
-
-    def __init__(self, index: int, *, tls_dir: str | None, host: str = "127.0.0.1", port: int = 0,
-                 insecure_plaintext: bool = False, lead: str = "aggregator") -> None:
-        self.index, self.lead, self.name = index, lead, f"aggregator-{index}"
-        self.server_state: AdditiveServer | None = None
-        self.lock = threading.Lock()
-        self.ledger = Ledger(keep=None)
-        self.server = transport.serve(self.name, self._handle, host, port, tls_dir=tls_dir,
-                                      insecure_plaintext=insecure_plaintext, workers=8)
-        self.url = f"{'ws' if insecure_plaintext else 'wss'}://{host}:{self.server.port}"
-
-    def close(self) -> None:
-        self.server.close()
-
-    def _handle(self, peer: str, typ: int, kind: str, payload: bytearray) -> bytes:
-        self.ledger.record(peer, self.name, kind, len(payload))
-        try:
-            msg = wire.decode(payload)  # type: ignore[arg-type]
-            if not isinstance(msg, dict):
-                raise ProtocolError("a request is a dict")
-            with self.lock:
-                out = self._control(msg) if peer == self.lead and kind == "control" else self._upload(peer, msg)
-            raw = wire.encode(out)
-        except (RefimplError, TypeError, KeyError) as e:
-            log.warning("%s: rejected a %r request from %r: %s", self.name, kind, peer, e)
-            raw = _error(e)
-        self.ledger.record(self.name, peer, "reply", len(raw))
-        return raw
-
-    def _control(self, msg: dict[str, Any]) -> dict[str, Any]:
-        op = msg.get("op")
-        if op == "begin":
-            c = msg["codec"]
-            codec = Codec(length=c["length"], max_clients=c["max_clients"], clip=c["clip"], frac_bits=c["frac_bits"])
-            cfg = AdditiveConfig(codec=codec, servers=msg["servers"], prg=msg["prg"], min_clients=msg["min_clients"])
-            if self.server_state is None or self.server_state.config != cfg:
-                old = self.server_state.round if self.server_state is not None else None
-                self.server_state = AdditiveServer(cfg, self.index)
-                self.server_state.round = old
-            self.server_state.begin_round(msg["round"], msg["clients"])
-            return {"ok": True}
-        st = self.server_state
-        if st is None:
-            raise ProtocolError(f"{self.name} has not begun a round")
-        if op == "report":
-            return {"received": sorted(st.finish_stage())}
-        if op == "partial":
-            p = st.partial_sum(msg["agreed"])
-            return {"round": p.round, "server": p.server, "clients": sorted(p.clients), "total": p.total}
-        raise ProtocolError(f"unknown control request {op!r}")
-
-    def _upload(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        if msg.get("op") != "upload":
-            raise ProtocolError(f"party {peer!r} may only upload shares, not {msg.get('op')!r}")
-        u = client_id_of(peer)
-        if msg.get("client") != u:
-            raise ProtocolError(f"{peer!r} uploaded a share in the name of client {msg.get('client')!r}")
-        st = self.server_state
-        if st is None:
-            raise ProtocolError(f"{self.name} has not begun a round")
-        st.receive(ShareMessage(msg["round"], u, msg["server"], st.config.ring, msg["payload"], msg["prg"]))
-        return {"ok": True}
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(","))
-
-
-def main(argv: Sequence[str]) -> int:
-    """``python -m refimpl aggregator --protocol secagg|secagg+|additive ...`` (the lead or a share server)."""
-    import argparse
-    import signal
-
-    from refimpl.workers.server import parse_address
-
-    p = argparse.ArgumentParser(prog="refimpl aggregator", description="Secure FedAvg over the network: the lead "
-                                "aggregator (holds the model, runs rounds) or an additive share server.")
-    p.add_argument("--protocol", choices=["secagg", "secagg+", "additive"], default="secagg")
-    p.add_argument("--share-server-index", type=int, default=None,
-                   help="run share server aggregator-INDEX of the additive protocol instead of the lead")
-    p.add_argument("--listen", default="127.0.0.1:0", help="host:port (default 127.0.0.1, any free port)")
-    p.add_argument("--tls-dir", help="the deployment's certificates (python -m refimpl certs)")
-    p.add_argument("--insecure-plaintext", action="store_true", help="INSECURE: no TLS (loopback experiments only)")
-    p.add_argument("--clients", type=int, default=10, help="K, clients client-1..client-K")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threshold", type=int, default=None,
-                   help="SecAgg t (default: more than half a neighbourhood, K // 2 + 1 for SecAgg)")
-    p.add_argument("--degree", type=int, default=None, help="SecAgg+ graph degree (default for secagg+: 2 log2 K)")
-    p.add_argument("--share-server", action="append", default=[], help="additive: URL of share server s, in order")
-    p.add_argument("--min-clients", type=int, default=2)
-    p.add_argument("--model", type=_sizes, default=(784, 32, 10), help="layer sizes (default 784,32,10)")
-    p.add_argument("--clip", type=float, default=1.0, help="per-coordinate clip of an update")
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--stage-timeout", type=float, default=60.0)
-    p.add_argument("--join-timeout", type=float, default=120.0)
-    p.add_argument("--synthetic", type=int, default=None, metavar="D", help="clients send test vectors of length D")
-    p.add_argument("--data", default="mnist-10k", help="test set for the accuracy printed each round")
-    p.add_argument("--out", help="write the round records as JSON here")
-    p.add_argument("--log-level", default="INFO")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if not args.tls_dir and not args.insecure_plaintext:
-        p.error("give --tls-dir (mutual TLS) or, for loopback experiments only, --insecure-plaintext")
-    host, port = parse_address(args.listen)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if args.share_server_index is not None:
-        share = ShareServer(args.share_server_index, tls_dir=args.tls_dir, host=host, port=port,
-                            insecure_plaintext=args.insecure_plaintext)
-        print(f"share server {share.name} listening on {share.url}", flush=True)
-        stop.wait()
-        share.close()
-        return 0
-    degree = args.degree
-    if args.protocol == "secagg+" and degree is None:
-        degree = 2 * max(1, int(np.ceil(np.log2(args.clients))))
-    try:
-        cfg = LeadConfig(protocol="additive" if args.protocol == "additive" else "secagg", clients=args.clients,
-                         rounds=args.rounds, sizes=args.model, threshold=args.threshold, degree=degree,
-                         share_servers=tuple(args.share_server), min_clients=args.min_clients, clip=args.clip,
-                         lr=args.lr, epochs=args.epochs, batch=args.batch, stage_timeout=args.stage_timeout,
-                         join_timeout=args.join_timeout, synthetic=args.synthetic)
-        test = None
-        if args.synthetic is None:
-            from refimpl.fl.data import load
-
-            ds = load(args.data)
-            test = (ds.x_test.astype(np.float64), ds.y_test)
-        lead = Lead(cfg, tls_dir=args.tls_dir, host=host, port=port, insecure_plaintext=args.insecure_plaintext,
-                    test_data=test)
-    except (RefimplError, OSError) as e:
-        print(f"refimpl aggregator: {e}", flush=True)
-        return 2
-    print(f"aggregator ({args.protocol}) listening on {lead.url}, waiting for {args.clients} clients", flush=True)
-    lead.start()
-    while not lead.done.wait(0.2) and not stop.is_set():
-        pass
-    for rec in lead.history:
-        what = f"aborted: {rec.aborted}" if rec.aborted else f"summed {len(rec.clients)} clients"
-        acc = f", test accuracy {rec.accuracy:.3f}" if rec.accuracy is not None else ""
-        print(f"round {rec.round}: {what} in {rec.seconds:.2f} s, {rec.bytes_in} B in / {rec.bytes_out} B out{acc}",
-              flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump([rec.__dict__ for rec in lead.history], f)
-    time.sleep(0.5)  # let the last replies reach the clients
-    lead.close()
-    return 0 if lead.history and not any(r.aborted for r in lead.history) else 1
