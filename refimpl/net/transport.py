@@ -6,8 +6,9 @@ One process runs one asyncio event loop in a background thread (:func:`event_loo
 **Frames.** A message (the bytes of one :mod:`refimpl.net.wire` message) travels as WebSocket binary messages of at
 most :data:`CHUNK` payload bytes, each behind a 16-byte header ``b"RN" | type u8 | flags u8 | request id u64 |
 chunk index u32``; the first chunk starts with ``total length u64 | kind length u8 | kind``. Writing awaits the
-socket's drain (back-pressure), so a 1 GiB array streams in bounded memory per chunk, and the WebSocket ping/pong
-keepalive runs between chunks: liveness does not depend on message size. Types: ``HELLO`` (the handshake),
+socket's drain after each chunk (back-pressure: the sender never queues more than a few chunks), the receiver
+assembles the chunks into one buffer of the announced length (at most ``max_message`` bytes), and the WebSocket
+ping/pong keepalive runs between chunks: liveness does not depend on message size. Types: ``HELLO`` (the handshake),
 ``REQUEST`` (answered by ``REPLY``, ``ACK`` = empty reply, or ``FAIL`` = rejected), ``NOTIFY`` (not answered).
 
 **Who is who.** With TLS (the default) both ends present certificates of the deployment CA
