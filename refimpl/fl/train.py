@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="2nn", help=f"one of {tuple(MODELS)} or layer sizes like 784,64,10")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the split, the initial model, client sampling and shuffling")
-    p.add_argument("--devices", type=int, default=1, help="shard clients over this many local devices (0: all)")
+    p.add_argument("--devices", type=int, default=1,
+                   help="shard clients over this many devices (0: all; with --processes, counted over all processes)")
     p.add_argument("--processes", type=int, default=1,
                    help="run as this many coordinated processes on 127.0.0.1 (jax.distributed, gloo); --devices "
                         "then counts the devices of all processes (1: one per process)")
