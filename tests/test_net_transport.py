@@ -16,8 +16,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from refimpl.errors import ConfigurationError, WorkerUnavailable
-from refimpl.net import certs, transport
-from refimpl.net.transport import CHUNK, Link, serve
+from refimpl.net import certs, framing, transport
+from refimpl.net.framing import CHUNK
+from refimpl.net.transport import Link, serve
 from tests import _net  # noqa: F401  (skips without websockets)
 
 NAMES = ["jake", "john", "mallory", "me"]
@@ -148,11 +149,11 @@ async def _raw(jake, tls, frames, me="mallory"):
 
 
 def _hello(party, to="jake"):
-    return next(transport._frames(transport.HELLO, 0, "hello", json.dumps({"party": party, "to": to}).encode()))
+    return next(framing.frames(framing.HELLO, 0, "hello", json.dumps({"party": party, "to": to}).encode()))
 
 
 def _request(req, kind, payload):
-    return next(transport._frames(transport.REQUEST, req, kind, payload))
+    return next(framing.frames(framing.REQUEST, req, kind, payload))
 
 
 def _run(coro):
@@ -175,9 +176,9 @@ def test_malformed_frames_close_only_that_connection(jake, tls):
     try:
         assert link.call("echo", b"a") == b"me|a"
         for bad in [b"garbage", b"RN" + bytes(14),
-                    transport._HDR.pack(b"RN", transport.REQUEST, 0, 5, 3) + b"chunk 3 first",
-                    transport._HDR.pack(b"RN", transport.REQUEST, 0x80, 5, 0) + bytes(9),
-                    transport._HDR.pack(b"RN", transport.REQUEST, 1, 5, 0) + transport._FIRST.pack(1 << 40, 0)]:
+                    framing.HEADER.pack(b"RN", framing.REQUEST, 0, 5, 3) + b"chunk 3 first",
+                    framing.HEADER.pack(b"RN", framing.REQUEST, 0x80, 5, 0) + bytes(9),
+                    framing.HEADER.pack(b"RN", framing.REQUEST, 1, 5, 0) + framing.FIRST.pack(1 << 40, 0)]:
             before = jake.rejected
             got, code = _run(_raw(jake, tls, [_hello("mallory"), bad]))
             assert code == 1002 and jake.rejected > before, (bad[:20], code)
@@ -190,8 +191,8 @@ def test_replayed_and_reordered_requests_are_rejected(jake, tls):
     frames = [_hello("mallory"), _request(1, "echo", b"one"), _request(1, "echo", b"again"),
               _request(3, "echo", b"three"), _request(2, "echo", b"two")]
     got, code = _run(_raw(jake, tls, frames))
-    kinds = [(transport._HDR.unpack_from(g)[1], transport._HDR.unpack_from(g)[3]) for g in got[1:]]
-    assert kinds == [(transport.REPLY, 1), (transport.FAIL, 1), (transport.REPLY, 3), (transport.FAIL, 2)]
+    kinds = [(framing.HEADER.unpack_from(g)[1], framing.HEADER.unpack_from(g)[3]) for g in got[1:]]
+    assert kinds == [(framing.REPLY, 1), (framing.FAIL, 1), (framing.REPLY, 3), (framing.FAIL, 2)]
     assert b"replay" in bytes(got[2])
 
 

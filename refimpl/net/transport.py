@@ -3,9 +3,10 @@
 One process runs one asyncio event loop in a background thread (:func:`event_loop`); synchronous callers (a
 :class:`~refimpl.workers.remote.RemoteWorker`, a worker executing an instruction) hand it coroutines and wait.
 
-**Frames.** A message (the bytes of one :mod:`refimpl.net.wire` message) travels as WebSocket binary messages of at
-most :data:`CHUNK` payload bytes, each behind a 16-byte header ``b"RN" | type u8 | flags u8 | request id u64 |
-chunk index u32``; the first chunk starts with ``total length u64 | kind length u8 | kind``. Writing awaits the
+**Frames** (:mod:`refimpl.net.framing`). A message (the bytes of one :mod:`refimpl.net.wire` message) travels as
+WebSocket binary messages of at most ``CHUNK`` payload bytes, each behind a 16-byte header ``b"RN" | type u8 | flags
+u8 | request id u64 | chunk index u32``; the first chunk starts with ``total length u64 | kind length u8 | kind``.
+Writing awaits the
 socket's drain after each chunk (back-pressure: the sender never queues more than a few chunks), the receiver
 assembles the chunks into one buffer of the announced length (at most ``max_message`` bytes), and the WebSocket
 ping/pong keepalive runs between chunks: liveness does not depend on message size. Types: ``HELLO`` (the handshake),
@@ -40,27 +41,20 @@ import logging
 import os
 import secrets
 import ssl
-import struct
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from refimpl.errors import ConfigurationError, ProtocolError, ReplayError, WorkerUnavailable
 from refimpl.net import certs
+from refimpl.net.framing import ACK, CHUNK, FAIL, HEADER, HELLO, MAX_MESSAGE, NOTIFY, REPLY, REQUEST, Assembler, frames
 
-__all__ = ["CHUNK", "Link", "Server", "check_loopback", "event_loop", "run_sync", "serve"]
+__all__ = ["CHUNK", "DEFER", "REQUEST", "Link", "Server", "check_loopback", "event_loop", "run_sync", "serve"]
 
 log = logging.getLogger("refimpl.net")
 
-CHUNK = 1 << 22
-_HDR = struct.Struct("<2sBBQI")
-_FIRST = struct.Struct("<QB")
-HELLO, REQUEST, NOTIFY, REPLY, ACK, FAIL = range(6)
-_TYPES = {HELLO, REQUEST, NOTIFY, REPLY, ACK, FAIL}
-_LAST = 1
-MAX_MESSAGE = 1 << 34  # 16 GiB: the largest message a party accepts by default
 _T = TypeVar("_T")
 DEFER = b"\x00defer"  # a quick handler's "not me: run the full handler" (compared by identity)
 
@@ -115,80 +109,6 @@ def check_loopback(host: str) -> None:
     if not ok:
         raise ConfigurationError(f"insecure plaintext is for loopback experiments only; refusing address {host!r} "
                                  "(use TLS certificates: python -m refimpl certs)")
-
-
-# ---------------------------------------------------------------- frames
-def _frames(typ: int, req: int, kind: str, payload: bytes | bytearray | memoryview) -> Any:
-    view = memoryview(payload).cast("B")
-    kb = kind.encode()
-    first = _FIRST.pack(len(view), len(kb)) + kb
-    room = CHUNK - len(first)
-    index, pos = 0, 0
-    while True:
-        size = room if index == 0 else CHUNK
-        part = view[pos : pos + size]
-        pos += len(part)
-        last = pos >= len(view)
-        head = _HDR.pack(b"RN", typ, _LAST if last else 0, req, index)
-        yield b"".join((head, first, part)) if index == 0 else b"".join((head, part))
-        if last:
-            return
-        index += 1
-
-
-@dataclass
-class _Incoming:
-    typ: int
-    req: int
-    kind: str = ""
-    data: bytearray = field(default_factory=bytearray)
-    filled: int = 0
-    index: int = 0
-
-
-class _Assembler:
-    """Reassembles chunks into messages, one at a time per direction; raises ProtocolError on anything malformed."""
-
-    def __init__(self, max_message: int) -> None:
-        self.max_message = max_message
-        self.cur: _Incoming | None = None
-
-    def feed(self, frame: Any) -> _Incoming | None:
-        if not isinstance(frame, (bytes, bytearray)) or len(frame) < _HDR.size:
-            raise ProtocolError(f"malformed frame: {type(frame).__name__} of {len(frame)} bytes")
-        magic, typ, flags, req, index = _HDR.unpack_from(frame)
-        if magic != b"RN" or typ not in _TYPES or flags & ~_LAST:
-            raise ProtocolError(f"malformed frame header {bytes(frame[:_HDR.size]).hex()}")
-        body = memoryview(frame)[_HDR.size :]
-        cur = self.cur
-        if index == 0:
-            if cur is not None:
-                raise ProtocolError(f"message {req} starts before message {cur.req} ended")
-            if len(body) < _FIRST.size:
-                raise ProtocolError("malformed first chunk")
-            total, klen = _FIRST.unpack_from(body)
-            if total > self.max_message:
-                raise ProtocolError(f"message of {total} bytes exceeds the limit of {self.max_message}")
-            try:
-                kind = bytes(body[_FIRST.size : _FIRST.size + klen]).decode()
-            except UnicodeDecodeError:
-                raise ProtocolError("message kind is not UTF-8") from None
-            cur = self.cur = _Incoming(typ, req, kind, bytearray(total))
-            body = body[_FIRST.size + klen :]
-        elif cur is None or req != cur.req or typ != cur.typ or index != cur.index + 1:
-            raise ProtocolError(f"chunk {index} of message {req} out of sequence")
-        cur.index = index
-        end = cur.filled + len(body)
-        if end > len(cur.data):
-            raise ProtocolError(f"message {req} is longer than announced ({len(cur.data)} bytes)")
-        cur.data[cur.filled : end] = body
-        cur.filled = end
-        if flags & _LAST:
-            self.cur = None
-            if cur.filled != len(cur.data):
-                raise ProtocolError(f"message {req} ended after {cur.filled} of {len(cur.data)} bytes")
-            return cur
-        return None
 
 
 # ---------------------------------------------------------------- client side
@@ -278,8 +198,8 @@ class Link:
                     if seen != self.name:
                         raise self._unavailable(f"its certificate names {seen!r}, not {self.name!r}")
                 hello = json.dumps({"party": self.me, "to": self.name, "version": 1}).encode()
-                await ws.send(next(_frames(HELLO, 0, "hello", hello)))
-                asm = _Assembler(1 << 16)
+                await ws.send(next(frames(HELLO, 0, "hello", hello)))
+                asm = Assembler(1 << 16)
                 msg = None
                 while msg is None:
                     msg = asm.feed(await asyncio.wait_for(ws.recv(), self.deadline))
@@ -304,14 +224,14 @@ class Link:
             self._reader = asyncio.get_running_loop().create_task(self._read(ws))
 
     async def _read(self, ws: Any) -> None:
-        asm = _Assembler(self.max_message)
+        asm = Assembler(self.max_message)
         why = "connection closed"
         try:
             while True:
                 frame = await ws.recv()
                 self.bytes_read += len(frame)
-                if len(frame) >= _HDR.size and frame[:2] == b"RN":
-                    pend = self._pending.get(_HDR.unpack_from(frame)[3])
+                if len(frame) >= HEADER.size and frame[:2] == b"RN":
+                    pend = self._pending.get(HEADER.unpack_from(frame)[3])
                     if pend is not None:
                         pend.started.set()
                 msg = asm.feed(frame)
@@ -343,6 +263,7 @@ class Link:
             for pend in self._pending.values():
                 if not pend.done.done():
                     pend.done.set_exception(self._unavailable(why))
+                    pend.done.exception()  # the waiter, if still there, raises it; nobody else needs a warning
                 pend.started.set()  # wake the waiter: it raises the error now, not at its deadline
             self._pending.clear()
 
@@ -359,7 +280,7 @@ class Link:
         try:
             assert self._send_lock is not None
             async with self._send_lock:
-                for frame in _frames(NOTIFY if notify else REQUEST, req, kind, payload):
+                for frame in frames(NOTIFY if notify else REQUEST, req, kind, payload):
                     await ws.send(frame)
                     self.bytes_written += len(frame)
         except Exception as e:  # noqa: BLE001
@@ -458,7 +379,7 @@ class Server:
         addr = ws.remote_address or ("?", "?")
         remote = f"{addr[0]}:{addr[1]}"
         try:
-            msg = _Assembler(1 << 16).feed(await asyncio.wait_for(ws.recv(), 30))
+            msg = Assembler(1 << 16).feed(await asyncio.wait_for(ws.recv(), 30))
             info = json.loads(bytes(msg.data)) if msg is not None and msg.typ == HELLO else None
         except Exception as e:  # noqa: BLE001
             self._reject(remote, f"bad handshake ({type(e).__name__}: {e})")
@@ -479,10 +400,10 @@ class Server:
             why = f"wanted party {info.get('to')!r}, this is {self.name!r}"  # type: ignore[union-attr]
         if why:
             self._reject(f"{claimed!r} from {remote}", why)
-            await ws.send(next(_frames(FAIL, 0, "hello", why.encode())))
+            await ws.send(next(frames(FAIL, 0, "hello", why.encode())))
             await ws.close(1008, "refused")
             return None
-        await ws.send(next(_frames(HELLO, 0, "hello", json.dumps({"party": self.name, "boot": self.boot}).encode())))
+        await ws.send(next(frames(HELLO, 0, "hello", json.dumps({"party": self.name, "boot": self.boot}).encode())))
         return claimed
 
     async def _connection(self, ws: Any) -> None:
@@ -490,7 +411,7 @@ class Server:
         if peer is None:
             return
         self.peers[peer] = self.peers.get(peer, 0) + 1
-        asm, last, loop = _Assembler(self.max_message), 0, asyncio.get_running_loop()
+        asm, last, loop = Assembler(self.max_message), 0, asyncio.get_running_loop()
         try:
             while True:
                 try:
@@ -540,7 +461,7 @@ class Server:
 
     @staticmethod
     async def _send(ws: Any, typ: int, req: int, kind: str, payload: bytes | bytearray) -> None:
-        for frame in _frames(typ, req, kind, payload):
+        for frame in frames(typ, req, kind, payload):
             await ws.send(frame)
 
     def close(self) -> None:

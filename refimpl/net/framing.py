@@ -1,0 +1,111 @@
+"""The transport's framing: a message as WebSocket binary messages of at most :data:`CHUNK` payload bytes.
+
+Each chunk has a 16-byte header ``b"RN" | type u8 | flags u8 | request id u64 | chunk index u32`` (little-endian);
+the first chunk of a message starts with ``total length u64 | kind length u8 | kind`` (UTF-8). Flag ``LAST`` marks
+the final chunk. :func:`frames` cuts a message, :class:`Assembler` puts it back together and raises
+:class:`~refimpl.errors.ProtocolError` on anything malformed (bad header, chunks out of sequence, a message longer or
+shorter than announced, or over the size limit).
+
+Example:
+    >>> asm = Assembler(1 << 20)
+    >>> got = [asm.feed(f) for f in frames(REQUEST, 7, "echo", b"hello" * 1000)]
+    >>> got[-1].req, got[-1].kind, bytes(got[-1].data) == b"hello" * 1000
+    (7, 'echo', True)
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from refimpl.errors import ProtocolError
+
+__all__ = ["ACK", "CHUNK", "FAIL", "FIRST", "HEADER", "HELLO", "LAST", "MAX_MESSAGE", "NOTIFY", "REPLY", "REQUEST",
+           "TYPES", "Assembler", "Incoming", "frames"]
+
+CHUNK = 1 << 22
+HEADER = struct.Struct("<2sBBQI")
+FIRST = struct.Struct("<QB")
+HELLO, REQUEST, NOTIFY, REPLY, ACK, FAIL = range(6)
+TYPES = frozenset({HELLO, REQUEST, NOTIFY, REPLY, ACK, FAIL})
+LAST = 1
+MAX_MESSAGE = 1 << 34  # 16 GiB: the largest message a party accepts by default
+
+
+def frames(typ: int, req: int, kind: str, payload: bytes | bytearray | memoryview) -> Iterator[bytes]:
+    """The chunks of one message (the first carries its length and kind)."""
+    view = memoryview(payload).cast("B")
+    kb = kind.encode()
+    first = FIRST.pack(len(view), len(kb)) + kb
+    room = CHUNK - len(first)
+    index, pos = 0, 0
+    while True:
+        size = room if index == 0 else CHUNK
+        part = view[pos : pos + size]
+        pos += len(part)
+        last = pos >= len(view)
+        head = HEADER.pack(b"RN", typ, LAST if last else 0, req, index)
+        yield b"".join((head, first, part)) if index == 0 else b"".join((head, part))
+        if last:
+            return
+        index += 1
+
+
+@dataclass
+class Incoming:
+    """A message being assembled (complete once returned by :meth:`Assembler.feed`)."""
+
+    typ: int
+    req: int
+    kind: str = ""
+    data: bytearray = field(default_factory=bytearray)
+    filled: int = 0
+    index: int = 0
+
+
+class Assembler:
+    """Reassembles chunks into messages, one at a time per direction; raises ProtocolError on anything malformed."""
+
+    def __init__(self, max_message: int) -> None:
+        self.max_message = max_message
+        self.cur: Incoming | None = None
+
+    def feed(self, frame: object) -> Incoming | None:
+        """Take one chunk; return the message it completes (None while more chunks are due)."""
+        if not isinstance(frame, (bytes, bytearray)) or len(frame) < HEADER.size:
+            size = len(frame) if isinstance(frame, (bytes, bytearray, str)) else "?"
+            raise ProtocolError(f"malformed frame: {type(frame).__name__} of length {size}")
+        magic, typ, flags, req, index = HEADER.unpack_from(frame)
+        if magic != b"RN" or typ not in TYPES or flags & ~LAST:
+            raise ProtocolError(f"malformed frame header {bytes(frame[:HEADER.size]).hex()}")
+        body = memoryview(frame)[HEADER.size :]
+        cur = self.cur
+        if index == 0:
+            if cur is not None:
+                raise ProtocolError(f"message {req} starts before message {cur.req} ended")
+            if len(body) < FIRST.size:
+                raise ProtocolError("malformed first chunk")
+            total, klen = FIRST.unpack_from(body)
+            if total > self.max_message:
+                raise ProtocolError(f"message of {total} bytes exceeds the limit of {self.max_message}")
+            try:
+                kind = bytes(body[FIRST.size : FIRST.size + klen]).decode()
+            except UnicodeDecodeError:
+                raise ProtocolError("message kind is not UTF-8") from None
+            cur = self.cur = Incoming(typ, req, kind, bytearray(total))
+            body = body[FIRST.size + klen :]
+        elif cur is None or req != cur.req or typ != cur.typ or index != cur.index + 1:
+            raise ProtocolError(f"chunk {index} of message {req} out of sequence")
+        cur.index = index
+        end = cur.filled + len(body)
+        if end > len(cur.data):
+            raise ProtocolError(f"message {req} is longer than announced ({len(cur.data)} bytes)")
+        cur.data[cur.filled : end] = body
+        cur.filled = end
+        if flags & LAST:
+            self.cur = None
+            if cur.filled != len(cur.data):
+                raise ProtocolError(f"message {req} ended after {cur.filled} of {len(cur.data)} bytes")
+            return cur
+        return None
