@@ -1,7 +1,11 @@
 """Communication between parties: the safe wire format and the one accounting ledger.
 
 * :mod:`~refimpl.net.wire` -- the message format (no pickle, no code: arrays, shares, numbers, strings, lists, dicts);
-* :mod:`~refimpl.net.accounting` -- :class:`Ledger`, every message as ``(sender, receiver, kind, nbytes, round)``.
+* :mod:`~refimpl.net.accounting` -- :class:`Ledger`, every message as ``(sender, receiver, kind, nbytes, round)``;
+* :mod:`~refimpl.net.certs` -- a deployment's CA and per-party certificates (``python -m refimpl certs``);
+* :mod:`~refimpl.net.framing` / :mod:`~refimpl.net.transport` -- chunked messages over mutual-TLS WebSockets, with
+  deadlines and liveness (``websockets``, the ``net`` extra; imported only when used). The pointer-level API on top
+  is :func:`refimpl.workers.connect`.
 """
 
 from refimpl.net.accounting import Ledger, Message
