@@ -1,0 +1,94 @@
+"""One whole additive secure-aggregation round in process: the clients, the S aggregators and the combination."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from refimpl.errors import (
+    ProtocolError,
+)
+from refimpl.net.accounting import Ledger
+from refimpl.secagg.additive.client import AdditiveClient
+from refimpl.secagg.additive.config import AdditiveConfig
+from refimpl.secagg.additive.server import AdditiveServer, agree, combine_partial_sums
+from refimpl.secagg.codec import HEADER_BYTES, check_distinct_keys
+
+__all__ = ["AdditiveResult", "run_additive_round"]
+
+
+class AdditiveResult(NamedTuple):
+    """A completed round: the decoded total over ``clients``, the ring total, the traffic ledger, and the uploads
+    the aggregators rejected (``{client: reason}``: that client was left out of the round)."""
+
+    total: np.ndarray
+    ring_total: np.ndarray
+    clients: frozenset[int]
+    ledger: Ledger
+    rejected: dict[int, str]
+
+
+def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, ArrayLike], *, round_: int = 0,
+                       keys: Mapping[int, bytes] | None = None, encoded: bool = False,
+                       lost: Iterable[tuple[int, int]] = (), servers: Sequence[AdditiveServer] | None = None,
+                       ledger: Ledger | None = None) -> AdditiveResult:
+    """Run one round in process: upload, report, agree, partial sums, combine, decode; count every message.
+
+    An upload an aggregator rejects (a malformed or replayed share) leaves that client out of the agreed set; the
+    reason is in :attr:`AdditiveResult.rejected`.
+
+    Args:
+        config: the public parameters.
+        contributions: ``{client_id: values}`` (reals / integers, or pre-encoded integers if ``encoded``).
+        round_: the round number.
+        keys: optional per-client master keys (reproducible; distinct per client); fresh OS keys otherwise.
+        encoded: contributions are already encoded integers (see :meth:`Codec.check_encoded`).
+        lost: ``(client, server)`` pairs whose upload is lost (the client drops before reaching that server).
+        servers: persistent aggregators (they then see round numbers increase); new ones by default.
+        ledger: a :class:`~refimpl.net.accounting.Ledger` to extend (``keep=None`` for per-round figures); a new
+            one by default. Each message counts its payload plus the :data:`HEADER_BYTES` header.
+
+    Returns:
+        :class:`AdditiveResult`; its total is exactly the sum over the agreed clients.
+
+    Raises:
+        KeyReuseError: two clients given the same key. ThresholdError: fewer than ``min_clients`` agreed.
+    """
+    ledger = Ledger(keep=None) if ledger is None else ledger
+    check_distinct_keys(keys, contributions)
+    servers = [AdditiveServer(config, s) for s in range(config.servers)] if servers is None else list(servers)
+    lost_set = {(int(c), int(s)) for c, s in lost}
+    rejected: dict[int, str] = {}
+    for srv in servers:
+        srv.begin_round(round_, contributions)
+    with ledger.round():
+        for cid, values in contributions.items():
+            client = AdditiveClient(config, cid, key=None if keys is None else keys[cid])
+            client.begin_round(round_)
+            msgs = client.contribute(encoded=values) if encoded else client.contribute(values)
+            for m in msgs:
+                if (cid, m.server) in lost_set or cid in rejected:
+                    continue
+                ledger.record(f"client {cid}", f"server {m.server}", "share", m.nbytes + HEADER_BYTES, round=round_)
+                try:
+                    servers[m.server].receive(m)
+                except ProtocolError as err:  # replay / key reuse: the client is left out everywhere
+                    rejected[cid] = str(err)
+    reports = [srv.finish_stage() for srv in servers]
+    with ledger.round():
+        for srv, rep in zip(servers, reports):  # every aggregator sends its report to the others
+            for other in servers:
+                if other is not srv:
+                    ledger.record(f"server {srv.id}", f"server {other.id}", "report", 4 * len(rep) + HEADER_BYTES,
+                                  round=round_)
+    agreed = agree(reports) - set(rejected)
+    partials = [srv.partial_sum(agreed) for srv in servers]
+    with ledger.round():
+        for p in partials:
+            ledger.record(f"server {p.server}", "output", "partial_sum",
+                          p.total.size * config.ring.element_bytes + HEADER_BYTES, round=round_)
+    ring_total = combine_partial_sums(config, partials)
+    return AdditiveResult(config.codec.decode_sum(ring_total), ring_total, agreed, ledger, rejected)
