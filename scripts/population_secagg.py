@@ -49,6 +49,9 @@ def main() -> None:
             rng = np.random.default_rng([args.seed, r, 2])
             upd = {"w": rng.normal(0, 0.1, (len(trained), args.dim))}
             agg.aggregate(upd, sizes[plan.selected[trained]].astype(float), plan, trained=trained)
+            if (r + 1) % 10 == 0:
+                done_now = sum(1 for x in agg.history if x.completed)
+                print(f"{protocol}: {r + 1} rounds, {done_now} completed, {time.perf_counter() - t0:.0f} s", flush=True)
         reps = agg.history
         done = [x for x in reps if x.completed]
         doc["protocols"][protocol] = {
@@ -60,10 +63,10 @@ def main() -> None:
             "mean_cohort": float(np.mean([x.cohort for x in reps])),
             "mean_counted": float(np.mean([x.counted for x in done])) if done else 0.0,
             "seconds": time.perf_counter() - t0}
-        print(protocol, json.dumps(doc["protocols"][protocol])[:400])
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
+        print(protocol, json.dumps(doc["protocols"][protocol])[:400], flush=True)
+        with open(args.out, "w") as f:  # after each protocol, so a long run leaves what it measured
+            json.dump(doc, f, indent=1)
+            f.write("\n")
 
 
 if __name__ == "__main__":
