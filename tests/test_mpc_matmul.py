@@ -56,3 +56,42 @@ def test_limb_width_keeps_products_exact(k):
     """The digit width leaves every partial sum below 2**53 for the inner size."""
     w = min(26, (55 - int(k).bit_length()) // 2)
     assert k * 2 ** (2 * w - 2) < 2**53
+
+
+@settings(max_examples=20, deadline=None)
+@given(k=st.sampled_from([1, 7, 64, 784, 2048]), seed=st.integers(0, 2**32 - 1), bits=st.sampled_from([32, 64]),
+       extreme=st.sampled_from(["random", "top", "half"]))
+@example(k=784, seed=0, bits=64, extreme="half")
+def test_split_digits_are_balanced_and_reusable(k, seed, bits, extreme):
+    """Digits of the fixed operand stay in [-2**(w-1), 2**(w-1)] (the exactness bound), sum back to the value
+    mod 2**bits, and a product with reused digits (``b_limbs``, a ``ring_matmul`` cache) is bit-identical."""
+    from refimpl.mpc.dealer import limb_split
+
+    dtype = np.uint64 if bits == 64 else np.uint32
+    rng = np.random.default_rng(seed)
+    b = rng.integers(0, 2**bits, (k, 3), dtype=dtype)
+    if extreme == "top":
+        b[:] = 2**bits - 1
+    elif extreme == "half":  # half-way points of every digit: 2**(w-1) at each position
+        b[:] = sum(2 ** (22 * i + 21) for i in range(3)) % 2**bits
+    digits = limb_split(b, k, bits)
+    w = min(26, (55 - int(k).bit_length()) // 2)
+    assert all(np.abs(d).max() <= 2 ** (w - 1) for d in digits)
+    total = sum(d.astype(np.int64).astype(object) * 2 ** (w * i) for i, d in enumerate(digits))
+    assert (np.asarray(total % 2**bits, dtype=np.uint64) == b.astype(np.uint64)).all()
+    a = rng.integers(0, 2**bits, (5, k), dtype=dtype)
+    assert (limb_matmul(a, b, bits, b_limbs=digits).astype(dtype) == np.matmul(a, b)).all()
+
+def test_ring_matmul_cache_keeps_digits_of_the_fixed_operand():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 2**64, (2, 130, 200), dtype=np.uint64)
+    b = rng.integers(0, 2**64, (200, 130), dtype=np.uint64)
+    cache: dict = {}
+    old = dealer_mod.LIMB_MATMUL
+    try:
+        dealer_mod.LIMB_MATMUL = "on"
+        for _ in range(2):
+            assert (ring_matmul(Z2_64, a, b, cache=cache) == np.matmul(a, b)).all()
+            assert list(cache) == [(64, 200)]
+    finally:
+        dealer_mod.LIMB_MATMUL = old

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from refimpl.errors import PartyCountError, RingMismatchError, ShapeMismatchError
@@ -58,26 +60,42 @@ def aligned_shapes(kind: str, sx: tuple[int, ...], sy: tuple[int, ...]) -> tuple
     return (1,) * (nd - len(x2)) + x2, (1,) * (nd - len(y2)) + y2
 
 
-def _stacked_parts(ring: Ring, kind: str, eps: np.ndarray, delta: np.ndarray, a: np.ndarray, b: np.ndarray,
-                   c: np.ndarray) -> Shares:
-    """:func:`beaver_parts` on stacked shares, party 0 folding its public term into its own product:
-    ``eps * (b_0 + delta)`` (one product fewer than computing ``eps * delta`` apart). Operands may broadcast
-    (``mul``) or be batched / 1-d (``matmul``)."""
-    op = ring.mul if kind == "mul" else (lambda u, v: ring_matmul(ring, u, v))
-    n, sx, sy = a.shape[0], a.shape[1:], b.shape[1:]
+def fold_public(ring: Ring, b: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``b`` with ``delta`` added to party 0's share (``b_0 + delta``): party 0's right operand in
+    :func:`beaver_parts`' folded form."""
     b_fold = np.array(b, dtype=ring.dtype)
     b_fold[0] = ring.add(b_fold[0], delta)
+    return b_fold
+
+
+def _product(ring: Ring, kind: str, cache: dict[Any, Any] | None) -> Any:
+    if kind == "mul":
+        return ring.mul
+    return lambda u, v: ring_matmul(ring, u, v, cache=cache)
+
+
+def _stacked_parts(ring: Ring, kind: str, eps: np.ndarray, delta: np.ndarray, a: np.ndarray, b: np.ndarray,
+                   c: np.ndarray, *, b_fold: np.ndarray | None = None,
+                   caches: tuple[dict[Any, Any] | None, dict[Any, Any] | None] = (None, None)) -> Shares:
+    """:func:`beaver_parts` on stacked shares, party 0 folding its public term into its own product:
+    ``eps * (b_0 + delta)`` (one product fewer than computing ``eps * delta`` apart). Operands may broadcast
+    (``mul``) or be batched / 1-d (``matmul``). For a fixed right operand (:class:`MaskedOperand`), ``b_fold``
+    and ``caches`` (for ``b_fold`` and ``delta``, see :func:`ring_matmul`) are kept from product to product."""
+    n, sx, sy = a.shape[0], a.shape[1:], b.shape[1:]
+    if b_fold is None:
+        b_fold = fold_public(ring, b, delta)
     if sx != sy or kind != "mul":
         ax, ay = aligned_shapes(kind, sx, sy)
         eps, delta = np.reshape(eps, ax), np.reshape(delta, ay)
         a, b_fold = a.reshape(n, *ax), b_fold.reshape(n, *ay)
+    op0, op1 = _product(ring, kind, caches[0]), _product(ring, kind, caches[1])
     if ring.modulus in (2**32, 2**64) and ring.dtype != object:  # native wrap-around: add in place
-        total = np.asarray(op(eps, b_fold))
-        total += op(a, delta)
+        total = np.asarray(op0(eps, b_fold))
+        total += op1(a, delta)
         total = total.reshape(c.shape)
         total += c
         return Shares(ring, total.astype(ring.dtype, copy=False))
-    out = ring.add(op(eps, b_fold), op(a, delta)).reshape(c.shape)
+    out = ring.add(op0(eps, b_fold), op1(a, delta)).reshape(c.shape)
     return Shares(ring, np.asarray(ring.add(c, out), dtype=ring.dtype))
 
 
@@ -135,10 +153,12 @@ class MaskedOperand:
     ``y`` exactly once, so ``delta`` reveals nothing; every ``A`` is fresh.
     """
 
-    __slots__ = ("b", "delta", "mask_index", "y")
+    __slots__ = ("b", "b_fold", "caches", "delta", "mask_index", "y")
 
     def __init__(self, y: Shares, b: Shares, delta: np.ndarray, mask_index: int) -> None:
         self.y, self.b, self.delta, self.mask_index = y, b, delta, mask_index
+        self.b_fold = fold_public(y.ring, b.data, delta)  # party 0's operand b_0 + delta, the same every product
+        self.caches: tuple[dict[Any, Any], dict[Any, Any]] = ({}, {})  # split limbs of b_fold and delta
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -178,7 +198,8 @@ def matmul_masked(x: Shares, y: MaskedOperand, dealer: Dealer, channel: Channel 
     channel = channel or Channel()
     a, c = channel.take(dealer.masked_matmul_triple(x.shape, y.mask_index))
     (eps,) = channel.open(x - a)
-    return _stacked_parts(x.ring, "matmul", eps, y.delta, a.data, y.b.data, c.data)
+    return _stacked_parts(x.ring, "matmul", eps, y.delta, a.data, y.b.data, c.data, b_fold=y.b_fold,
+                          caches=y.caches)
 
 
 def square(x: Shares, dealer: Dealer, channel: Channel | None = None, *, triple: Triple | None = None) -> Shares:

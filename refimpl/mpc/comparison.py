@@ -245,17 +245,24 @@ def _carry_plan(target: int) -> list[tuple[int, set[int], set[int]]]:
 def _sign_of_sum_program(xw: np.ndarray, yw: np.ndarray, bits: int) -> Program:
     """Bit ``bits - 1`` of ``x + y`` as XOR-shared ``(rows, N)`` uint8, computing only the carries it depends on."""
 
-    def bit(words: np.ndarray, i: int) -> np.ndarray:
-        return ((words >> np.uint64(i)) & _ONE).astype(np.uint8)
+    def unpack(words: np.ndarray) -> np.ndarray:  # every bit at once: (bit position, *shape) uint8
+        flat = np.ascontiguousarray(words).astype("<u8", copy=False).reshape(-1)
+        by_byte = np.ascontiguousarray(flat.view(np.uint8).reshape(flat.size, 8).T)  # (byte, word)
+        return np.unpackbits(by_byte, axis=0, bitorder="little").reshape(64, *words.shape)
 
-    top = bit(xw, bits - 1) ^ bit(yw, bits - 1)
+    xb, yb = unpack(xw), unpack(yw)
+
+    def bit(source: np.ndarray, i: int) -> np.ndarray:
+        return source[i]
+
+    top = bit(xb, bits - 1) ^ bit(yb, bits - 1)
     if bits == 1:
         return top
     plan = _carry_plan(bits - 2)
     _, need_g, need_p = plan[0]
     order = sorted(need_g)
-    g = dict(zip(order, (yield from _and_bits_program([(bit(xw, i), bit(yw, i)) for i in order]))))
-    p = {i: bit(xw, i) ^ bit(yw, i) for i in need_p | need_g}
+    g = dict(zip(order, (yield from _and_bits_program([(bit(xb, i), bit(yb, i)) for i in order]))))
+    p = {i: bit(xb, i) ^ bit(yb, i) for i in need_p | need_g}
     for d, out_g, out_p in plan[1:]:
         jobs = [("g", i) for i in sorted(out_g) if i >= d] + [("p", i) for i in sorted(out_p) if i >= d]
         pairs = [(p[i], g[i - d] if kind == "g" else p[i - d]) for kind, i in jobs]

@@ -154,30 +154,48 @@ def _limb_is_faster(a: np.ndarray, b: np.ndarray, bits: int) -> bool:
     return _LIMB_CHOICE[key]
 
 
-def _signed_limbs(x: np.ndarray, w: int, count: int) -> list[np.ndarray]:
-    """Balanced base-``2**w`` digits of ``x`` (uint64, read mod 2**64): ``x = sum d_i 2**(w i) mod 2**64`` with
-    every ``d_i`` in ``[-2**(w-1), 2**(w-1)]``, as float64 arrays (exact)."""
-    half, mask = np.uint64(1 << (w - 1)), np.uint64((1 << w) - 1)
-    rest = x.astype(np.uint64, copy=True)
+def _signed_limbs(x: np.ndarray, w: int, count: int, bits: int = 64) -> list[np.ndarray]:
+    """Balanced base-``2**w`` digits of ``x`` (read mod ``2**bits``): ``x = sum d_i 2**(w i) mod 2**bits`` with
+    every ``d_i`` in ``[-2**(w-1), 2**(w-1)]``, as float64 arrays (exact).
+
+    From the signed view ``s`` of ``x`` (int64, wrapping): ``t = s + 2**(w-1)``, ``d = (t mod 2**w) - 2**(w-1)``,
+    ``s = t >> w`` (arithmetic), so ``s = d + 2**w (t >> w)`` mod 2**64 at each step; five passes per digit."""
+    u = np.asarray(x).astype(np.uint64, copy=False)
+    s = u.view(np.int64) if bits == 64 else (u << np.uint64(64 - bits)).view(np.int64) >> np.int64(64 - bits)
+    half, mask, shift = np.int64(1 << (w - 1)), np.int64((1 << w) - 1), np.int64(w)
     out = []
     for _ in range(count - 1):
-        low = rest & mask
-        carry = (low >= half).astype(np.uint64)
-        out.append(low.astype(np.float64) - carry.astype(np.float64) * float(1 << w))
-        rest >>= np.uint64(w)
-        rest += carry
-    out.append(rest.astype(np.float64))  # below 2**(64 - w (count - 1)) + 1 <= 2**(w-1)
+        t = s + half  # wraps like the ring
+        d = np.bitwise_and(t, mask).astype(np.float64)
+        d -= float(1 << (w - 1))
+        out.append(d)
+        t >>= shift
+        s = t
+    out.append(s.astype(np.float64))  # |top digit| <= 2**(bits - 1 - w (count - 1)) <= 2**(w-1)
     return out
 
 
-def limb_matmul(a: np.ndarray, b: np.ndarray, bits: int = 64) -> np.ndarray:
+def limb_split(b: np.ndarray, k: int, bits: int = 64) -> list[np.ndarray]:
+    """The float64 digits :func:`limb_matmul` splits a right operand with inner size ``k`` into: pass them as
+    ``b_limbs`` to reuse them across products with a fixed operand (a model's weights)."""
+    w = _limb_width(k)
+    return _signed_limbs(b, w, -(-bits // w), bits)
+
+
+def _limb_width(k: int) -> int:
+    return min(26, (55 - int(max(1, k)).bit_length()) // 2)  # k * 2**(2w - 2) < 2**53
+
+
+def limb_matmul(a: np.ndarray, b: np.ndarray, bits: int = 64, *,
+                b_limbs: list[np.ndarray] | None = None) -> np.ndarray:
     """``a @ b mod 2**bits`` for unsigned integer arrays, exactly, with float64 BLAS on split limbs.
 
     Both operands are split into ``L`` balanced digits of ``w`` bits (each in ``[-2**(w-1), 2**(w-1)]``) with
     ``k * 2**(2w - 2) < 2**53`` (``k`` the inner size), so every digit product summed over ``k`` is an exact
     integer in float64; the products of digits ``(i, j)`` with ``(i + j) w < bits`` (6 of them for ``w = 22``,
     ``k <= 2048``) are computed by BLAS, converted to integers, shifted by ``(i + j) w`` and added mod
-    ``2**bits``. Bit-identical to the integer matmul (tested); faster where BLAS is (bench/bench_mpc.py).
+    ``2**bits``. ``b_limbs`` (from :func:`limb_split`) skips splitting ``b`` again. Bit-identical to the
+    integer matmul (tested); faster where BLAS is (bench/bench_mpc.py).
 
     Example:
         >>> a = np.array([[2**64 - 1, 3]], dtype=np.uint64)
@@ -185,10 +203,10 @@ def limb_matmul(a: np.ndarray, b: np.ndarray, bits: int = 64) -> np.ndarray:
         >>> bool((limb_matmul(a, b) == np.matmul(a, b)).all())
         True
     """
-    k = max(1, a.shape[-1])
-    w = min(26, (55 - int(k).bit_length()) // 2)  # k * 2**(2w - 2) < 2**53
+    w = _limb_width(a.shape[-1])
     limbs = -(-bits // w)
-    al, bl = _signed_limbs(a, w, limbs), _signed_limbs(b, w, limbs)
+    al = _signed_limbs(a, w, limbs, bits)
+    bl = _signed_limbs(b, w, limbs, bits) if b_limbs is None else b_limbs
     jobs = [(i, j, (i + j) * w) for i in range(limbs) for j in range(limbs - i) if (i + j) * w < bits]
 
     def product(job: tuple[int, int, int]) -> np.ndarray:
@@ -220,10 +238,12 @@ def _limb_pool() -> Any:
     return _POOL[0]
 
 
-def ring_matmul(ring: Ring, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def ring_matmul(ring: Ring, a: np.ndarray, b: np.ndarray, *, cache: dict[Any, Any] | None = None) -> np.ndarray:
     """``a @ b mod M`` for ring elements, exact for every ring (NumPy broadcasting rules of ``matmul``).
 
-    Z_2^32 and Z_2^64 use native wrap-around integer matmul; other moduli use exact Python integers.
+    Z_2^32 and Z_2^64 use native wrap-around integer matmul (or :func:`limb_matmul`, same bits); other moduli use
+    exact Python integers. ``cache``: a dict kept with a fixed ``b`` (a model's weights), where the limb path
+    keeps ``b``'s digits for the next product.
 
     Example:
         >>> ring_matmul(Ring(7), np.array([[3, 4]], dtype=np.uint64), np.array([[5], [6]], dtype=np.uint64))
@@ -232,7 +252,14 @@ def ring_matmul(ring: Ring, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if ring.is_power_of_two and ring.dtype != object:
         if LIMB_MATMUL != "off" and limb_matmul_pays(np.shape(a), np.shape(b)):
             if LIMB_MATMUL == "on" or _limb_is_faster(np.asarray(a), np.asarray(b), ring.bits):
-                return ring._wrap(limb_matmul(np.asarray(a), np.asarray(b), ring.bits).astype(ring.dtype, copy=False))
+                b_limbs = None
+                if cache is not None:
+                    key = (ring.bits, int(np.shape(a)[-1]))
+                    if key not in cache:
+                        cache[key] = limb_split(np.asarray(b), key[1], ring.bits)
+                    b_limbs = cache[key]
+                out = limb_matmul(np.asarray(a), np.asarray(b), ring.bits, b_limbs=b_limbs)
+                return ring._wrap(out.astype(ring.dtype, copy=False))
         return ring._wrap(np.matmul(a, b))
     out = np.matmul(np.asarray(a).astype(object), np.asarray(b).astype(object)) % ring.modulus
     return out.astype(ring.dtype)
@@ -303,6 +330,7 @@ class Dealer:
         self._key = fresh_key(16) if key is None else check_key(key, what="dealer key")
         self._count = 0
         self._masks: dict[int, np.ndarray] = {}
+        self._mask_limbs: dict[int, dict[Any, Any]] = {}
         self.issued: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -389,7 +417,8 @@ class Dealer:
         index, stream = self._next("masked-matmul", _size(shape_x) * (1 + m) + shape_x[0] * b.shape[1] * m)
         a = self.ring.sample(stream, shape_x)
         parts = (self._share(a, stream),
-                 self._share(ring_matmul(self.ring, a, b), stream))
+                 self._share(ring_matmul(self.ring, a, b, cache=self._mask_limbs.setdefault(mask_index, {})),
+                             stream))
         return Triple("masked-matmul", index, (shape_x, b.shape), parts)
 
     def square_pair(self, shape: int | tuple[int, ...]) -> Triple:
