@@ -213,8 +213,8 @@ def versus_in_process(workers: dict, repeats: int, n: int) -> dict:
 
 
 def secagg_round(tls: Path, k: int, d: int, rounds: int, per_process: int) -> dict:
-    from refimpl.fl.aggregator import Lead, LeadConfig, default_threshold
-    from refimpl.fl.net_client import synthetic_contribution
+    from refimpl.fl.deploy.aggregator import Lead, LeadConfig, default_threshold
+    from refimpl.fl.deploy.client import synthetic_contribution
     from refimpl.secagg import Codec, SecAggConfig, run_secagg_round
 
     degree = min(k - 1, 2 * int(np.ceil(np.log2(k))))

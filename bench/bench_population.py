@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, measure, write_result  # noqa: E402
 
 from refimpl.fl import client, model, partition, server  # noqa: E402
-from refimpl.fl.orchestration import OrchestrationConfig, Orchestrator  # noqa: E402
-from refimpl.fl.population import Population  # noqa: E402
+from refimpl.fl.population.model import Population  # noqa: E402
+from refimpl.fl.population.orchestration import OrchestrationConfig, Orchestrator  # noqa: E402
 
 
 def main() -> None:

@@ -38,9 +38,9 @@ COMMANDS: dict[str, Command] = {
                      "make a deployment CA and a certificate + key per party (mutual TLS)"),
     "worker": Command("refimpl.workers.server:main", "net",
                       "run one party (a worker) in this process, serving over mutual TLS WebSockets"),
-    "aggregator": Command("refimpl.fl.aggregator_cli:main", "net",
+    "aggregator": Command("refimpl.fl.deploy.cli:main", "net",
                           "secure FedAvg over the network: the lead aggregator or an additive share server"),
-    "client": Command("refimpl.fl.net_client:main", "net",
+    "client": Command("refimpl.fl.deploy.client:main", "net",
                       "federated clients in this process, training locally, uploading masked or shared updates"),
 }
 

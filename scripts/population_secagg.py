@@ -2,7 +2,7 @@
 
 Runs the orchestration of ``train --population seed`` (1,000 clients, 100 counted per round, 130% over-selection,
 120 s deadline, E=1 on Dirichlet-like sizes) and, per round, one secure aggregation over the selected cohort with
-every dropout at its protocol stage (refimpl.fl.secure_population). Updates are random vectors of ``--dim``
+every dropout at its protocol stage (refimpl.fl.population.secure). Updates are random vectors of ``--dim``
 coordinates (the protocol's exactness does not depend on the model); the aggregator checks each completed round's
 ring total against the sum of the counted clients' encodings. Writes JSON (per-round reports and totals).
 
@@ -18,9 +18,9 @@ from collections import Counter
 
 import numpy as np
 
-from refimpl.fl.orchestration import OrchestrationConfig, Orchestrator
-from refimpl.fl.population import Population
-from refimpl.fl.secure_population import PopulationSecureAggregator
+from refimpl.fl.population.model import Population
+from refimpl.fl.population.orchestration import OrchestrationConfig, Orchestrator
+from refimpl.fl.population.secure import PopulationSecureAggregator
 
 
 def main() -> None:

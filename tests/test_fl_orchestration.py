@@ -1,4 +1,4 @@
-"""Round orchestration (refimpl.fl.orchestration), population-driven rounds (fl.population_run), secure aggregation
+"""Round orchestration (refimpl.fl.population.orchestration), population-driven rounds (fl.population_run), secure aggregation
 under the population's dropouts (fl.secure_population) and the train flags."""
 
 import json
@@ -9,9 +9,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from refimpl.errors import ConfigurationError
-from refimpl.fl.orchestration import CAUSES, OrchestrationConfig, Orchestrator
-from refimpl.fl.population import Availability, Population, preset
-from refimpl.fl.secure_population import PopulationSecureAggregator
+from refimpl.fl.population.model import Availability, Population, preset
+from refimpl.fl.population.orchestration import CAUSES, OrchestrationConfig, Orchestrator
+from refimpl.fl.population.secure import PopulationSecureAggregator
 
 POP = Population.synthetic(400, seed=0)
 SIZES = np.random.default_rng(0).integers(5, 200, 400)

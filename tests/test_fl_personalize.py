@@ -1,10 +1,10 @@
-"""Personalization after training (refimpl.fl.personalize)."""
+"""Personalization after training (refimpl.fl.population.personalize)."""
 
 import numpy as np
 import pytest
 
 from refimpl.fl import model
-from refimpl.fl.personalize import client_test_sets, personalize
+from refimpl.fl.population.personalize import client_test_sets, personalize
 
 X = np.eye(4, dtype=np.float32).repeat(10, axis=0) + np.float32(0.01)
 Y = np.arange(4).repeat(10)

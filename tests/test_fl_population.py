@@ -1,4 +1,4 @@
-"""The simulated population (refimpl.fl.population), trace CSVs, power-law sizes and data drift (fl.partition)."""
+"""The simulated population (refimpl.fl.population.model), trace CSVs, power-law sizes and data drift (fl.partition)."""
 
 import math
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from refimpl.errors import ConfigurationError
 from refimpl.fl import partition
-from refimpl.fl.population import DAY, Availability, Population, PopulationConfig, TraceFormatError, preset
+from refimpl.fl.population.model import DAY, Availability, Population, PopulationConfig, TraceFormatError, preset
 
 
 def _inside(intervals, period, t):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from refimpl.errors import ProtocolError
-from refimpl.fl.aggregator import Lead, LeadConfig, client_id_of
-from refimpl.fl.net_client import NetClient, synthetic_contribution
-from refimpl.fl.share_server import ShareServer
+from refimpl.fl.deploy.aggregator import Lead, LeadConfig, client_id_of
+from refimpl.fl.deploy.client import NetClient, synthetic_contribution
+from refimpl.fl.deploy.share_server import ShareServer
 from refimpl.net import certs, transport, wire
 from tests._net import Processes
 

@@ -17,7 +17,7 @@ from _browser import chromium_browser
 
 pytest.importorskip("websockets", reason="the websockets package (pip install 'refimpl[web]') is not installed")
 
-from refimpl.fl.net_client import synthetic_contribution  # noqa: E402
+from refimpl.fl.deploy.client import synthetic_contribution  # noqa: E402
 
 PY = sys.executable
 

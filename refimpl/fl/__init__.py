@@ -10,10 +10,10 @@ NumPy, the others need the ``fl`` extra: jax, optax, tqdm, matplotlib):
 * `refimpl.fl.server` -- client sampling, pluggable aggregation, FedAvg / FedAvgM / FedAdam;
 * `refimpl.fl.distributed` -- multi-process runs on jax.distributed (gloo CPU collectives), ``train --processes``;
 * `refimpl.fl.checkpoint` -- npz checkpoints;
-* `refimpl.fl.population` -- a simulated device population (availability windows, opt-out, speed, bandwidth,
-  CSV traces); `refimpl.fl.orchestration` -- Bonawitz et al. 2019 rounds (over-selection, deadlines, dropouts by
-  cause, simulated wall clock); `refimpl.fl.population_run` / `refimpl.fl.secure_population` -- those rounds on the
-  vmapped engine, with secure aggregation under their dropouts; `refimpl.fl.personalize` -- local fine-tuning;
+* `refimpl.fl.population` -- a simulated device population (availability, opt-out, speed, bandwidth, CSV traces)
+  and the rounds run over it: orchestration (over-selection, deadlines, dropouts by cause, simulated wall clock),
+  secure aggregation under those dropouts, personalization;
+* `refimpl.fl.deploy` -- secure aggregation across processes: ``aggregator``, share servers, ``client`` processes;
 * `refimpl.fl.tutorial` -- the PySyft tutorial's loop on workers: ``federate``, ``FederatedDataLoader``,
   ``Model.send`` / ``train_step`` / ``get``, trusted and secure averaging;
 * `refimpl.fl.fetch` -- ``python -m refimpl data fetch mnist`` (IDX files to the cache, SHA-256 verified);
@@ -26,8 +26,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["checkpoint", "client", "data", "distributed", "fetch", "model", "orchestration", "partition", "personalize",
-           "population", "population_run", "secure_population", "server", "train", "tutorial"]
+__all__ = ["checkpoint", "client", "data", "deploy", "distributed", "fetch", "model", "partition", "population",
+           "server", "train", "tutorial"]
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="do not write curves.png")
-    from refimpl.fl import population_cli, secure_cli
+    from refimpl.fl import secure_cli
+    from refimpl.fl.population import cli as population_cli
     secure_cli.add_arguments(p)
     population_cli.add_arguments(p)  # --population, orchestration, drift, personalization (issue 16)
     return p
@@ -107,7 +108,7 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     _check_processes(args, parser)
-    from refimpl.fl import population_cli
+    from refimpl.fl.population import cli as population_cli
     population_cli.check(args, parser)
     if args.eval_every < 1:
         parser.error(f"--eval-every must be >= 1, got {args.eval_every}")
@@ -230,7 +231,7 @@ class _Run:
     fedavg: Any
     agg: Any
     acct: Any
-    population: Any = None  # refimpl.fl.population_run.PopulationRounds with --population
+    population: Any = None  # refimpl.fl.population.run.PopulationRounds with --population
 
     @property
     def checkpoint_path(self) -> Path:
@@ -285,7 +286,7 @@ def _setup(args: argparse.Namespace) -> _Run:
         program,
         server.server_optimizer(args.server_opt, args.server_lr), fraction=args.fraction, seed=args.seed,
         aggregate=agg or server.weighted_mean)
-    from refimpl.fl import population_cli
+    from refimpl.fl.population import cli as population_cli
     population = population_cli.from_args(args, fed, model.sizes_of(_model_spec(args.model)))
     return _Run(args, config, out, ds, server.to_device(fed, mesh), fedavg, agg, acct, population)
 
@@ -337,7 +338,7 @@ def _round_row(run: _Run, state: Any, result: Any, seconds: float, param_bytes: 
                            "bytes_down_per_client": param_bytes, "peak_rss_mib": _peak_rss_mib()}
     row.update(secure_cli.round_metrics(run.agg, run.acct))  # survivors, measured upload bytes, (epsilon, delta)
     if run.population is not None:
-        from refimpl.fl import population_cli
+        from refimpl.fl.population import cli as population_cli
         row.update(population_cli.round_metrics(run.population))  # simulated time, dropouts by cause, bytes
     return row
 
@@ -402,7 +403,7 @@ def _report(run: _Run, history: list[dict[str, Any]]) -> None:
     args = run.args
     if args.plot and history:
         write_plot(history, run.out / "curves.png", f"{args.dataset}, {args.partition}, {args.model}; {_privacy(args)}")
-    from refimpl.fl import population_cli
+    from refimpl.fl.population import cli as population_cli
     population_cli.report(run, history)  # population.json/png, personalization (with their flags)
     last = next((r for r in reversed(history) if r["test_accuracy"] is not None), None)
     if last is not None and not args.process_id:

@@ -1,7 +1,7 @@
 """Secure FedAvg over the network: the lead aggregator and the client protocol (``python -m refimpl aggregator``).
 
-The lead is :class:`Lead`; the additive protocol's share servers are :mod:`refimpl.fl.share_server`; the command
-line is :mod:`refimpl.fl.aggregator_cli`; clients are :mod:`refimpl.fl.net_client`.
+The lead is :class:`Lead`; the additive protocol's share servers are :mod:`refimpl.fl.deploy.share_server`; the command
+line is :mod:`refimpl.fl.deploy.cli`; clients are :mod:`refimpl.fl.deploy.client`.
 
 Processes of a deployment (each with its certificate from ``python -m refimpl certs``)::
 

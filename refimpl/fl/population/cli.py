@@ -1,7 +1,7 @@
 """``train`` flags for the simulated population, its outputs and its plots (used by `refimpl.fl.train`).
 
-With ``--population seed`` (the seed's description: see `refimpl.fl.population`) or ``ideal`` (always eligible,
-equally fast), ``train`` runs population-driven rounds (`refimpl.fl.population_run`) and writes, besides the
+With ``--population seed`` (the seed's description: see `refimpl.fl.population.model`) or ``ideal`` (always eligible,
+equally fast), ``train`` runs population-driven rounds (`refimpl.fl.population.run`) and writes, besides the
 usual outputs: per-round fields in ``metrics.jsonl`` (sim_hours, round_seconds, waited_seconds, eligible,
 selected, counted, abandoned, dropouts by cause, bytes up/down per selected client; with secure aggregation the
 protocol's report), ``population.json`` (summary; per-client counted/selected counts and bytes up/down; opted-out
@@ -25,7 +25,7 @@ __all__ = ["add_arguments", "from_args", "round_metrics", "write_outputs", "writ
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the population flags (one argument group)."""
-    g = parser.add_argument_group("client population and orchestration (refimpl.fl.population, .orchestration)")
+    g = parser.add_argument_group("client population and orchestration (refimpl.fl.population.model, .orchestration)")
     g.add_argument("--population", choices=("none", "seed", "ideal"), default="none",
                    help="simulate device availability, speed and bandwidth (seed: charging + Wi-Fi + idle windows "
                         "across time zones, opt-outs, slow uplinks; ideal: always on); none: fixed-fraction sampling")
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--secagg-degree", type=int, default=None, help="SecAgg+ graph degree with --population")
     g.add_argument("--size-exponent", type=float, default=1.5,
                    help="Pareto tail index of client sizes for --partition powerlaw (smaller: heavier tail)")
-    from refimpl.fl import personalize
+    from refimpl.fl.population import personalize
     personalize.add_arguments(parser)
 
 
@@ -54,7 +54,7 @@ def check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("--fused-mean cannot run population rounds (they need the per-client updates)")
     if not args.size_exponent > 0:
         parser.error(f"--size-exponent must be > 0, got {args.size_exponent}")
-    from refimpl.fl import personalize
+    from refimpl.fl.population import personalize
     personalize.check(args, parser)
     if args.population == "none":
         used = [f for f, on in (("--availability-trace", args.availability_trace is not None),
@@ -85,7 +85,11 @@ def target_of(args: argparse.Namespace) -> int:
 
 def from_args(args: argparse.Namespace, fed: Any, layer_sizes: tuple[int, ...]) -> Any:
     """The `PopulationRounds` for parsed flags, or None without ``--population``."""
-    from refimpl.fl import orchestration, partition, population, population_run, secure_population
+    from refimpl.fl import partition
+    from refimpl.fl.population import model as population
+    from refimpl.fl.population import orchestration
+    from refimpl.fl.population import run as population_run
+    from refimpl.fl.population import secure as secure_population
 
     if args.population == "none":
         return None
@@ -126,7 +130,7 @@ def from_args(args: argparse.Namespace, fed: Any, layer_sizes: tuple[int, ...]) 
 
 def report(run: Any, history: list[dict[str, Any]]) -> None:
     """End of a ``train`` run: population outputs, then personalization (which retires the clients it served)."""
-    from refimpl.fl import personalize
+    from refimpl.fl.population import personalize
 
     args = run.args
     if args.personalize_steps > 0:
@@ -176,7 +180,7 @@ def write_plot(history: list[dict[str, Any]], orch: Any, path: Path, title: str)
     """Accuracy vs simulated hours, participation histogram, dropouts per round by cause, bytes per client."""
     from matplotlib.figure import Figure
 
-    from refimpl.fl.orchestration import CAUSES
+    from refimpl.fl.population.orchestration import CAUSES
 
     fig = Figure(figsize=(12, 7.5), layout="constrained")
     (a1, a2), (a3, a4) = fig.subplots(2, 2)

@@ -32,7 +32,7 @@ plan of round r depends only on (population, seed, sizes, rounds before it); `Or
 state of a resumed run. Nothing here is secret.
 
 Example:
-    >>> from refimpl.fl.population import Population
+    >>> from refimpl.fl.population.model import Population
     >>> pop = Population.synthetic(300, seed=0)
     >>> orch = Orchestrator(pop, OrchestrationConfig(target=20, overselect=1.3, deadline_s=120.0), seed=0)
     >>> plan = orch.next_round(np.full(300, 60), model_bytes=800_000, update_bytes=800_000)
@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from refimpl.errors import ConfigurationError
-from refimpl.fl.population import Population
+from refimpl.fl.population.model import Population
 
 __all__ = ["CAUSES", "SECAGG_STAGES", "OrchestrationConfig", "Orchestrator", "RoundPlan"]
 

@@ -3,7 +3,7 @@
 Each client (certificate ``client-<id>``) joins the lead aggregator, and every round trains locally from the
 round's model (NumPy SGD, :mod:`refimpl.nn`) on its own partition, and contributes its weighted, clipped update
 through the round's secure-aggregation protocol (SecAgg / SecAgg+ masked input, or additive shares sent to each
-share server). It speaks the client protocol documented in :mod:`refimpl.fl.aggregator`. One process may run
+share server). It speaks the client protocol documented in :mod:`refimpl.fl.deploy.aggregator`. One process may run
 several clients (``--ids 1-10``), each on its own thread and connection.
 
 Example::
@@ -23,7 +23,7 @@ import numpy as np
 
 from refimpl import nn
 from refimpl.errors import ProtocolError, RefimplError, WorkerUnavailable
-from refimpl.fl.aggregator import flatten, unflatten
+from refimpl.fl.deploy.aggregator import flatten, unflatten
 from refimpl.net import transport, wire
 from refimpl.prg import Stream, derive_key
 from refimpl.secagg import AdditiveClient, AdditiveConfig, Codec, SecAggClient, SecAggConfig

@@ -1,7 +1,7 @@
 """Secure aggregation under a population's dropouts: each dropout stops at the protocol stage where it happened.
 
 `PopulationSecureAggregator.aggregate` takes one round's trained updates and its
-:class:`~refimpl.fl.orchestration.RoundPlan`, and runs one round of the chosen protocol over the plan's whole
+:class:`~refimpl.fl.population.orchestration.RoundPlan`, and runs one round of the chosen protocol over the plan's whole
 **selected** cohort (clients ``1..m`` in the order of ``plan.selected``):
 
 * ``"secagg"`` (Bonawitz et al. 2017, :func:`refimpl.secagg.run_secagg_round`): every selected client takes part
@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from refimpl.errors import ConfigurationError, OutOfRangeError, ThresholdError
-from refimpl.fl.orchestration import RoundPlan
+from refimpl.fl.population.orchestration import RoundPlan
 from refimpl.net.accounting import Ledger
 from refimpl.prg import derive_key, fresh_key
 from refimpl.ring import Z2_64, Ring

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from refimpl.errors import RefimplError
-from refimpl.fl.aggregator import Lead, LeadConfig
-from refimpl.fl.share_server import ShareServer
+from refimpl.fl.deploy.aggregator import Lead, LeadConfig
+from refimpl.fl.deploy.share_server import ShareServer
 
 __all__ = ["main"]
 

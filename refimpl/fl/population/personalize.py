@@ -10,7 +10,8 @@ Each step draws B of the client's examples uniformly (with replacement) from a k
 client), step)``: nothing here is secret, so ``jax.random`` is fine.
 
 As the seed says, a client that personalized leaves the training population: ``train`` retires the personalized
-clients from the orchestrator (`refimpl.fl.orchestration.Orchestrator.retire`), recorded in ``population.json``.
+clients from the orchestrator (`refimpl.fl.population.orchestration.Orchestrator.retire`), recorded in
+``population.json``.
 
 Outputs of ``train --personalize-steps k``: ``personalization.json`` (per-client accuracies before and after, mean
 and 10th percentile) and ``personalization.png`` (their CDFs).
@@ -154,7 +155,7 @@ def write_cdf_plot(report: PersonalizationReport, path: Path, title: str) -> Non
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The personalization flags of ``train``."""
-    g = parser.add_argument_group("personalization after training (refimpl.fl.personalize)")
+    g = parser.add_argument_group("personalization after training (refimpl.fl.population.personalize)")
     g.add_argument("--personalize-steps", type=int, default=0,
                    help="after training, each client fine-tunes for this many local SGD steps (0: off)")
     g.add_argument("--personalize-lr", type=float, default=0.05, help="fine-tuning learning rate")

@@ -1,12 +1,13 @@
 """FedAvg rounds driven by a simulated population: the orchestrator picks the clients, the vmapped engine trains.
 
-`PopulationRounds.run_round` plans a round with :class:`~refimpl.fl.orchestration.Orchestrator` (selection among
+`PopulationRounds.run_round` plans a round with :class:`~refimpl.fl.population.orchestration.Orchestrator`
+(selection among
 eligible clients, over-selection, deadline, dropouts by cause), trains the clients whose updates can count with
 the same compiled ``round_update`` program as :meth:`refimpl.fl.server.FedAvg.run_round` (one vmapped call), and
 aggregates:
 
 * plaintext: `weighted_mean` over the **counted** clients only (the others' work is lost, so it is not computed);
-* secure (a :class:`~refimpl.fl.secure_population.PopulationSecureAggregator`): every **selected** client is in
+* secure (a :class:`~refimpl.fl.population.secure.PopulationSecureAggregator`): every **selected** client is in
   the protocol's cohort and each dropout stops at the protocol stage where the population made it stop; the
   vmapped engine trains the clients that reached the upload, the others contribute nothing (their rows are
   never sent).
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from refimpl.fl.orchestration import Orchestrator, RoundPlan
+from refimpl.fl.population.orchestration import Orchestrator, RoundPlan
 from refimpl.fl.server import ClientData, FedAvg, ServerState, weighted_mean
 
 __all__ = ["PopulationRoundResult", "PopulationRounds"]

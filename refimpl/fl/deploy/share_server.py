@@ -2,7 +2,7 @@
 
 Share server ``aggregator-<S>`` keeps one :class:`~refimpl.secagg.AdditiveServer`: it takes uploads only from clients
 (certificates ``client-<id>``, each only in its own name) and round control only from the lead (``aggregator``);
-see the protocol in :mod:`refimpl.fl.aggregator`.
+see the protocol in :mod:`refimpl.fl.deploy.aggregator`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from refimpl.errors import ProtocolError, RefimplError
-from refimpl.fl.aggregator import client_id_of, error_reply
+from refimpl.fl.deploy.aggregator import client_id_of, error_reply
 from refimpl.net import transport, wire
 from refimpl.net.accounting import Ledger
 from refimpl.secagg import AdditiveConfig, AdditiveServer, Codec, ShareMessage
