@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from refimpl import Z2_32, FixedPoint
 from refimpl.errors import ConfigurationError
-from refimpl.mpc import Dealer, share_tensor
-from refimpl.mpc.functions import BOUNDS, working_encoding
+from refimpl.mpc import Channel, Dealer, StackedTensor, share_tensor
+from refimpl.mpc.functions import BOUNDS, softmax_newton_steps, working_encoding
 from refimpl.workers import Ledger, VirtualWorker
 from refimpl.workers.shared_tensor import share_among
 
@@ -63,6 +63,37 @@ def test_softmax_within_bound_for_any_input(enc, n, k, scale, seed):
     assert np.abs(got - want).max() <= BOUNDS["softmax"][2](v).max() + 1 / enc.scale
     got0 = share_tensor(v.T, Dealer(n), encoding=enc).softmax(axis=0).get()
     assert np.abs(got0 - want.T).max() <= BOUNDS["softmax"][2](v).max() + 1 / enc.scale
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(1, 2000))
+@example(k=1)
+@example(k=2)
+@example(k=10)
+@example(k=200)
+def test_softmax_reciprocal_start_and_steps_reach_the_target(k):
+    """The linear start's relative error on [1, k] (ends and the equioscillation point pinned) is within the
+    documented ``(k-1)^2 / (k^2 + 6k + 1)``, and the chosen number of Newton steps squares it below 2**-24."""
+    b = 8 / (k * k + 6 * k + 1)
+    s = np.concatenate([np.linspace(1, k, 4001), [1.0, (k + 1) / 2, float(k)]])
+    worst = (k - 1) ** 2 / (k * k + 6 * k + 1)
+    assert np.abs(1 - s * b * (k + 1 - s)).max() <= worst * (1 + 1e-12) + 1e-15
+    steps = softmax_newton_steps(k)
+    assert worst ** (2**steps) <= 2.0**-24
+    assert steps == 0 or worst ** (2 ** (steps - 1)) > 2.0**-24  # no step more than needed
+
+
+@pytest.mark.parametrize("k", [2, 10, 200])
+def test_softmax_many_classes_within_bound_and_rounds(k):
+    enc = FixedPoint()
+    v = enc.decode(enc.encode(np.random.default_rng(k).normal(size=(4, k)) * 5))
+    e = np.exp(v - v.max(axis=1, keepdims=True))
+    channel = Channel()
+    x = share_tensor(v, Dealer(2), encoding=enc)
+    got = StackedTensor(x.shares, enc, x.dealer, channel).softmax(axis=1).get()
+    assert np.abs(got - e / e.sum(axis=1, keepdims=True)).max() <= BOUNDS["softmax"][2](v).max() + 1 / enc.scale
+    if k == 10:
+        assert channel.rounds == 87  # README table: 130 with CrypTen's exp-based reciprocal start
 
 
 def test_functions_refuse_rings_without_headroom():

@@ -4,20 +4,7 @@ Every function takes any :class:`~refimpl.mpc.algebra.TensorAlgebra` (a stacked
 :class:`~refimpl.mpc.StackedTensor` or a pointer-world :class:`~refimpl.workers.SharedTensor`) with a fixed-point
 encoding, and is built from its products, public divisions and exact comparisons only.
 
-Working precision. The functions run at a working encoding with at least ``WORKING_SCALE = 2**20
-
-#: ``name: (low, high, bound(x))``: each function's documented input range and absolute error bound (add one unit
-#: in the last place of the caller's encoding). ``softmax``'s range is any input; its bound is per entry.
-BOUNDS: dict[str, tuple[float, float, Callable[[np.ndarray], np.ndarray]]] = {
-    "exp": (-16.0, 6.0, lambda x: np.exp(x) * (x**2 / 500 + 2**-9) + 2**-14),
-    "reciprocal": (0.05, 200.0, lambda x: 2**-9 / np.abs(x) + 2**-14),
-    "log": (0.05, 200.0, lambda x: np.log(x) ** 2 / 400 + 2**-10),
-    "inv_sqrt": (0.05, 128.0, lambda x: 2**-10 / np.sqrt(x) + 2**-14),
-    "sqrt": (0.05, 128.0, lambda x: 2**-10 * np.sqrt(x) + 2**-14),
-    "sigmoid": (-16.0, 16.0, lambda x: np.full(np.shape(x), 2.0**-9)),
-    "tanh": (-8.0, 8.0, lambda x: np.full(np.shape(x), 2.0**-8)),
-    "softmax": (-np.inf, np.inf, lambda x: np.full(np.shape(x), 2.0**-6)),
-}`` (the same base,
+Working precision. The functions run at a working encoding with at least ``WORKING_SCALE = 2**20`` (the same base,
 more fractional digits: entering is a local multiplication, leaving is one division round), so a coarse encoding
 such as PySyft's ``base=10, frac_bits=3`` gets results accurate to its own resolution. This needs the product
 headroom of Z_2^64: in Z_2^32 the functions raise :class:`~refimpl.errors.ConfigurationError` before computing.
@@ -67,6 +54,7 @@ if TYPE_CHECKING:
     from refimpl.mpc.algebra import TensorAlgebra
 
 __all__ = ["BOUNDS", "EXP_ITERATIONS", "WORKING_SCALE", "exp", "inv_sqrt", "log", "reciprocal", "sigmoid", "softmax",
+           "softmax_newton_steps",
            "sqrt",
            "tanh", "working_encoding"]
 
@@ -245,7 +233,8 @@ def softmax(x: T, axis: int = -1) -> T:
 
     The max is exact (a comparison tree); differences below ``-2^8`` are clamped to give ``e^d = 0`` (one
     comparison), the exponentials use :func:`exp`'s method and the sum (in ``[1, k]``) its reciprocal by
-    Newton-Raphson. Any inputs; bound ``2^-6`` per entry (+ one unit of the caller's encoding) for up to 200 classes
+    Newton-Raphson from a linear start fitted to ``[1, k]`` (:func:`_reciprocal_pos_scaled`; 5 steps for 10
+    classes). Any inputs; bound ``2^-6`` per entry (+ one unit of the caller's encoding) for up to 200 classes
     (the sum must stay in the reciprocal's range).
     """
     xw, enc = _enter(x)
@@ -255,9 +244,28 @@ def softmax(x: T, axis: int = -1) -> T:
     for _ in range(EXP_ITERATIONS):
         e = e.square()
     total = e.sum(axis=axis, keepdims=True)
-    return _leave(e * _reciprocal_pos_scaled(total), enc)
+    return _leave(e * _reciprocal_pos_scaled(total, int(d.shape[axis])), enc)
 
 
-def _reciprocal_pos_scaled(s: T) -> T:
-    """``1 / s`` for ``s`` in ``[1, k]``: Newton-Raphson from CrypTen's guess (valid up to a few hundred)."""
-    return _reciprocal_pos(s)
+def softmax_newton_steps(k: int, target: float = 2.0**-24) -> int:
+    """Newton steps for ``1 / s``, ``s`` in ``[1, k]``, from :func:`_reciprocal_pos_scaled`'s linear start: the
+    relative error ``e = 1 - s y`` squares at each step, from ``|e0| <= E = (k-1)^2 / (k^2 + 6k + 1)``, so
+    ``ceil(log2(ln(target) / ln(E)))`` steps bring it below ``target`` (5 for k = 10, 9 for k = 200)."""
+    worst = (k - 1) ** 2 / (k * k + 6 * k + 1)
+    if worst <= target:
+        return 0
+    return max(0, int(np.ceil(np.log2(np.log(target) / np.log(worst)))))
+
+
+def _reciprocal_pos_scaled(s: T, k: int = 200) -> T:
+    """``1 / s`` for ``s`` in ``[1, k]`` (a softmax denominator: the max's term is 1, each of the ``k`` at most 1).
+
+    Newton-Raphson ``y <- y (2 - s y)`` from the minimax linear start ``y0 = b (k + 1 - s)``,
+    ``b = 8 / (k^2 + 6k + 1)`` (one public product instead of CrypTen's exp-based guess), whose relative error
+    ``|1 - s y0|`` is at most ``(k-1)^2 / (k^2 + 6k + 1)`` on ``[1, k]`` (0.50 for k = 10), and
+    :func:`softmax_newton_steps` steps (4 rounds each)."""
+    b = 8 / (k * k + 6 * k + 1)
+    y = (s * -b) + b * (k + 1)
+    for _ in range(softmax_newton_steps(k)):
+        y = y * (2 - s * y)
+    return y
