@@ -187,3 +187,16 @@ def write_result(result: dict[str, Any], out: str | Path | None, benchmark: str,
     tmp.replace(path)
     print(f"# wrote {path}")
     return path
+
+
+def fedavg_dataset() -> tuple[Any, str]:
+    """The federated benchmarks' data: Fashion-MNIST's IDX files when installed, else refimpl's built-in mnist-10k.
+
+    Returns the dataset and a note naming which one ran (it goes into the JSON).
+    """
+    from refimpl.fl import data
+
+    try:
+        return data.load("fashion_mnist", use_tfds=False), "Fashion-MNIST, IDX files"
+    except data.DatasetNotFoundError:
+        return data.load("mnist-10k"), "mnist-10k (Fashion-MNIST absent)"

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from refimpl.fl import client, data, model, partition, server
+from refimpl.fl import client, model, partition, server
 
 E, B, K, C, LR = 1, 10, 100, 0.1, 0.1
 
@@ -93,10 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/fedavg-<date>.json); '-': none")
     args = parser.parse_args(argv)
 
-    try:
-        ds, note = data.load("fashion_mnist", use_tfds=False), "Fashion-MNIST, IDX files"
-    except data.DatasetNotFoundError:
-        ds, note = data.load("mnist-10k"), "Fashion-MNIST absent: built-in mnist-10k (80 samples per client)"
+    ds, note = _common.fedavg_dataset()
     fed = partition.federate(ds.x_train, ds.y_train, partition.iid(ds.y_train, K, seed=0), pad_multiple=B)
     cdata = server.to_device(fed)
     peak = matmul_gflops()

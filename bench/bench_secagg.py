@@ -115,13 +115,10 @@ def fedavg_section(rounds: int, repeat_rounds: int) -> dict:
     import jax
     import optax
 
-    from refimpl.fl import client, data, model, partition, server
+    from refimpl.fl import client, model, partition, server
     from refimpl.fl.secure import make_secure_aggregator
 
-    try:
-        ds, note = data.load("fashion_mnist", use_tfds=False), "Fashion-MNIST"
-    except data.DatasetNotFoundError:
-        ds, note = data.load("mnist-10k"), "mnist-10k (Fashion-MNIST absent)"
+    ds, note = _common.fedavg_dataset()
     fed = partition.federate(ds.x_train, ds.y_train, partition.iid(ds.y_train, 100, seed=0), pad_multiple=10)
     cdata = server.to_device(fed)
     update = client.make_round_update(optax.sgd(0.1), local_epochs=1, batch_size=10)

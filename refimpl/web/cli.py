@@ -59,14 +59,6 @@ def _serve_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _ids(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out += list(range(int(lo), int(hi or lo) + 1))
-    return out
-
-
 def _serve_tabs(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -86,7 +78,9 @@ def _serve_tabs(args: argparse.Namespace) -> int:
         return 2
     data = PartitionData(args.data, args.clients, args.partition, args.seed)
     server, base = serve_assets(args.host, args.port, data)
-    for k in _ids(args.ids) if args.ids else range(1, args.clients + 1):
+    from refimpl.fl.deploy.client import parse_ids
+
+    for k in parse_ids(args.ids) if args.ids else range(1, args.clients + 1):
         print(f"client-{k}: {base}/#aggregator={args.aggregator}&client={k}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

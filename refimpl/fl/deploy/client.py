@@ -158,11 +158,15 @@ class NetClient:
         return self._call(self.lead, "submit", {"op": "submit", "round": r, "stage": "ShareUpload"})
 
 
-def _ids(text: str) -> list[int]:
+def parse_ids(text: str) -> list[int]:
+    """Client ids from ``"1-3"``, ``"2,5"`` or ``"1-3,7"``; raises ``ValueError`` naming the bad part."""
     out: list[int] = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")
-        out += list(range(int(lo), int(hi or lo) + 1))
+        try:
+            out += list(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise ValueError(f"client ids are like 1-3 or 2,5; {part!r} is not an id or a range") from None
     return out
 
 
@@ -184,7 +188,7 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not args.tls_dir and not args.insecure_plaintext:
         p.error("give --tls-dir (mutual TLS) or, for loopback experiments only, --insecure-plaintext")
-    ids = _ids(args.ids)
+    ids = parse_ids(args.ids)
     parts: dict[int, tuple[Any, Any] | None] = {i: None for i in ids}
     if args.data != "synthetic":
         from refimpl.fl.data import load
