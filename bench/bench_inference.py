@@ -18,12 +18,18 @@ Figures, all measured in this process:
 
 The tutorial's PySyft implementation reported about 33 ms per image on a laptop.
 
-Run: ``nice python bench/bench_inference.py`` (a few minutes on a loaded 2-core machine) or ``--quick``.
+Run: ``OPENBLAS_NUM_THREADS=1 nice python bench/bench_inference.py`` (a few minutes on a loaded 2-core machine) or
+``--quick``. With one BLAS thread the Z_2^64 matmuls take the exact float64 split-limb path
+(:func:`refimpl.mpc.dealer.limb_matmul`, its products spread over the cores), the configuration bench_mpc.py
+measures; the JSON records the BLAS thread settings and ``LIMB_MATMUL``. The side-by-side comparison with CrypTen
+and the limb-vs-integer matmul figures are bench_mpc.py's; this benchmark adds agreement on all 10,000 images,
+more batch sizes, the online-only time and the ledger's bytes and rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -34,6 +40,7 @@ import numpy as np
 from refimpl.demos.models import mnist_mlp
 from refimpl.fl.data import load
 from refimpl.mpc import Dealer
+from refimpl.mpc import dealer as dealer_mod
 from refimpl.mpc.inference import EncryptedMLP, plaintext_logits
 from refimpl.net import wire
 from refimpl.workers import Ledger, VirtualWorker
@@ -204,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{c['n']:>2} {c['truncation']:>6} {c['batch']:>6} {c['online_bytes_per_inference']:>10.0f} "
               f"{per['open']:>10.0f} {per['dealer']:>10.0f} {c['online_rounds']:>7} {c['setup']['bytes']:>10}")
 
+    blas = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     result = {"benchmark": "inference", "machine": _common.machine_info(), "model": "784-128-10 MLP (mnist_mlp)",
+              "blas_threads_env": blas, "limb_matmul": dealer_mod.LIMB_MATMUL,
               "plaintext_test_accuracy": test_acc,
               "tutorial_ms_per_image": TUTORIAL_MS_PER_IMAGE, "agreement": agree, "timing": times,
               "communication": comms, "seconds": time.time() - started}
