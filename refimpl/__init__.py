@@ -7,7 +7,10 @@ JAX and the federated-learning modules are optional and are imported only when u
 from refimpl.encoding import FixedPoint
 from refimpl.errors import (
     BackendError,
+    CheckpointError,
     ConfigurationError,
+    DataError,
+    DatasetNotFoundError,
     KeyFormatError,
     KeyReuseError,
     NotAFieldError,
@@ -20,6 +23,7 @@ from refimpl.errors import (
     RingMismatchError,
     ShapeMismatchError,
     ThresholdError,
+    TraceFormatError,
     TripleReuseError,
     WireFormatError,
     WorkerUnavailable,
@@ -73,4 +77,8 @@ __all__ = [
     "WireFormatError",
     "PointerError",
     "WorkerUnavailable",
+    "DataError",
+    "DatasetNotFoundError",
+    "TraceFormatError",
+    "CheckpointError",
 ]

@@ -24,6 +24,10 @@ __all__ = [
     "ProtocolError",
     "ReplayError",
     "WorkerUnavailable",
+    "DataError",
+    "DatasetNotFoundError",
+    "TraceFormatError",
+    "CheckpointError",
     "KeyReuseError",
 ]
 
@@ -97,3 +101,19 @@ class PointerError(RefimplError):
 class WorkerUnavailable(RefimplError):
     """A party on the network did not answer: it cannot be reached, its connection broke (a killed process), it
     missed a request's deadline or its pings, or it restarted and lost the session. The message names the party."""
+
+
+class DataError(RefimplError):
+    """A dataset file exists but is corrupt, truncated, of the wrong shape, or holds a different dataset."""
+
+
+class DatasetNotFoundError(RefimplError, FileNotFoundError):
+    """No source of the requested dataset was found; the message lists every place tried and how to get it."""
+
+
+class TraceFormatError(DataError):
+    """An availability trace CSV is malformed: the message names the file, the line and the bad value."""
+
+
+class CheckpointError(RefimplError):
+    """A checkpoint is unreadable or does not fit the run that tries to resume from it."""

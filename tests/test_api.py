@@ -46,12 +46,16 @@ EXPECTED_ALL = [
     "WireFormatError",
     "PointerError",
     "WorkerUnavailable",
+    "DataError",
+    "DatasetNotFoundError",
+    "TraceFormatError",
+    "CheckpointError",
 ]
 
 ERRORS = ["RefimplError", "RingMismatchError", "PartyCountError", "ShapeMismatchError", "OutOfRangeError",
           "NotAFieldError", "KeyFormatError", "BackendError", "ThresholdError", "ConfigurationError", "ProtocolError",
           "ReplayError", "KeyReuseError", "TripleReuseError", "WireFormatError", "PointerError",
-          "WorkerUnavailable"]
+          "WorkerUnavailable", "DataError", "DatasetNotFoundError", "TraceFormatError", "CheckpointError"]
 
 
 def test_every_exception_is_public_under_refimpl_errors():
@@ -94,6 +98,9 @@ def test_exception_hierarchy():
     for name in ERRORS:
         cls = getattr(refimpl, name)
         assert issubclass(cls, refimpl.RefimplError) and issubclass(cls, ValueError), name
+    # a missing dataset is also what `except FileNotFoundError` expects; a bad trace is a kind of bad data
+    assert issubclass(refimpl.DatasetNotFoundError, FileNotFoundError)
+    assert issubclass(refimpl.TraceFormatError, refimpl.DataError)
 
 
 def test_version_and_py_typed():

@@ -21,13 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from refimpl.errors import CheckpointError
 from refimpl.fl.server import ServerState
 
 __all__ = ["CheckpointError", "load", "save"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is unreadable or does not fit the run that tries to resume from it."""
 
 
 def save(path: str | os.PathLike[str], state: ServerState, config: dict[str, Any]) -> None:

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from refimpl.errors import DataError, DatasetNotFoundError
+
 __all__ = [
     "DATASETS",
     "ENV_VAR",
@@ -90,14 +92,6 @@ _HOW_TO_GET = {
 MAX_IDX_BYTES = 2**30
 """The largest IDX file (decompressed) refimpl reads: Fashion-MNIST's largest is 47 MB."""
 _IDX_DTYPES = {0x08: np.dtype(np.uint8)}
-
-
-class DataError(ValueError):
-    """A dataset file exists but is corrupt, truncated, of the wrong shape, or holds a different dataset."""
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """No source of the requested dataset was found; the message lists every place tried and how to get it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,17 +60,12 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.errors import ConfigurationError
-from refimpl.fl.data import DataError
+from refimpl.errors import ConfigurationError, TraceFormatError
 
 __all__ = ["DAY", "PRESETS", "Availability", "Population", "PopulationConfig", "TraceFormatError", "preset"]
 
 DAY = 86400.0
 Window = tuple[float, float, float, float]
-
-
-class TraceFormatError(DataError):
-    """An availability trace CSV is malformed: the message names the file, the line and the bad value."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
