@@ -36,6 +36,8 @@ def test_batched_and_ring_matmul_paths_agree():
     y = rng.integers(0, 2**64, (200, 140), dtype=np.uint64)
     assert (limb_matmul(x, y) == np.matmul(x, y)).all()
     assert limb_matmul_pays(x.shape, y.shape) and not limb_matmul_pays((3, 4), (4, 5))
+    # a fixed operand's kept digits make the limb path worth timing from smaller outputs
+    assert limb_matmul_pays((10, 784), (784, 128), fixed=True) and not limb_matmul_pays((10, 784), (784, 128))
     old = dealer_mod.LIMB_MATMUL
     try:
         outs = []

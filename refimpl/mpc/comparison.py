@@ -53,6 +53,7 @@ __all__ = ["Program", "a2b", "add_binary", "and_", "and_finish", "and_many", "an
            "msb_program", "relu", "run_stacked", "summands_program"]
 
 _ONE = np.uint64(1)
+_BIT_SHIFTS = np.arange(8, dtype=np.uint8)[None, :, None]
 
 #: A party-local protocol: yields ``("and", [(x, y), ...])`` or ``("b2a", bits)`` requests, receives the answers.
 Program = Generator[tuple[str, Any], Any, Any]
@@ -213,10 +214,15 @@ def _and_bits_program(pairs: list[tuple[np.ndarray, np.ndarray]]) -> Program:
     left = np.stack([a for a, _ in pairs], axis=1).reshape(n, -1)
     right = np.stack([b for _, b in pairs], axis=1).reshape(n, -1)
     total = left.shape[1]
-    pad = ((0, 0), (0, (-total) % 64))
+    words = -(-total // 64)
 
-    def pack(bits: np.ndarray) -> np.ndarray:
-        return np.packbits(np.pad(bits, pad), axis=1, bitorder="little").view(np.uint64)
+    def pack(bits: np.ndarray) -> np.ndarray:  # zero bits up to a whole number of words, as np.pad would give
+        packed = np.packbits(bits, axis=1, bitorder="little")  # the last byte zero-filled
+        if packed.shape[1] != 8 * words:
+            full = np.zeros((n, 8 * words), np.uint8)
+            full[:, : packed.shape[1]] = packed
+            packed = full
+        return packed.view(np.uint64)
 
     (z,) = yield ("and", [(pack(left), pack(right))])
     bits = np.unpackbits(np.ascontiguousarray(z).view(np.uint8), axis=1, bitorder="little")[:, :total]
@@ -248,7 +254,9 @@ def _sign_of_sum_program(xw: np.ndarray, yw: np.ndarray, bits: int) -> Program:
     def unpack(words: np.ndarray) -> np.ndarray:  # every bit at once: (bit position, *shape) uint8
         flat = np.ascontiguousarray(words).astype("<u8", copy=False).reshape(-1)
         by_byte = np.ascontiguousarray(flat.view(np.uint8).reshape(flat.size, 8).T)  # (byte, word)
-        return np.unpackbits(by_byte, axis=0, bitorder="little").reshape(64, *words.shape)
+        planes = np.right_shift(by_byte[:, None, :], _BIT_SHIFTS)  # (byte, bit of the byte, word)
+        planes &= np.uint8(1)
+        return planes.reshape(64, *words.shape)
 
     xb, yb = unpack(xw), unpack(yw)
 

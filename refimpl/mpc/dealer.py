@@ -122,18 +122,22 @@ class _Prefetched:
         return out
 
 
-#: Output entries per matrix (m * p) from which :func:`limb_matmul` replaces the integer matmul.
+#: Output entries per matrix (m * p) from which :func:`limb_matmul` may replace the integer matmul; with a fixed
+#: right operand whose digits are kept (``ring_matmul(..., cache=)``) splitting it costs nothing, so from
+#: ``LIMB_MATMUL_MIN_OUTPUT_FIXED``.
 LIMB_MATMUL_MIN_OUTPUT = 1 << 14
+LIMB_MATMUL_MIN_OUTPUT_FIXED = 1 << 10
 
 
-def limb_matmul_pays(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> bool:
+def limb_matmul_pays(shape_a: tuple[int, ...], shape_b: tuple[int, ...], *, fixed: bool = False) -> bool:
     """Whether float64 BLAS on split limbs is used instead of NumPy's (non-BLAS) integer matmul: for outputs of at
-    least ``LIMB_MATMUL_MIN_OUTPUT`` entries per matrix and inner sizes of 64 to 2048, where it measured faster
-    (bench/bench_mpc.py; 2-2.6x for inference-sized products with one BLAS thread on a loaded 2-core machine)."""
+    least ``LIMB_MATMUL_MIN_OUTPUT`` entries per matrix (``LIMB_MATMUL_MIN_OUTPUT_FIXED`` for a ``fixed`` right
+    operand with kept digits) and inner sizes of 64 to 2048, where it measured faster (bench/bench_mpc.py; 2-3.6x
+    for inference-sized products with one BLAS thread on a shared 2-core machine)."""
     if len(shape_a) < 2 or len(shape_b) < 2:
         return False
     m, k, p = int(shape_a[-2]), int(shape_a[-1]), int(shape_b[-1])
-    return 64 <= k <= 2048 and m * p >= LIMB_MATMUL_MIN_OUTPUT
+    return 64 <= k <= 2048 and m * p >= (LIMB_MATMUL_MIN_OUTPUT_FIXED if fixed else LIMB_MATMUL_MIN_OUTPUT)
 
 
 #: ``"auto"`` (time both ways once per shape class and keep the faster), ``"on"`` or ``"off"``. Both ways give
@@ -142,15 +146,22 @@ LIMB_MATMUL = "auto"
 _LIMB_CHOICE: dict[tuple[int, ...], bool] = {}
 
 
-def _limb_is_faster(a: np.ndarray, b: np.ndarray, bits: int) -> bool:
-    """The cached choice for this shape class (powers of two of m, k, p), timed once on first use."""
-    key = (bits, *(int(d).bit_length() for d in (a.shape[-2], a.shape[-1], b.shape[-1], a.size // a.shape[-1])))
+def _limb_is_faster(a: np.ndarray, b: np.ndarray, bits: int, b_limbs: list[np.ndarray] | None = None) -> bool:
+    """The cached choice for this shape class (powers of two of m, k, p; kept digits or not), timed once on first
+    use: the limb path once untimed (its thread pool and buffers warm), then the best of two runs each way."""
+    key = (bits, b_limbs is not None,
+           *(int(d).bit_length() for d in (a.shape[-2], a.shape[-1], b.shape[-1], a.size // a.shape[-1])))
     if key not in _LIMB_CHOICE:
-        t0 = time.perf_counter()
-        np.matmul(a, b)
-        t1 = time.perf_counter()
-        limb_matmul(a, b, bits)
-        _LIMB_CHOICE[key] = time.perf_counter() - t1 < t1 - t0
+        limb_matmul(a, b, bits, b_limbs=b_limbs)
+        best = [float("inf"), float("inf")]
+        for _ in range(2):
+            t0 = time.perf_counter()
+            np.matmul(a, b)
+            t1 = time.perf_counter()
+            limb_matmul(a, b, bits, b_limbs=b_limbs)
+            t2 = time.perf_counter()
+            best = [min(best[0], t1 - t0), min(best[1], t2 - t1)]
+        _LIMB_CHOICE[key] = best[1] < best[0]
     return _LIMB_CHOICE[key]
 
 
@@ -250,15 +261,16 @@ def ring_matmul(ring: Ring, a: np.ndarray, b: np.ndarray, *, cache: dict[Any, An
         array([[4]], dtype=uint64)
     """
     if ring.is_power_of_two and ring.dtype != object:
-        if LIMB_MATMUL != "off" and limb_matmul_pays(np.shape(a), np.shape(b)):
-            if LIMB_MATMUL == "on" or _limb_is_faster(np.asarray(a), np.asarray(b), ring.bits):
-                b_limbs = None
-                if cache is not None:
-                    key = (ring.bits, int(np.shape(a)[-1]))
-                    if key not in cache:
-                        cache[key] = limb_split(np.asarray(b), key[1], ring.bits)
-                    b_limbs = cache[key]
-                out = limb_matmul(np.asarray(a), np.asarray(b), ring.bits, b_limbs=b_limbs)
+        if LIMB_MATMUL != "off" and limb_matmul_pays(np.shape(a), np.shape(b), fixed=cache is not None):
+            a, b = np.asarray(a), np.asarray(b)
+            b_limbs = None
+            if cache is not None:
+                key = (ring.bits, int(a.shape[-1]))
+                if key not in cache:
+                    cache[key] = limb_split(b, key[1], ring.bits)
+                b_limbs = cache[key]
+            if LIMB_MATMUL == "on" or _limb_is_faster(a, b, ring.bits, b_limbs):
+                out = limb_matmul(a, b, ring.bits, b_limbs=b_limbs)
                 return ring._wrap(out.astype(ring.dtype, copy=False))
         return ring._wrap(np.matmul(a, b))
     out = np.matmul(np.asarray(a).astype(object), np.asarray(b).astype(object)) % ring.modulus

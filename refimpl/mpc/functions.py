@@ -30,8 +30,9 @@ sqrt        x * inv_sqrt(x)              [0.05, 128]      ``2^-10 sqrt(x) + 2^-1
 sigmoid     1 / (1 + e^-|x|), reflected  [-16, 16]        ``2^-9``                               93 (n=2)
             by the exact sign            (saturates)
 tanh        2 sigmoid(2x) - 1            [-8, 8]          ``2^-8``                               93 (n=2)
-softmax     max-subtracted exp, sum,     any              ``2^-6`` per entry                     130 (10
-            Newton reciprocal                                                                    classes)
+softmax     max-subtracted exp, sum,     any              ``2^-6`` per entry                     86 (10
+            Newton reciprocal from a                                                             classes)
+            linear start on [1, k]
 ==========  ===========================  ===============  =====================================  =============
 
 References:
