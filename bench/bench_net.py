@@ -3,7 +3,7 @@
 Measured in one run on 127.0.0.1 (a shared, noisy machine: only ratios from the same run mean something):
 
 * ``throughput``  -- ``ptr.move(B)`` of a 256 MiB uint8 array between two worker processes (A encodes, streams in
-  1 MiB chunks over TLS, B decodes) vs a raw TLS socket ``sendall`` of the same bytes between two processes
+  4 MiB chunks over TLS, B decodes) vs a raw TLS socket ``sendall`` of the same bytes between two processes
   (target: >= 50% of raw); with ``--big``, a 1 GiB ``send`` from this process too (it must not time out);
 * ``latency``     -- a small ``send`` + ``get`` round trip (2 requests) vs a raw WebSocket (TLS) echo of the same
   number of messages (target <= 2x);
@@ -11,6 +11,7 @@ Measured in one run on 127.0.0.1 (a shared, noisy machine: only ratios from the 
   vs the same SharedTensor code on in-process VirtualWorkers (target <= 2x);
 * ``inference``   -- a 2-server encrypted inference batch (64 MNIST images x a 784x10 linear layer, weights and
   images secret-shared between 2 worker processes, Beaver matmul + truncation) vs in process (target <= 2x);
+  ``mlp_inference`` the same for a 784-128-10 ReLU MLP (exact ReLU by the party-local comparison program);
 * ``secagg``      -- a SecAgg+ round over the network (lead aggregator in this process, K clients as threads in a
   few client processes, d = 1e5 synthetic updates) vs the in-process simulation ``run_secagg_round``: round latency
   and bytes per client. Flower's deployment runtime was not re-measured here: issue 13 quotes 65.8 s per SecAgg+
@@ -34,7 +35,7 @@ from pathlib import Path
 import _common
 import numpy as np
 
-from refimpl.demos.network import Party
+from refimpl.demos.network import Party, shared_mlp_logits
 from refimpl.encoding import FixedPoint
 from refimpl.net import certs, transport
 from refimpl.workers import Ledger, VirtualWorker, send, share_among
@@ -200,16 +201,25 @@ def versus_in_process(workers: dict, repeats: int, n: int) -> dict:
     assert (_beaver(rw, n) == expect).all()
     data = load("mnist-10k")
     params = nn.init_params((784, 10), seed=0)
+    mlp = nn.init_params((784, 128, 10), seed=0)
     images = data.x_test[:64].astype(np.float64)
     best, _ = _common.measure({"beaver_net": lambda: _beaver(rw, n), "beaver_local": lambda: _beaver(lw, n),
                                "infer_net": lambda: _inference(rw, images, params["w0"], params["b0"]),
-                               "infer_local": lambda: _inference(lw, images, params["w0"], params["b0"])}, repeats)
+                               "infer_local": lambda: _inference(lw, images, params["w0"], params["b0"]),
+                               "mlp_net": lambda: shared_mlp_logits(mlp, images, rw[:2], rw[2]),
+                               "mlp_local": lambda: shared_mlp_logits(mlp, images, lw[:2], lw[2])}, repeats)
     w = best["wall"]
+    err = np.abs(shared_mlp_logits(mlp, images, rw[:2], rw[2]) - nn.logits(mlp, images)).max()
     return {"beaver": {"elements": n, "net_s": w["beaver_net"], "in_process_s": w["beaver_local"],
                        "ratio": w["beaver_net"] / w["beaver_local"], "target": "<= 2"},
             "inference": {"batch": 64, "layer": "784x10 linear, fixed point, Beaver matmul + truncation",
                           "net_s": w["infer_net"], "in_process_s": w["infer_local"],
-                          "ratio": w["infer_net"] / w["infer_local"], "target": "<= 2"}}
+                          "ratio": w["infer_net"] / w["infer_local"], "target": "<= 2"},
+            "mlp_inference": {"batch": 64, "model": "784-128-10 ReLU MLP: weights, biases and images shared, 2 "
+                              "Beaver matmuls + truncations, exact ReLU (party-local comparison program)",
+                              "net_s": w["mlp_net"], "in_process_s": w["mlp_local"],
+                              "ratio": w["mlp_net"] / w["mlp_local"], "max_logit_error": float(err),
+                              "target": "<= 2"}}
 
 
 def secagg_round(tls: Path, k: int, d: int, rounds: int, per_process: int) -> dict:
@@ -292,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["big"] = big_send(workers, 1 << 30)
                 print(json.dumps(report["big"]))
             report.update(versus_in_process(workers, repeats, 10**5 if args.quick else 10**6))
-            print(json.dumps(report["beaver"]), json.dumps(report["inference"]))
+            print(json.dumps(report["beaver"]), json.dumps(report["inference"]), json.dumps(report["mlp_inference"]))
         finally:
             for pp in parties:
                 pp.stop()

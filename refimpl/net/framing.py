@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from refimpl.errors import ProtocolError
@@ -33,20 +33,33 @@ LAST = 1
 MAX_MESSAGE = 1 << 34  # 16 GiB: the largest message a party accepts by default
 
 
-def frames(typ: int, req: int, kind: str, payload: bytes | bytearray | memoryview) -> Iterator[bytes]:
-    """The chunks of one message (the first carries its length and kind)."""
-    view = memoryview(payload).cast("B")
+def frames(typ: int, req: int, kind: str,
+           payload: bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]) -> Iterator[bytes]:
+    """The chunks of one message (the first carries its length and kind).
+
+    ``payload`` is one buffer or a list of buffers (e.g. :func:`refimpl.net.wire.encode_parts`) whose
+    concatenation is the message: each chunk is assembled from views of them (the message is never joined whole).
+    """
+    parts = [memoryview(p).cast("B") for p in ((payload,) if not isinstance(payload, (list, tuple)) else payload)]
+    total = sum(len(p) for p in parts)
     kb = kind.encode()
-    first = FIRST.pack(len(view), len(kb)) + kb
+    first = FIRST.pack(total, len(kb)) + kb
     room = CHUNK - len(first)
-    index, pos = 0, 0
+    index, sent, k, at = 0, 0, 0, 0  # chunk index, bytes cut so far, current part and position in it
     while True:
-        size = room if index == 0 else CHUNK
-        part = view[pos : pos + size]
-        pos += len(part)
-        last = pos >= len(view)
+        want = room if index == 0 else CHUNK
+        pieces: list[bytes | memoryview] = []
+        while want and k < len(parts):
+            piece = parts[k][at : at + want]
+            pieces.append(piece)
+            want -= len(piece)
+            at += len(piece)
+            if at >= len(parts[k]):
+                k, at = k + 1, 0
+        sent += sum(len(x) for x in pieces)
+        last = sent >= total
         head = HEADER.pack(b"RN", typ, LAST if last else 0, req, index)
-        yield b"".join((head, first, part)) if index == 0 else b"".join((head, part))
+        yield b"".join((head, first, *pieces)) if index == 0 else b"".join((head, *pieces))
         if last:
             return
         index += 1

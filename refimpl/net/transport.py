@@ -56,6 +56,8 @@ __all__ = ["CHUNK", "DEFER", "REQUEST", "Link", "Server", "check_loopback", "eve
 log = logging.getLogger("refimpl.net")
 
 _T = TypeVar("_T")
+Payload = bytes | bytearray | memoryview | list[bytes | memoryview]
+"""A message: one buffer, or a list of buffers whose concatenation it is (sent without joining them)."""
 DEFER = b"\x00defer"  # a quick handler's "not me: run the full handler" (compared by identity)
 
 
@@ -267,9 +269,9 @@ class Link:
                 pend.started.set()  # wake the waiter: it raises the error now, not at its deadline
             self._pending.clear()
 
-    async def request(self, kind: str, payload: bytes | bytearray | memoryview, *, notify: bool = False
-                      ) -> bytearray | None:
-        """Send one message; return the reply's bytes (None for an ``ACK`` or a ``notify``)."""
+    async def request(self, kind: str, payload: Payload, *, notify: bool = False) -> bytearray | None:
+        """Send one message (bytes, or a list of buffers whose concatenation it is); return the reply's bytes (None
+        for an ``ACK`` or a ``notify``)."""
         await self._connect()
         ws = self._ws
         req = next(self._ids)
@@ -296,7 +298,7 @@ class Link:
         result: bytearray | None = await pend.done
         return result
 
-    def call(self, kind: str, payload: bytes | bytearray | memoryview, *, notify: bool = False) -> bytearray | None:
+    def call(self, kind: str, payload: Payload, *, notify: bool = False) -> bytearray | None:
         """:meth:`request` from synchronous code."""
         return run_sync(self.request(kind, payload, notify=notify))
 

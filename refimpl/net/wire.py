@@ -26,6 +26,9 @@ bytes never raise anything else (a hypothesis fuzz test and ``scripts/fuzz_wire.
 
 **Bounded decoding.** Every non-empty ``$bytes`` / ``$array`` span must lie inside the payload and be disjoint
 from every other (the encoder never shares or overlaps spans), so each payload byte is copied at most once.
+Decoding a writable buffer (a ``bytearray``, as the transport receives) returns an array that fills at least half
+of the payload and is aligned as a view of that buffer instead of a copy (the caller hands the buffer over: do not
+reuse it); every other array is a copy. :func:`encode_parts` is :func:`encode` without copying the arrays.
 A message of ``n`` bytes decodes to objects of at most :data:`MAX_EXPANSION` ``* n +`` :data:`EXPANSION_SLACK`
 bytes (their ``sys.getsizeof`` sizes, arrays' data included); the decoder charges every object it builds against
 that budget *before* building it and refuses the message once it is exceeded (e.g. a long list of one-byte big
@@ -61,7 +64,7 @@ from refimpl.ring import Ring
 from refimpl.sharing.additive import Shares
 from refimpl.sharing.binary import BinaryShares
 
-__all__ = ["EXPANSION_SLACK", "MAGIC", "MAX_EXPANSION", "decode", "encode"]
+__all__ = ["EXPANSION_SLACK", "MAGIC", "MAX_EXPANSION", "decode", "encode", "encode_parts"]
 
 MAGIC = b"RFW1"
 _ALLOWED = {np.dtype(t).str: np.dtype(t) for t in (
@@ -77,13 +80,14 @@ _LIST, _TUPLE, _DICT = sys.getsizeof([]), sys.getsizeof(()), sys.getsizeof({})
 
 class _Encoder:
     def __init__(self, pointer_ref: Callable[[Any], tuple[str, int] | None] | None) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | memoryview] = []
         self.size = 0
         self.pointer_ref = pointer_ref
 
-    def _blob(self, data: bytes) -> list[int]:
+    def _blob(self, data: bytes | memoryview) -> list[int]:
         off = self.size
-        self.chunks.append(data)
+        if len(data):
+            self.chunks.append(data)
         self.size += len(data)
         return [off, len(data)]
 
@@ -97,7 +101,8 @@ class _Encoder:
         dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
         if dt.str not in _ALLOWED:
             raise TypeError(f"cannot send arrays of dtype {arr.dtype}")
-        off, length = self._blob(np.ascontiguousarray(arr, dtype=dt).tobytes())
+        flat = np.ascontiguousarray(arr, dtype=dt).reshape(-1)  # a view of the array's own memory when it can be
+        off, length = self._blob(memoryview(flat.view(np.uint8)) if flat.size else b"")  # type: ignore[arg-type]
         return {"dtype": dt.str, "shape": list(arr.shape), "offset": off, "length": length}
 
     def value(self, v: Any) -> Any:
@@ -112,7 +117,9 @@ class _Encoder:
             v = float(v)
             return v if math.isfinite(v) else {"$float": repr(v)}
         if isinstance(v, (bytes, bytearray, memoryview)):
-            return {"$bytes": self._blob(bytes(v))}
+            view = v if isinstance(v, bytes) else memoryview(v)
+            return {"$bytes": self._blob(view.cast("B") if isinstance(view, memoryview) and view.c_contiguous
+                                         else bytes(view))}
         if isinstance(v, np.ndarray):
             return {"$array": self._array(v)}
         if isinstance(v, Shares):
@@ -144,15 +151,38 @@ def encode(obj: Any, *, pointer_ref: Callable[[Any], tuple[str, int] | None] | N
     Raises:
         TypeError: ``obj`` holds a value that cannot be sent.
     """
+    return b"".join(encode_parts(obj, pointer_ref=pointer_ref))  # the one copy of each array's bytes
+
+
+def encode_parts(obj: Any, *, pointer_ref: Callable[[Any], tuple[str, int] | None] | None = None
+                 ) -> list[bytes | memoryview]:
+    """The bytes of :func:`encode` as a list of buffers whose concatenation they are, without copying arrays.
+
+    The buffers are the header, then the arrays' and byte strings' own memory (viewed, not copied; an array that
+    is not C-contiguous little-endian is copied once), then the CRC-32: a transport writes them chunk by chunk
+    (:func:`refimpl.net.framing.frames` takes such a list). They alias the objects sent: do not modify those
+    until the message is written.
+
+    Example:
+        >>> import numpy as np
+        >>> msg = {"x": np.arange(4, dtype=np.int32)}
+        >>> parts = encode_parts(msg)
+        >>> b"".join(parts) == encode(msg), len(parts)
+        (True, 3)
+    """
     enc = _Encoder(pointer_ref)
     header = json.dumps(enc.value(obj), separators=(",", ":"), allow_nan=False).encode("utf-8")
-    body = MAGIC + struct.pack("<I", len(header)) + header + b"".join(enc.chunks)
-    return body + struct.pack("<I", zlib.crc32(body))
+    head = MAGIC + struct.pack("<I", len(header)) + header
+    crc = zlib.crc32(head)
+    for part in enc.chunks:
+        crc = zlib.crc32(part, crc)
+    return [head, *enc.chunks, struct.pack("<I", crc)]
 
 
 class _Decoder:
     def __init__(self, payload: memoryview, pointer: Callable[[str, int], Any] | None, budget: int) -> None:
         self.payload = payload
+        self.writable = not payload.readonly  # a received buffer (bytearray): big arrays may be views of it
         self.pointer = pointer
         self.budget = budget
         self.used = 0
@@ -213,7 +243,11 @@ class _Decoder:
             raise WireFormatError(f"array of shape {shape} and dtype {dt} needs {count * dt.itemsize} bytes, the "
                                   f"message has {length}")
         self.charge(112 + 8 * len(shape) + length, f"an array of {length} bytes")
-        return np.frombuffer(raw, dtype=dt, count=count).reshape(shape).astype(dt.newbyteorder("="), copy=True)
+        arr = np.frombuffer(raw, dtype=dt, count=count).reshape(shape)
+        if (self.writable and 2 * length >= len(self.payload) and arr.flags.aligned
+                and dt.newbyteorder("=") == dt):  # the message's dominant array: a view, not a copy
+            return arr
+        return arr.astype(dt.newbyteorder("="), copy=True)
 
     def value(self, v: Any, depth: int = 0) -> Any:
         if depth > _MAX_DEPTH:

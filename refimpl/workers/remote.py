@@ -179,6 +179,15 @@ class RemoteWorker(VirtualWorker):
         self.control("clear")
         return self
 
+    def receive_parts(self, parts: list[bytes | memoryview], sender: VirtualWorker, kind: str) -> bytes | None:
+        """Carry a message given as buffers (views of the arrays sent); a request answered before this returns
+        streams them as they are (no copy of the message), one sent without waiting is joined first."""
+        pending = self.ledger.pending_pushes() if kind in PUSH_KINDS else None  # type: ignore[attr-defined]
+        if kind == "delete" or pending is not None:
+            return self.receive(b"".join(parts), sender, kind)
+        reply = self.link.call(kind, parts)  # the received buffer itself: decoding may keep views of it
+        return reply  # type: ignore[return-value]
+
     def receive(self, raw: bytes | bytearray, sender: VirtualWorker, kind: str) -> bytes | None:
         """Carry an encoded message to the worker; return its encoded reply (``delete`` is sent without waiting)."""
         if kind == "delete":

@@ -48,16 +48,19 @@ class ServedWorker(VirtualWorker):
         super().__init__(name, Session(), key=key)
         self.tls_dir, self.insecure_plaintext, self.deadline = tls_dir, insecure_plaintext, deadline
         self.book: dict[str, str] = {}
+        self._links: dict[str, RemoteWorker] = {}  # one connection per peer, kept (the ledger's registry is weak)
         self._peer_lock = threading.Lock()
         self._local = threading.local()
 
     def _peer(self, name: str) -> VirtualWorker:
+        """The worker ``name``: a peer's connection is made once and reused (a fresh one when the peer's address
+        changed or it restarted: its old session is gone)."""
         worker = self.ledger.workers.get(name)
-        if worker is not None:
+        if worker is not None and not self._stale(worker):
             return worker
         with self._peer_lock:
             worker = self.ledger.workers.get(name)
-            if worker is not None:
+            if worker is not None and not self._stale(worker):
                 return worker
             url = self.book.get(name)
             if url is None:
@@ -65,7 +68,13 @@ class ServedWorker(VirtualWorker):
                                    "address and none from the coordinator)")
             link = transport.Link(url, name, self.name, tls_dir=self.tls_dir,
                                   insecure_plaintext=self.insecure_plaintext, deadline=self.deadline)
-            return RemoteWorker(name, self.ledger, link)  # type: ignore[arg-type]
+            remote = RemoteWorker(name, self.ledger, link)  # type: ignore[arg-type]
+            self._links[name] = remote
+            return remote
+
+    def _stale(self, worker: VirtualWorker) -> bool:
+        link = getattr(worker, "link", None)
+        return link is not None and (link.broken is not None or link.url != self.book.get(worker.name, link.url))
 
     def handle_store(self, msg: dict[str, Any]) -> None:
         for obj_id in msg["ids"]:

@@ -32,6 +32,8 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +57,24 @@ if TYPE_CHECKING:
     from refimpl.workers.worker import Pointer, VirtualWorker
 
 __all__ = ["LedgerChannel", "SharedTensor", "share_among", "share_pointer"]
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _commands(me: VirtualWorker, workers: Sequence[VirtualWorker], msgs: Sequence[dict[str, Any]]) -> list[Any]:
+    """Deliver ``msgs[i]`` (a ``command``) to ``workers[i]``, the commands of one round; to networked workers
+    (each with its own connection) they travel concurrently, and every one finishes before the first error is
+    raised. In-process workers run them one after another."""
+    global _pool
+    if len(workers) < 2 or not all(hasattr(w, "link") for w in workers):
+        return [me.deliver(w, "command", m) for w, m in zip(workers, msgs)]
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="refimpl-round")
+    futures = [_pool.submit(me.deliver, w, "command", m) for w, m in zip(workers, msgs)]
+    concurrent.futures.wait(futures)
+    return [f.result() for f in futures]
 
 
 def _check_workers(workers: Sequence[VirtualWorker], provider: VirtualWorker | None) -> tuple[VirtualWorker, ...]:
@@ -116,11 +136,9 @@ class SharedTensor(TensorAlgebra):
         ledger = self._me.ledger
         out = [ledger.new_id() for _ in self.workers]
         with ledger.round():
-            for i, (w, kw) in enumerate(zip(self.workers, per_party)):
-                args = kw.pop("args", [])
-                msg = {"op": "exec", "fn": fn, "args": args, "kw": kw, "out": out[i],
-                       "drop": drop[i] if drop else []}
-                self._me.deliver(w, "command", msg)
+            msgs = [{"op": "exec", "fn": fn, "args": kw.pop("args", []), "kw": kw, "out": out[i],
+                     "drop": drop[i] if drop else []} for i, kw in enumerate(per_party)]
+            _commands(self._me, self.workers, msgs)
         return self._new(out, shape, encoding)
 
     def _refs(self) -> list[dict[str, int]]:
@@ -187,11 +205,12 @@ class SharedTensor(TensorAlgebra):
         """The opening round: party ``i`` sends its masked pieces to every other party."""
         ledger, names, n = self._me.ledger, [w.name for w in self.workers], self.n
         with ledger.round():
-            for i, w in enumerate(self.workers):
+            msgs = []
+            for i in range(n):
                 kw = {**per_party[i], "peers": [names[j] for j in range(n) if j != i],
                       "ids": [piece[i][j] for j in range(n) if j != i], "own": piece[i][i]}
-                args = kw.pop("args", [])
-                self._me.deliver(w, "command", {"op": "exec", "fn": fn, "args": args, "kw": kw})
+                msgs.append({"op": "exec", "fn": fn, "args": kw.pop("args", []), "kw": kw})
+            _commands(self._me, self.workers, msgs)
 
     def _raw_beaver(self, other: TensorAlgebra, kind: str, shape: tuple[int, ...]) -> SharedTensor:
         o = self._same(other)
@@ -225,9 +244,9 @@ class SharedTensor(TensorAlgebra):
         ledger, me, n = self._me.ledger, self._me, self.n
         state = [ledger.new_id() for _ in range(n)]
         with ledger.round():
-            replies = [me.deliver(w, "command", {"op": "exec", "fn": "prog_start", "args": [x], "kw": {
-                "program": "msb", "party": i, "n": n, "modulus": self.ring.modulus, "state": state[i]}})
-                for i, (w, x) in enumerate(zip(self.workers, self._refs()))]
+            replies = _commands(me, self.workers, [{"op": "exec", "fn": "prog_start", "args": [x], "kw": {
+                "program": "msb", "party": i, "n": n, "modulus": self.ring.modulus, "state": state[i]}}
+                for i, x in enumerate(self._refs())])
         out = self._new(state, self.shape, None)  # owns the programs' state (freed with it)
         while replies[0][0] != "done":
             kind, size = replies[0][0], int(replies[0][1])
@@ -236,12 +255,12 @@ class SharedTensor(TensorAlgebra):
             self._push("prog_push", [{"args": [[{"ref": p} for p in parts[i]]], "state": state[i]}
                                      for i in range(n)], piece)
             with ledger.round():
-                replies = [me.deliver(w, "command", {"op": "exec", "fn": "prog_step",
-                                                     "args": [[{"ref": piece[i][j]} for i in range(n)]],
-                                                     "kw": {"state": state[j], "party": j,
-                                                            "modulus": self.ring.modulus},
-                                                     "drop": [piece[i][j] for i in range(n)] + parts[j]})
-                           for j, w in enumerate(self.workers)]
+                replies = _commands(me, self.workers, [{"op": "exec", "fn": "prog_step",
+                                                        "args": [[{"ref": piece[i][j]} for i in range(n)]],
+                                                        "kw": {"state": state[j], "party": j,
+                                                               "modulus": self.ring.modulus},
+                                                        "drop": [piece[i][j] for i in range(n)] + parts[j]}
+                                                       for j in range(n)])
         return out
 
     def refresh(self) -> SharedTensor:

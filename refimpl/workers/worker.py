@@ -158,9 +158,9 @@ class VirtualWorker:
         if receiver.ledger is not self.ledger:
             raise ValueError(f"workers {self.name!r} and {receiver.name!r} are on different ledgers; create them "
                              "with the same Ledger")
-        raw = wire.encode(message, pointer_ref=_transfer_ref)
-        self.ledger.record(self.name, receiver.name, kind, len(raw))
-        raw_reply = receiver.receive(raw, self, kind)
+        parts = wire.encode_parts(message, pointer_ref=_transfer_ref)  # views of the arrays: no copy yet
+        self.ledger.record(self.name, receiver.name, kind, sum(len(p) for p in parts))
+        raw_reply = receiver.receive_parts(parts, self, kind)
         if raw_reply is None:
             return None
         self.ledger.record(receiver.name, self.name, "reply", len(raw_reply))
@@ -168,6 +168,11 @@ class VirtualWorker:
         if "error" in out:
             raise _REMOTE_ERRORS.get(out.get("type"), RefimplError)(out["error"])
         return out.get("value")
+
+    def receive_parts(self, parts: list[bytes | memoryview], sender: VirtualWorker, kind: str) -> bytes | None:
+        """:meth:`receive` of the message whose bytes are ``parts`` joined (:func:`refimpl.net.wire.encode_parts`;
+        a networked worker streams them without joining)."""
+        return self.receive(b"".join(parts), sender, kind)
 
     def receive(self, raw: bytes | bytearray, sender: VirtualWorker, kind: str) -> bytes | None:
         """Handle one encoded message from ``sender``; return the encoded reply (None: no reply).
