@@ -11,13 +11,14 @@ import ssl
 import threading
 import time
 
+import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from refimpl.errors import ConfigurationError, WorkerUnavailable
-from refimpl.net import certs, framing, transport
-from refimpl.net.framing import CHUNK
+from refimpl.net import certs, framing, transport, wire
+from refimpl.net.framing import CHUNK, REQUEST
 from refimpl.net.transport import Link, serve
 from tests import _net  # noqa: F401  (skips without websockets)
 
@@ -294,3 +295,36 @@ def test_the_commands_make_certificates_and_refuse_public_plaintext(tmp_path):
     assert out.returncode == 2 and "loopback experiments only; refusing address '0.0.0.0'" in out.stdout
     out = subprocess.run([*run, "worker", "--name", "jake"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--tls-dir" in out.stderr
+
+
+_dtypes = st.sampled_from(["<i1", "<i2", ">i4", "<i8", "<u1", ">u8", "<f4", ">f8", "|b1"])
+_arrays = _dtypes.flatmap(lambda d: st.tuples(st.integers(0, 3), st.integers(0, 5)).map(
+    lambda s: (np.arange(s[0] * s[1] * 2) % 7).astype(d).reshape(s[0], 2 * s[1])))
+_leaves = st.one_of(st.none(), st.integers(-2**70, 2**70), st.text(max_size=4), st.binary(max_size=12),
+                    st.binary(max_size=12).map(bytearray), st.binary(max_size=12).map(lambda b: memoryview(b)[::2]),
+                    _arrays, _arrays.map(lambda a: a.T), _arrays.map(lambda a: a[:, ::2]))
+
+
+@settings(max_examples=60)
+@given(msg=st.lists(_leaves, max_size=5), cut=st.integers(1, 40))
+def test_encode_parts_are_the_bytes_of_encode_and_frame_alike(msg, cut):
+    """The zero-copy path puts exactly :func:`wire.encode`'s bytes on the wire, however the buffers fall."""
+    raw = wire.encode(msg)
+    parts = wire.encode_parts(msg)
+    assert b"".join(parts) == raw
+    pieces = [raw[i : i + cut] for i in range(0, len(raw), cut)]  # the same message in arbitrary buffers
+    assert list(framing.frames(REQUEST, 3, "k", parts)) == list(framing.frames(REQUEST, 3, "k", raw)) == list(
+        framing.frames(REQUEST, 3, "k", pieces))
+
+
+def test_frames_of_buffers_across_chunk_boundaries_reassemble():
+    big = np.arange(CHUNK // 2 + 5, dtype=np.uint32)  # a buffer spanning two chunks between two small ones
+    msg = {"a": b"x" * 11, "big": big, "b": np.ones(3)}
+    parts = wire.encode_parts(msg)
+    asm = framing.Assembler(1 << 30)
+    got = [asm.feed(f) for f in framing.frames(REQUEST, 5, "store", parts)]
+    assert got[-1] is not None and bytes(got[-1].data) == wire.encode(msg)
+    out = wire.decode(got[-1].data)  # a received bytearray: the big array may be a view of it, still writable
+    assert (out["big"] == big).all() and out["big"].flags.writeable and out["b"].tolist() == [1.0, 1.0, 1.0]
+    out["big"][0] = 7
+    assert big[0] == 0 and wire.decode(wire.encode(msg))["big"][0] == 0

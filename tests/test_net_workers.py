@@ -162,6 +162,20 @@ def test_pushes_in_a_round_are_concurrent_but_their_failures_are_raised(procs, t
         jake.close()
 
 
+def test_a_worker_keeps_one_connection_per_peer(procs, tls):
+    w = _connect(procs, tls, Session())
+    try:
+        before = w["jake"].control("dialed").get("john", 0)
+        x = send(np.arange(5), w["jake"])
+        for _ in range(10):
+            x = x.move(w["john"] if x.location is w["jake"] else w["jake"])
+        assert x.get().tolist() == [0, 1, 2, 3, 4]
+        assert w["jake"].control("dialed")["john"] == max(before, 1)  # not one TLS handshake per message
+        assert w["john"].control("dialed")["jake"] >= 1
+    finally:
+        _close(w)
+
+
 def test_no_remote_leak_after_10000_send_drop_cycles(procs, tls):
     session = Session()
     jake = connect(procs["jake"].url, name="jake", tls_dir=tls, session=session)

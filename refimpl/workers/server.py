@@ -9,7 +9,8 @@ directly, never through the coordinator.
 
 Besides protocol messages a worker answers ``control`` requests (not counted in the ledger): ``ping``, ``peers``
 (the address book), ``objects``/``count``/``peek`` (inspect the store), ``clear``, ``links`` (the bytes it wrote and
-read per ``(sender, receiver, kind)``).
+read per ``(sender, receiver, kind)``), ``dialed`` (connections it made to each peer: one, kept, unless the peer
+moved or restarted).
 
 Example::
 
@@ -49,6 +50,7 @@ class ServedWorker(VirtualWorker):
         self.tls_dir, self.insecure_plaintext, self.deadline = tls_dir, insecure_plaintext, deadline
         self.book: dict[str, str] = {}
         self._links: dict[str, RemoteWorker] = {}  # one connection per peer, kept (the ledger's registry is weak)
+        self.dialed: dict[str, int] = {}  # connections made to each peer (control ``dialed``)
         self._peer_lock = threading.Lock()
         self._local = threading.local()
 
@@ -70,6 +72,7 @@ class ServedWorker(VirtualWorker):
                                   insecure_plaintext=self.insecure_plaintext, deadline=self.deadline)
             remote = RemoteWorker(name, self.ledger, link)  # type: ignore[arg-type]
             self._links[name] = remote
+            self.dialed[name] = self.dialed.get(name, 0) + 1
             return remote
 
     def _stale(self, worker: VirtualWorker) -> bool:
@@ -105,6 +108,8 @@ class ServedWorker(VirtualWorker):
                 raise ValueError("peers takes {name: url}")
             self.book.update({k: v for k, v in peers.items() if k != self.name})
             return None
+        if op == "dialed":
+            return dict(self.dialed)
         if op == "objects":
             return sorted(self._objects)
         if op == "count":
