@@ -33,8 +33,9 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,16 +64,21 @@ _pool_lock = threading.Lock()
 
 
 def _commands(me: VirtualWorker, workers: Sequence[VirtualWorker], msgs: Sequence[dict[str, Any]]) -> list[Any]:
-    """Deliver ``msgs[i]`` (a ``command``) to ``workers[i]``, the commands of one round; to networked workers
-    (each with its own connection) they travel concurrently, and every one finishes before the first error is
-    raised. In-process workers run them one after another."""
+    """Deliver ``msgs[i]`` (a ``command``) to ``workers[i]``, the commands of one round (:func:`_concurrently`)."""
+    return _concurrently(workers, [functools.partial(me.deliver, w, "command", m) for w, m in zip(workers, msgs)])
+
+
+def _concurrently(workers: Sequence[VirtualWorker], calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run ``calls`` (one per worker, each talking to its worker only): for networked workers (each with its own
+    connection) concurrently, every one finishing before the first error is raised; in process one after
+    another."""
     global _pool
     if len(workers) < 2 or not all(hasattr(w, "link") for w in workers):
-        return [me.deliver(w, "command", m) for w, m in zip(workers, msgs)]
+        return [call() for call in calls]
     with _pool_lock:
         if _pool is None:
             _pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="refimpl-round")
-    futures = [_pool.submit(me.deliver, w, "command", m) for w, m in zip(workers, msgs)]
+    futures = [_pool.submit(call) for call in calls]
     concurrent.futures.wait(futures)
     return [f.result() for f in futures]
 
@@ -276,7 +282,7 @@ class SharedTensor(TensorAlgebra):
         The pointers go stale and the workers drop their shares.
         """
         with self._me.ledger.round():
-            parts = [p.get() for p in self.pointers]
+            parts = _concurrently(self.workers, [p.get for p in self.pointers])
         total = self.ring.sum(np.stack([np.asarray(p, dtype=self.ring.dtype) for p in parts]), axis=0)
         return self.encoding.decode(total) if self.encoding is not None else self.ring.lift(total)
 
