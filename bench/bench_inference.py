@@ -20,7 +20,7 @@ The tutorial's PySyft implementation reported about 33 ms per image on a laptop.
 
 Run: ``OPENBLAS_NUM_THREADS=1 nice python bench/bench_inference.py`` (a few minutes on a loaded 2-core machine) or
 ``--quick``. With one BLAS thread the Z_2^64 matmuls take the exact float64 split-limb path
-(:func:`refimpl.mpc.dealer.limb_matmul`, its products spread over the cores), the configuration bench_mpc.py
+(:func:`refimpl.mpc.limb.limb_matmul`, its products spread over the cores), the configuration bench_mpc.py
 measures; the JSON records the BLAS thread settings and ``LIMB_MATMUL``. The side-by-side comparison with CrypTen
 and the limb-vs-integer matmul figures are bench_mpc.py's; this benchmark adds agreement on all 10,000 images,
 more batch sizes, the online-only time and the ledger's bytes and rounds.
@@ -40,7 +40,7 @@ import numpy as np
 from refimpl.demos.models import mnist_mlp
 from refimpl.fl.data import load
 from refimpl.mpc import Dealer
-from refimpl.mpc import dealer as dealer_mod
+from refimpl.mpc import limb as limb_mod
 from refimpl.mpc.inference import EncryptedMLP, plaintext_logits
 from refimpl.net import wire
 from refimpl.workers import Ledger, VirtualWorker
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     blas = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     result = {"benchmark": "inference", "machine": _common.machine_info(), "model": "784-128-10 MLP (mnist_mlp)",
-              "blas_threads_env": blas, "limb_matmul": dealer_mod.LIMB_MATMUL,
+              "blas_threads_env": blas, "limb_matmul": limb_mod.LIMB_MATMUL,
               "plaintext_test_accuracy": test_acc,
               "tutorial_ms_per_image": TUTORIAL_MS_PER_IMAGE, "agreement": agree, "timing": times,
               "communication": comms, "seconds": time.time() - started}

@@ -8,8 +8,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from refimpl import Z2_32, Z2_64
-from refimpl.mpc import dealer as dealer_mod
-from refimpl.mpc.dealer import limb_matmul, limb_matmul_pays, ring_matmul
+from refimpl.mpc import limb as limb_mod
+from refimpl.mpc.limb import limb_matmul, limb_matmul_pays, ring_matmul
 
 
 @settings(max_examples=30, deadline=None)
@@ -38,19 +38,19 @@ def test_batched_and_ring_matmul_paths_agree():
     assert limb_matmul_pays(x.shape, y.shape) and not limb_matmul_pays((3, 4), (4, 5))
     # a fixed operand's kept digits make the limb path worth timing from smaller outputs
     assert limb_matmul_pays((10, 784), (784, 128), fixed=True) and not limb_matmul_pays((10, 784), (784, 128))
-    old = dealer_mod.LIMB_MATMUL
+    old = limb_mod.LIMB_MATMUL
     try:
         outs = []
         for mode in ("on", "off", "auto"):
-            dealer_mod.LIMB_MATMUL = mode
+            limb_mod.LIMB_MATMUL = mode
             outs.append(ring_matmul(Z2_64, x, y))
         assert all((o == outs[0]).all() for o in outs)
         a32 = rng.integers(0, 2**32, (130, 300), dtype=np.uint32)
         b32 = rng.integers(0, 2**32, (300, 130), dtype=np.uint32)
-        dealer_mod.LIMB_MATMUL = "on"
+        limb_mod.LIMB_MATMUL = "on"
         assert (ring_matmul(Z2_32, a32, b32) == np.matmul(a32, b32)).all()
     finally:
-        dealer_mod.LIMB_MATMUL = old
+        limb_mod.LIMB_MATMUL = old
 
 
 @pytest.mark.parametrize("k", [64, 2048])
@@ -67,7 +67,7 @@ def test_limb_width_keeps_products_exact(k):
 def test_split_digits_are_balanced_and_reusable(k, seed, bits, extreme):
     """Digits of the fixed operand stay in [-2**(w-1), 2**(w-1)] (the exactness bound), sum back to the value
     mod 2**bits, and a product with reused digits (``b_limbs``, a ``ring_matmul`` cache) is bit-identical."""
-    from refimpl.mpc.dealer import limb_split
+    from refimpl.mpc.limb import limb_split
 
     dtype = np.uint64 if bits == 64 else np.uint32
     rng = np.random.default_rng(seed)
@@ -89,11 +89,11 @@ def test_ring_matmul_cache_keeps_digits_of_the_fixed_operand():
     a = rng.integers(0, 2**64, (2, 130, 200), dtype=np.uint64)
     b = rng.integers(0, 2**64, (200, 130), dtype=np.uint64)
     cache: dict = {}
-    old = dealer_mod.LIMB_MATMUL
+    old = limb_mod.LIMB_MATMUL
     try:
-        dealer_mod.LIMB_MATMUL = "on"
+        limb_mod.LIMB_MATMUL = "on"
         for _ in range(2):
             assert (ring_matmul(Z2_64, a, b, cache=cache) == np.matmul(a, b)).all()
             assert list(cache) == [(64, 200)]
     finally:
-        dealer_mod.LIMB_MATMUL = old
+        limb_mod.LIMB_MATMUL = old

@@ -14,6 +14,8 @@ using it twice raises :class:`~refimpl.errors.TripleReuseError` (a reused triple
     ``[z] = [c] + eps * [b] + [a] * delta + eps * delta``   (the public term added by party 0)
 
 so ``z = x * y``; ``@`` in place of ``*`` gives matrix products. ``eps`` and ``delta`` are uniform: nothing leaks.
+Matrix products over Z_2^64 / Z_2^32 run on float64 BLAS with split limbs where that is faster, bit-identical to
+the integer matmul (:mod:`refimpl.mpc.limb`).
 
 **Truncation** of a fixed-point product (scale ``2**(2f)`` back to ``2**f``), in a ring Z_2^l:
 
