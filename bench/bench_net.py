@@ -3,7 +3,7 @@
 Measured in one run on 127.0.0.1 (a shared, noisy machine: only ratios from the same run mean something):
 
 * ``throughput``  -- ``ptr.move(B)`` of a 256 MiB uint8 array between two worker processes (A encodes to buffers,
-  ``wire.encode_parts``, and streams them in 4 MiB chunks over TLS, B decodes) vs a raw TLS socket ``sendall`` of
+  ``wire.encode_parts``, and streams them in 256 KiB chunks over TLS, B decodes) vs a raw TLS socket ``sendall`` of
   the same bytes between two processes
   (target: >= 50% of raw); with ``--big``, a 1 GiB ``send`` from this process too (it must not time out);
 * ``latency``     -- a small ``send`` + ``get`` round trip (2 requests) vs a raw WebSocket (TLS) echo of the same
