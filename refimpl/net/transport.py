@@ -7,7 +7,7 @@ One process runs one asyncio event loop in a background thread (:func:`event_loo
 WebSocket binary messages of at most ``CHUNK`` payload bytes, each behind a 16-byte header ``b"RN" | type u8 | flags
 u8 | request id u64 | chunk index u32``; the first chunk starts with ``total length u64 | kind length u8 | kind``.
 Writing awaits the
-socket's drain after each chunk (back-pressure: the sender never queues more than a few chunks), the receiver
+socket's drain after each chunk (back-pressure: the sender never queues more than the 4 MiB write limit), the receiver
 assembles the chunks into one buffer of the announced length (at most ``max_message`` bytes), and the WebSocket
 ping/pong keepalive runs between chunks: liveness does not depend on message size. Types: ``HELLO`` (the handshake),
 ``REQUEST`` (answered by ``REPLY``, ``ACK`` = empty reply, or ``FAIL`` = rejected), ``NOTIFY`` (not answered).
