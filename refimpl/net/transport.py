@@ -89,7 +89,11 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 def run_sync(coro: Awaitable[_T], timeout: float | None = None) -> _T:
     """Run ``coro`` on the network loop and wait for its result (from any thread but the loop's own)."""
-    loop = event_loop()
+    lt = _loop
+    if lt is not None and lt.pid == os.getpid() and lt.thread.is_alive():  # type: ignore[attr-defined]
+        loop = lt.loop  # the common case: no lock to take
+    else:
+        loop = event_loop()
     if threading.current_thread() is _loop.thread:  # type: ignore[union-attr]
         if asyncio.iscoroutine(coro):
             coro.close()
@@ -122,8 +126,8 @@ def _ws_options(ping_interval: float, ping_timeout: float, max_queue: int = 16) 
 
 @dataclass
 class _Pending:
-    started: asyncio.Event
     done: asyncio.Future[Any]
+    started: bool = False  # the reply's first chunk arrived: the deadline no longer applies
 
 
 class Link:
@@ -235,7 +239,7 @@ class Link:
                 if len(frame) >= HEADER.size and frame[:2] == b"RN":
                     pend = self._pending.get(HEADER.unpack_from(frame)[3])
                     if pend is not None:
-                        pend.started.set()
+                        pend.started = True
                 msg = asm.feed(frame)
                 if msg is None:
                     continue
@@ -263,20 +267,20 @@ class Link:
             if self._ws is ws:
                 self._ws = None
             for pend in self._pending.values():
-                if not pend.done.done():
+                if not pend.done.done():  # wakes the waiter: it raises the error now, not at its deadline
                     pend.done.set_exception(self._unavailable(why))
                     pend.done.exception()  # the waiter, if still there, raises it; nobody else needs a warning
-                pend.started.set()  # wake the waiter: it raises the error now, not at its deadline
             self._pending.clear()
 
     async def request(self, kind: str, payload: Payload, *, notify: bool = False) -> bytearray | None:
         """Send one message (bytes, or a list of buffers whose concatenation it is); return the reply's bytes (None
         for an ``ACK`` or a ``notify``)."""
-        await self._connect()
+        if self._ws is None:  # connected: no lock to take (the latency of a small request is mostly hops like it)
+            await self._connect()
         ws = self._ws
         req = next(self._ids)
         loop = asyncio.get_running_loop()
-        pend = _Pending(asyncio.Event(), loop.create_future())
+        pend = _Pending(loop.create_future())
         if not notify:
             self._pending[req] = pend
         try:
@@ -290,13 +294,20 @@ class Link:
             raise self._unavailable(f"connection lost while sending ({type(e).__name__}: {e})") from None
         if notify:
             return None
+        # the deadline is a timer on the loop, not a wait_for task around an event: one wakeup per reply
+        timer = loop.call_later(self.deadline, self._expire, req, pend)
         try:
-            await asyncio.wait_for(pend.started.wait(), self.deadline)
-        except (asyncio.TimeoutError, TimeoutError):
-            self._pending.pop(req, None)
-            raise self._unavailable(f"no answer within the {self.deadline:g} s deadline") from None
-        result: bytearray | None = await pend.done
+            result: bytearray | None = await pend.done
+        finally:
+            timer.cancel()
         return result
+
+    def _expire(self, req: int, pend: _Pending) -> None:
+        """The deadline of request ``req`` passed: fail it unless its reply has started arriving."""
+        if pend.started or pend.done.done():
+            return
+        self._pending.pop(req, None)
+        pend.done.set_exception(self._unavailable(f"no answer within the {self.deadline:g} s deadline"))
 
     def call(self, kind: str, payload: Payload, *, notify: bool = False) -> bytearray | None:
         """:meth:`request` from synchronous code."""
