@@ -233,3 +233,28 @@ def test_a_single_aggregator_sees_shares_that_do_not_depend_on_the_secret():
     m2 = _client(cfg, 0, KEYS[0]).contribute(np.array([9, 9, 9]))  # (never do this: see the key-reuse tests)
     assert m1[1].payload == m2[1].payload
     assert (m2[0].payload - m1[0].payload).tolist() == [8, 7, 6]
+
+
+@pytest.mark.parametrize("take", [False, True])
+def test_receive_copies_the_share_unless_it_is_handed_over(take):
+    # the default keeps a copy (a sender changing its array later changes nothing); take=True (the in-process
+    # simulation, whose clients share into fresh arrays) keeps the array itself; the sum is the same either way
+    cfg = AdditiveConfig(codec=Codec(length=4, max_clients=2), servers=2)
+    xs = {1: np.array([0.5, -1.0, 0.75, 0.25]), 2: np.array([1.0, 1.0, -0.5, 0.0])}
+    msgs = {c: _client(cfg, c, KEYS[c], 3).contribute(x) for c, x in xs.items()}
+    servers = [AdditiveServer(cfg, s) for s in range(2)]
+    for srv in servers:
+        srv.begin_round(3, xs)
+    arrays = []
+    for c in xs:
+        for m in msgs[c]:
+            servers[m.server].receive(m, take=take)
+            if isinstance(m.payload, np.ndarray):
+                arrays.append(m.payload)
+    kept = [s for srv in servers for s in srv._shares.values() if isinstance(s, np.ndarray)]
+    assert len(arrays) == len(kept) == 2
+    assert all(any(k is a for a in arrays) == take for k in kept)
+    total = combine_partial_sums(cfg, [srv.partial_sum({1, 2}) for srv in servers])
+    np.testing.assert_allclose(cfg.codec.decode_sum(total), xs[1] + xs[2], atol=1e-6)
+    ref = run_additive_round(cfg, xs, round_=3, keys={c: KEYS[c] for c in xs})
+    assert np.array_equal(total, ref.ring_total)

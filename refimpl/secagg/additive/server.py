@@ -84,8 +84,11 @@ class AdditiveServer:
         self.stage = 1
         return self.received
 
-    def receive(self, msg: ShareMessage) -> None:
+    def receive(self, msg: ShareMessage, *, take: bool = False) -> None:
         """Validate and store one ShareUpload; on any error nothing changes.
+
+        ``take=True``: keep the payload array itself instead of a copy -- only for a caller that hands over an
+        array no one else holds or changes (the in-process simulation, whose clients share into fresh arrays).
 
         Raises:
             TypeError: not a ShareMessage.
@@ -127,9 +130,13 @@ class AdditiveServer:
             if not cfg.ring.is_power_of_two and p.size and p.max() >= cfg.ring.modulus:
                 raise OutOfRangeError(f"share from client {msg.client} holds {p.max()}, not an element of "
                                       f"{cfg.ring!r}")
-            buf = self._spare.pop() if self._spare else np.empty(p.shape, dtype=p.dtype)
-            np.copyto(buf, p)  # a copy, as p.copy(), into a buffer from last round when there is one
-            self._shares[msg.client] = buf
+            if take and p.flags.c_contiguous and p.flags.writeable:
+                self._shares[msg.client] = p  # handed over: no copy
+                self._spare.clear()  # last round's arrays are not needed as buffers: free them now
+            else:
+                buf = self._spare.pop() if self._spare else np.empty(p.shape, dtype=p.dtype)
+                np.copyto(buf, p)  # a copy, as p.copy(), into a buffer from last round when there is one
+                self._shares[msg.client] = buf
         else:
             if not isinstance(p, (bytes, bytearray)):
                 raise ProtocolError(f"server {self.id} expects client {msg.client}'s stream key, got "

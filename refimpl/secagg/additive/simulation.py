@@ -74,7 +74,8 @@ def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, Array
                     continue
                 ledger.record(f"client {cid}", f"server {m.server}", "share", m.nbytes + HEADER_BYTES, round=round_)
                 try:
-                    servers[m.server].receive(m)
+                    # each payload array is the client's fresh share, sent once: the aggregator keeps it
+                    servers[m.server].receive(m, take=True)
                 except ProtocolError as err:  # replay / key reuse: the client is left out everywhere
                     rejected[cid] = str(err)
     reports = [srv.finish_stage() for srv in servers]
