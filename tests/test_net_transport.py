@@ -227,11 +227,19 @@ def test_replayed_and_reordered_requests_are_rejected(jake, tls):
     assert b"replay" in bytes(got[2])
 
 
-def test_plaintext_is_for_loopback_only(tls):
+def test_plaintext_is_for_loopback_only(tls, monkeypatch):
+    # The non-loopback addresses below are refused before any socket exists: bind / connect are guarded to prove it.
+    import socket
+
+    touched: list[object] = []
+    for method in ("bind", "connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, method, lambda self, addr, _m=method: touched.append((_m, addr)))
     with pytest.raises(ConfigurationError, match="loopback"):
         serve("jake", _echo, host="0.0.0.0", insecure_plaintext=True)
     with pytest.raises(ConfigurationError, match="loopback"):
         Link("ws://10.1.2.3:80", "jake", "me", insecure_plaintext=True)
+    assert touched == []
+    monkeypatch.undo()
     with pytest.raises(ConfigurationError, match="not TLS"):
         Link("ws://127.0.0.1:80", "jake", "me", tls_dir=tls)
     with pytest.raises(ConfigurationError, match="tls_dir"):
@@ -290,6 +298,7 @@ def test_the_commands_make_certificates_and_refuse_public_plaintext(tmp_path):
     out = subprocess.run([*run, "certs", "--out", str(tmp_path / "c"), "jake", "me"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and (tmp_path / "c" / "jake-key.pem").exists() and "keep ca-key.pem offline" in out.stdout
+    # refused by the address check before the worker opens any socket (nothing binds outside loopback)
     out = subprocess.run([*run, "worker", "--name", "jake", "--listen", "0.0.0.0:0", "--insecure-plaintext"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "loopback experiments only; refusing address '0.0.0.0'" in out.stdout
