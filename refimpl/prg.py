@@ -121,13 +121,22 @@ def encryptor(key: bytes, cipher: str, nonce: bytes, offset: int) -> Any:
 
 def write_keystream(encryptor: Any, out: memoryview, pos: int, size: int) -> None:
     """Write the encryptor's next ``size`` keystream bytes to ``out[pos : pos + size]``."""
+    while size > _CHUNK:  # the zeros fed to the cipher are _CHUNK bytes long: longer writes go in pieces
+        write_keystream(encryptor, out, pos, _CHUNK)
+        pos, size = pos + _CHUNK, size - _CHUNK
     zeros = memoryview(_ZEROS)[:size]  # a memoryview slice copies nothing (a bytes slice would copy the zeros)
-    if len(out) - pos >= size + 15:  # update_into needs block_size - 1 bytes of room after the data
+    room = len(out) - pos - 15  # update_into needs block_size - 1 bytes of room after the data
+    if room >= size:
         encryptor.update_into(zeros, out[pos:])
-    else:  # no room (the end of the array): through a scratch buffer; update() would be several times slower
-        scratch = bytearray(size + 15)
-        encryptor.update_into(zeros, scratch)
-        out[pos : pos + size] = memoryview(scratch)[:size]
+        return
+    # The end of the array: all but the last <= 15 bytes in place, those through a small scratch buffer (update()
+    # would be several times slower, a scratch buffer of the whole size costs an allocation and a copy).
+    head = max(0, room)
+    if head:
+        encryptor.update_into(zeros[:head], out[pos:])
+    scratch = bytearray(size - head + 15)
+    encryptor.update_into(zeros[head:], scratch)
+    out[pos + head : pos + size] = memoryview(scratch)[: size - head]
 
 
 def _fill(encryptor: Any, out: memoryview, skip: int) -> None:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from refimpl import Z2_32, Z2_64, Ring, reconstruct, share, share_compressed
 from refimpl.errors import ShapeMismatchError
-from refimpl.prg import Stream
+from refimpl.prg import Stream, encryptor, write_keystream
 from refimpl.sharing import kernels
 from refimpl.sharing.additive import party_keys
 
@@ -164,3 +164,70 @@ def test_out_is_refused_for_jax_arrays():
     s = share(x, 2, ring=Z2_32, key=KEY, prg="chacha20")
     with pytest.raises(TypeError, match="out= takes a NumPy buffer"):
         reconstruct(s, out=np.empty(4, np.uint32))
+
+
+@pytest.fixture
+def chunk_bytes():
+    """Set the kernels' chunk size for one test and restore the module's (test-lowered) size afterwards."""
+    saved = kernels.CHUNK_BYTES
+    yield kernels.set_chunk_bytes
+    kernels.set_chunk_bytes(saved)
+
+
+@settings(max_examples=15, deadline=None)
+@given(chunk=st.sampled_from([64, 192, 1 << 12, 5 << 10]), threads=st.integers(1, 4),
+       extra=st.sampled_from([-1, 0, 1, 7]), chunks=st.integers(0, 9), ring=st.sampled_from([Z2_32, Z2_64]),
+       prg=st.sampled_from(["aes128-ctr", "chacha20"]))
+@example(chunk=64, threads=2, extra=0, chunks=4, ring=Z2_64, prg="aes128-ctr")  # ends exactly on a chunk boundary
+@example(chunk=64, threads=3, extra=1, chunks=3, ring=Z2_32, prg="chacha20")  # one word into the next chunk
+@example(chunk=1 << 12, threads=2, extra=-1, chunks=1, ring=Z2_64, prg="aes128-ctr")  # one word short of a chunk
+@example(chunk=(2 << 20) + 64, threads=2, extra=5, chunks=1, ring=Z2_64, prg="aes128-ctr")  # chunk > 1 MiB: pieces
+def test_any_chunk_size_and_thread_count_is_bit_identical(chunk, threads, extra, chunks, ring, prg):
+    """Chunk and range boundaries never show in the result: share, share_compressed, reconstruct, expand and
+    fill_keystreams equal the one-thread, one-chunk definition for sizes around multiples of the chunk."""
+    per = chunk // ring.dtype.itemsize
+    size = max(0, chunks * per + extra)
+    x = (np.arange(size, dtype=np.uint64) * 0x9E3779B97F4A7C15).astype(ring.dtype)
+    want = definition(x, 3, ring, prg)
+    saved, previous = kernels.set_chunk_bytes(chunk), kernels.set_threads(threads)
+    try:
+        s = share(x, 3, ring=ring, key=KEY, prg=prg)
+        c = share_compressed(x, 3, ring=ring, key=KEY, prg=prg)
+        rows = np.empty((2, size), ring.dtype)
+        kernels.fill_keystreams(rows, party_keys(KEY, 3, prg), prg)
+        expanded, opened, opened_c = c.expand().data, reconstruct(s), reconstruct(c)
+    finally:
+        kernels.set_chunk_bytes(saved)
+        kernels.set_threads(previous)
+    assert (s.data == want).all() and (c.first == want[0]).all() and (rows == want[1:]).all()
+    assert (expanded == want).all() and (opened == x).all() and (opened_c == x).all()
+
+
+def test_chunk_size_is_checked(chunk_bytes):
+    for bad in (0, 63, 100, -64, 64.0, True, None):
+        with pytest.raises(ValueError, match="multiple of 64"):
+            chunk_bytes(bad)
+    previous = chunk_bytes(128)
+    assert chunk_bytes(previous) == 128 and kernels.CHUNK_BYTES == previous
+
+
+def test_fill_keystreams_needs_one_row_per_key():
+    with pytest.raises(ShapeMismatchError, match="3 rows for 2 keys"):
+        kernels.fill_keystreams(np.empty((3, 4), np.uint64), [KEY, KEY], "aes128-ctr")
+
+
+@pytest.mark.parametrize("prg", ["aes128-ctr", "chacha20"])
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, (1 << 20) - 1, (1 << 20) + 17, (2 << 20) + 64])
+def test_write_keystream_at_the_end_of_a_buffer_and_past_the_zeros(prg, size):
+    """``write_keystream`` into a buffer that ends with the data (the last <= 15 bytes go through a scratch) and
+    for sizes past its 1 MiB of zeros (written in pieces): the cipher's own output, byte for byte."""
+    key = bytes(range(16 if prg == "aes128-ctr" else 32))
+    out = bytearray(size + 3)
+    enc = encryptor(key, prg, bytes(16), 0)
+    write_keystream(enc, memoryview(out), 3, size)
+    write_keystream(enc, memoryview(out), 0, 0)
+    want = encryptor(key, prg, bytes(16), 0).update(bytes(size + 16))
+    assert bytes(out[3:]) == want[:size] and bytes(out[:3]) == bytes(3)
+    tail = bytearray(16)
+    write_keystream(enc, memoryview(tail), 0, 16)  # the stream continues where the pieces stopped
+    assert bytes(tail) == want[size:]

@@ -40,7 +40,7 @@ from refimpl.backend import dispatch
 from refimpl.errors import PartyCountError, RingMismatchError, ShapeMismatchError
 from refimpl.prg import Stream, check_cipher, derive_key, fresh_key, key_length
 from refimpl.ring import Z2_64, Ring
-from refimpl.sharing.kernels import apply_keystreams, check_out, share_words, sum_parties
+from refimpl.sharing.kernels import apply_keystreams, check_out, fill_keystreams, share_words, sum_parties
 
 __all__ = ["Shares", "CompressedShares", "share_numpy", "share_compressed", "reconstruct", "sum_shares",
            "apply_keystreams"]
@@ -245,6 +245,9 @@ class CompressedShares:
         """The full sharing, every key expanded."""
         data = np.empty((self.n, *self.shape), dtype=self.ring.dtype)
         data[0, ...] = self.first
+        if _fast(self.ring):  # every key's keystream straight into its row, on every core (bit-identical)
+            fill_keystreams(data[1:], self.keys, self.prg)
+            return Shares(self.ring, data)
         for party in range(1, self.n):
             data[party, ...] = self.party_share(party)
         return Shares(self.ring, data)
