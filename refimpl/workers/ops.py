@@ -3,7 +3,9 @@
 Each operation is a plain function of the worker and its decoded arguments; ``{"ref": id}`` anywhere in the
 arguments stands for the worker's own stored object ``id``. Only registered names can run (:func:`instructions`;
 higher layers add theirs with :func:`register`): a message names an operation, it never carries code. Results are
-stored under the message's ``out`` id; ids listed in ``drop`` (spent triples, opened pieces) are deleted afterwards.
+stored under the message's ``out`` id; ids listed in ``drop`` (spent triples, opened pieces) are deleted afterwards;
+ids listed in ``await`` are objects other parties push for the instruction (a worker in its own process waits for
+them to arrive, up to its deadline: the coordinator sends an operation's instructions without waiting between them).
 """
 
 from __future__ import annotations
@@ -210,6 +212,8 @@ def run(worker: Any, msg: dict[str, Any]) -> Any:
     fn = _OPS.get(msg.get("fn"))  # type: ignore[arg-type]
     if fn is None:
         raise ValueError(f"unknown operation {msg.get('fn')!r}; a worker runs only {sorted(_OPS)}")
+    if msg.get("await"):  # objects its peers push for it (pieces, dealer parts): a networked worker waits for them
+        worker.wait_for([int(i) for i in msg["await"]])
     args = _resolve(worker, msg.get("args", []))
     kwargs = _resolve(worker, msg.get("kw", {}))
     result = fn(worker, *args, **kwargs)

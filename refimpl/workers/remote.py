@@ -36,8 +36,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from refimpl import errors
-from refimpl.errors import ProtocolError, RefimplError
+from refimpl.errors import ProtocolError
 from refimpl.net import wire
 from refimpl.net.transport import Link
 from refimpl.workers.worker import Ledger, VirtualWorker
@@ -60,6 +59,7 @@ class Session(Ledger):
         self._links: Counter[tuple[str, str, str]] = Counter()
         self._link_bytes: Counter[tuple[str, str, str]] = Counter()
         self._local = threading.local()
+        self._outstanding: list[Reply] = []
 
     def record(self, sender: str, receiver: str, kind: str, nbytes: int, *, round: int | None = None) -> None:
         with self._lock:
@@ -75,7 +75,8 @@ class Session(Ledger):
     def round(self) -> Iterator[None]:
         """One communication round; pushes (share, dealer, open, store) made in it by this thread to remote
         workers travel concurrently, and the round ends when every one is acknowledged (the first failure is
-        raised then, unless the block is already raising)."""
+        raised then, unless the block is already raising). Inside :meth:`pipelined` the round does not wait: its
+        pushes are settled at the next synchronous request."""
         local = self._local
         if getattr(local, "pending", None) is not None:  # nested: the outer round waits
             with super().round():
@@ -87,13 +88,47 @@ class Session(Ledger):
                 yield
         finally:
             pending, local.pending = local.pending, None
-            errors = [e for e in (_settle(name, fut) for name, fut in pending) if e is not None]
-            if errors and sys.exc_info()[0] is None:
-                raise errors[0]
+            if getattr(local, "pipelined", False):
+                with self._lock:
+                    self._outstanding.extend(pending)
+            else:
+                errors = [e for e in (_failure(r) for r in pending) if e is not None]
+                if errors and sys.exc_info()[0] is None:
+                    raise errors[0]
 
-    def pending_pushes(self) -> list[tuple[str, concurrent.futures.Future[Any]]] | None:
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Messages sent by this thread in the block do not wait for their acknowledgements (a shared-tensor
+        operation's instructions: the workers wait for the objects their peers push, ``await`` ids); any failure
+        among them is raised by the session's next synchronous request (:meth:`settle`)."""
+        local = self._local
+        outer = getattr(local, "pipelined", False)
+        local.pipelined = True
+        try:
+            yield
+        finally:
+            local.pipelined = outer
+
+    def pending_pushes(self) -> list[Reply] | None:
         """This thread's unacknowledged pushes in the current round (None outside a round)."""
         return getattr(self._local, "pending", None)  # type: ignore[no-any-return]
+
+    def outstanding(self, reply: Reply) -> None:
+        """Keep ``reply`` (a message sent without waiting) until the next :meth:`settle`."""
+        with self._lock:
+            self._outstanding.append(reply)
+
+    def settle(self) -> None:
+        """Wait for every message sent without waiting; raise the first failure among them (the others of the
+        failed computation are dropped: their errors follow from it)."""
+        with self._lock:
+            if not self._outstanding:
+                return
+            replies, self._outstanding = self._outstanding, []
+        for r in replies:
+            err = _failure(r)
+            if err is not None:
+                raise err
 
     def links(self) -> dict[tuple[str, str, str], tuple[int, int]]:
         """``{(sender, receiver, kind): (messages, bytes)}`` of every message this party wrote or read."""
@@ -105,19 +140,35 @@ PUSH_KINDS = frozenset({"store", "share", "dealer", "open"})
 """Message kinds that only store objects at the receiver (no reply but an acknowledgement)."""
 
 
-def _settle(name: str, fut: concurrent.futures.Future[Any]) -> BaseException | None:
-    """Wait for one push; its failure as an exception (None when acknowledged)."""
+class Reply:
+    """The reply to a message sent without waiting (:meth:`VirtualWorker.post`, a push in a round): ``result()``
+    waits for it and returns its decoded value, raising the error it carries (or the link's failure)."""
+
+    __slots__ = ("_future", "_sender", "_state")
+
+    def __init__(self, future: concurrent.futures.Future[Any], sender: VirtualWorker) -> None:
+        self._future, self._sender = future, sender
+        self._state: tuple[bool, Any] | None = None
+
+    def result(self) -> Any:
+        if self._state is None:
+            try:
+                raw = self._future.result()
+                self._state = (True, None if raw is None else self._sender.decode_reply(raw))
+            except BaseException as e:  # noqa: BLE001 - kept, raised to every reader
+                self._state = (False, e)
+        ok, value = self._state
+        if not ok:
+            raise value
+        return value
+
+
+def _failure(reply: Reply) -> BaseException | None:
+    """Wait for one reply; its failure as an exception (None when it succeeded)."""
     try:
-        raw = fut.result()
-    except BaseException as e:  # noqa: BLE001 - WorkerUnavailable, ProtocolError: reported by the round
+        reply.result()
+    except BaseException as e:  # noqa: BLE001 - WorkerUnavailable, ProtocolError, a remote error: reported
         return e
-    if raw is None:
-        return None
-    out = wire.decode(raw)
-    if isinstance(out, dict) and "error" in out:
-        kind = getattr(errors, str(out.get("type")), None)
-        cls = kind if isinstance(kind, type) and issubclass(kind, Exception) else RefimplError
-        return cls(out["error"])
     return None
 
 
@@ -185,8 +236,7 @@ class RemoteWorker(VirtualWorker):
         pending = self.ledger.pending_pushes() if kind in PUSH_KINDS else None  # type: ignore[attr-defined]
         if kind == "delete" or pending is not None:
             return self.receive(b"".join(parts), sender, kind)
-        reply = self.link.call(kind, parts)  # the received buffer itself: decoding may keep views of it
-        return reply  # type: ignore[return-value]
+        return self._call(kind, parts)  # type: ignore[return-value]  # decoding may keep views of the buffer
 
     def receive(self, raw: bytes | bytearray, sender: VirtualWorker, kind: str) -> bytes | None:
         """Carry an encoded message to the worker; return its encoded reply (``delete`` is sent without waiting)."""
@@ -195,14 +245,43 @@ class RemoteWorker(VirtualWorker):
             return None
         pending = self.ledger.pending_pushes() if kind in PUSH_KINDS else None  # type: ignore[attr-defined]
         if pending is not None:  # inside a round: concurrently with the round's other pushes
-            pending.append((self.name, self.link.start(kind, bytes(raw))))
+            pending.append(self._start(bytes(raw), sender, kind))
             return None
-        reply = self.link.call(kind, raw)
+        reply = self._call(kind, raw)
         return None if reply is None else bytes(reply)
+
+    def _call(self, kind: str, payload: Any) -> bytearray | None:
+        """A request answered before this returns; then the messages sent earlier without waiting are settled
+        (the first failure among them is raised: it explains this request's failure, if any)."""
+        try:
+            reply = self.link.call(kind, payload)
+        except BaseException:
+            self.ledger.settle()  # type: ignore[attr-defined]
+            raise
+        self.ledger.settle()  # type: ignore[attr-defined]
+        return reply
+
+    def _start(self, raw: bytes, sender: VirtualWorker, kind: str) -> Reply:
+        fut = self.link.start(kind, raw)
+        ledger, name = self.ledger, self.name
+
+        def done(f: concurrent.futures.Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is None and f.result() is not None:
+                ledger.record(name, sender.name, "reply", len(f.result()))
+
+        fut.add_done_callback(done)
+        return Reply(fut, sender)
+
+    def start_parts(self, parts: list[bytes | memoryview], sender: VirtualWorker, kind: str) -> Reply:
+        """Send a message without waiting (:meth:`VirtualWorker.post`); its reply is settled later. The message is
+        copied first (the caller may reuse its arrays at once)."""
+        reply = self._start(b"".join(parts), sender, kind)
+        self.ledger.outstanding(reply)  # type: ignore[attr-defined]
+        return reply
 
     def control(self, op: str, **fields: Any) -> Any:
         """A session-management request (not a protocol message: not counted in the ledger)."""
-        raw = self.link.call("control", wire.encode({"op": op, **fields}))
+        raw = self._call("control", wire.encode({"op": op, **fields}))
         if raw is None:
             return None
         out = wire.decode(raw)  # type: ignore[arg-type]

@@ -53,6 +53,7 @@ class ServedWorker(VirtualWorker):
         self.dialed: dict[str, int] = {}  # connections made to each peer (control ``dialed``)
         self._peer_lock = threading.Lock()
         self._local = threading.local()
+        self._arrived = threading.Condition()  # notified when a store lands (an instruction may be waiting)
 
     def _peer(self, name: str) -> VirtualWorker:
         """The worker ``name``: a peer's connection is made once and reused (a fresh one when the peer's address
@@ -96,7 +97,28 @@ class ServedWorker(VirtualWorker):
                 self.handle_store(msg)
             except PointerError as e:
                 return {"error": str(e), "type": "PointerError"}
+            out = super()._handle(msg, sender)
+            with self._arrived:
+                self._arrived.notify_all()
+            return out
         return super()._handle(msg, sender)
+
+    def wait_for(self, ids: list[int]) -> None:
+        """Wait (up to the deadline) until objects its peers push for an instruction are here: the coordinator
+        sends the instructions of an operation without waiting between them.
+
+        Raises:
+            PointerError: one did not arrive in time (the party that should push it failed or is too slow).
+        """
+        objects = self._objects
+        if all(i in objects for i in ids):
+            return
+        with self._arrived:
+            if self._arrived.wait_for(lambda: all(i in objects for i in ids), timeout=self.deadline):
+                return
+        missing = [i for i in ids if i not in objects]
+        raise PointerError(f"object(s) {missing} did not arrive at {self.name!r} within the {self.deadline:g} s "
+                           "deadline (the party that should send them failed, or an earlier step did)")
 
     def control(self, msg: Any) -> Any:
         op = msg.get("op") if isinstance(msg, dict) else None
@@ -140,7 +162,8 @@ class ServedWorker(VirtualWorker):
         op = msg.get("op")
         target = self._objects.get(msg["id"]) if op == "get" and isinstance(msg.get("id"), int) else None
         quick = isinstance(target, np.ndarray) or (op == "exec" and msg.get("fn") in PURE_OPS
-                                                   and msg.get("out") is not None)
+                                                   and msg.get("out") is not None
+                                                   and all(i in self._objects for i in msg.get("await") or ()))
         if not quick:
             return transport.DEFER
         self.ledger.record(peer, self.name, kind, len(payload))

@@ -32,10 +32,8 @@ Example:
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
-import threading
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,28 +57,28 @@ if TYPE_CHECKING:
 
 __all__ = ["LedgerChannel", "SharedTensor", "share_among", "share_pointer"]
 
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
 
 def _commands(me: VirtualWorker, workers: Sequence[VirtualWorker], msgs: Sequence[dict[str, Any]]) -> list[Any]:
-    """Deliver ``msgs[i]`` (a ``command``) to ``workers[i]``, the commands of one round (:func:`_concurrently`)."""
-    return _concurrently(workers, [functools.partial(me.deliver, w, "command", m) for w, m in zip(workers, msgs)])
+    """Post ``msgs[i]`` (a ``command``) to ``workers[i]``, the commands of one round; their replies (``result()``).
+
+    Networked workers get them without waiting (:meth:`~refimpl.workers.VirtualWorker.post`): the instructions
+    of an operation follow one another on each connection, and a worker waits for what its peers push (``await``).
+    """
+    return [me.post(w, "command", m) for w, m in zip(workers, msgs)]
 
 
-def _concurrently(workers: Sequence[VirtualWorker], calls: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Run ``calls`` (one per worker, each talking to its worker only): for networked workers (each with its own
-    connection) concurrently, every one finishing before the first error is raised; in process one after
-    another."""
-    global _pool
-    if len(workers) < 2 or not all(hasattr(w, "link") for w in workers):
-        return [call() for call in calls]
-    with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="refimpl-round")
-    futures = [_pool.submit(call) for call in calls]
-    concurrent.futures.wait(futures)
-    return [f.result() for f in futures]
+def _pipelined(ledger: Any) -> Any:
+    """The ledger's :meth:`~refimpl.workers.remote.Session.pipelined` block (none in process)."""
+    block = getattr(ledger, "pipelined", None)
+    return block() if block is not None else contextlib.nullcontext()
+
+
+def _settle(ledger: Any) -> None:
+    """Raise the first failure among the messages sent without waiting (:meth:`Session.settle`; none in
+    process)."""
+    settle = getattr(ledger, "settle", None)
+    if settle is not None:
+        settle()
 
 
 def _check_workers(workers: Sequence[VirtualWorker], provider: VirtualWorker | None) -> tuple[VirtualWorker, ...]:
@@ -137,13 +135,16 @@ class SharedTensor(TensorAlgebra):
                             self.crypto_provider, enc)
 
     def _each(self, fn: str, per_party: list[dict[str, Any]], shape: tuple[int, ...],
-              drop: list[list[int]] | None = None, encoding: Any = "same") -> SharedTensor:
-        """Run ``fn`` at every worker in one round; store the results as a new shared tensor."""
+              drop: list[list[int]] | None = None, encoding: Any = "same",
+              waits: list[list[int]] | None = None) -> SharedTensor:
+        """Run ``fn`` at every worker in one round; store the results as a new shared tensor. ``waits[i]``: the
+        objects worker ``i`` needs from its peers (it waits for them)."""
         ledger = self._me.ledger
         out = [ledger.new_id() for _ in self.workers]
-        with ledger.round():
+        with _pipelined(ledger), ledger.round():
             msgs = [{"op": "exec", "fn": fn, "args": kw.pop("args", []), "kw": kw, "out": out[i],
-                     "drop": drop[i] if drop else []} for i, kw in enumerate(per_party)]
+                     "drop": drop[i] if drop else [], **({"await": waits[i]} if waits else {})}
+                    for i, kw in enumerate(per_party)]
             _commands(self._me, self.workers, msgs)
         return self._new(out, shape, encoding)
 
@@ -200,23 +201,31 @@ class SharedTensor(TensorAlgebra):
         ids = [[ledger.new_id() for _ in range(nparts)] for _ in self.workers]
         msg = {"op": "exec", "fn": "deal", "kw": {"kind": kind, "shapes": [list(s) for s in shapes],
                "names": [w.name for w in self.workers], "ids": ids, "modulus": self.ring.modulus, **extra}}
-        self._me.deliver(self._provider(), "command", msg)
+        with _pipelined(ledger):
+            self._me.post(self._provider(), "command", msg)
         return ids
 
     def _piece_ids(self) -> list[list[int]]:
         ledger, n = self._me.ledger, self.n
         return [[ledger.new_id() for _ in range(n)] for _ in range(n)]  # [i][j]: from party i, held by j
 
-    def _push(self, fn: str, per_party: list[dict[str, Any]], piece: list[list[int]]) -> None:
-        """The opening round: party ``i`` sends its masked pieces to every other party."""
+    def _push(self, fn: str, per_party: list[dict[str, Any]], piece: list[list[int]],
+              waits: list[list[int]]) -> None:
+        """The opening round: party ``i`` sends its masked pieces to every other party (after ``waits[i]``, the
+        dealer's parts, reached it)."""
         ledger, names, n = self._me.ledger, [w.name for w in self.workers], self.n
-        with ledger.round():
+        with _pipelined(ledger), ledger.round():
             msgs = []
             for i in range(n):
                 kw = {**per_party[i], "peers": [names[j] for j in range(n) if j != i],
                       "ids": [piece[i][j] for j in range(n) if j != i], "own": piece[i][i]}
-                msgs.append({"op": "exec", "fn": fn, "args": kw.pop("args", []), "kw": kw})
+                msgs.append({"op": "exec", "fn": fn, "args": kw.pop("args", []), "kw": kw, "await": waits[i]})
             _commands(self._me, self.workers, msgs)
+
+    def _received(self, piece: list[list[int]], parts: list[list[int]]) -> list[list[int]]:
+        """What party ``j`` awaits to finish an opening: the other parties' pieces and its dealer parts."""
+        n = self.n
+        return [[piece[i][j] for i in range(n) if i != j] + parts[j] for j in range(n)]
 
     def _raw_beaver(self, other: TensorAlgebra, kind: str, shape: tuple[int, ...]) -> SharedTensor:
         o = self._same(other)
@@ -225,24 +234,25 @@ class SharedTensor(TensorAlgebra):
         xs = [[x, y] for x, y in zip(self._refs(), o._refs())]
         self._push("mask_push", [{"xs": xs[i], "masks": [{"ref": parts[i][0]}, {"ref": parts[i][1]}], "sign": -1,
                                   "party": i, "modulus": self.ring.modulus, "public": None}
-                                 for i in range(self.n)], piece)
+                                 for i in range(self.n)], piece, [p[:2] for p in parts])
         n = self.n
         kws = [{"pieces": [{"ref": piece[i][j]} for i in range(n)], "parts": [{"ref": p} for p in parts[j]],
                 "party": j, "modulus": self.ring.modulus, "kind": kind} for j in range(n)]
         drop = [[piece[i][j] for i in range(n)] + parts[j] for j in range(n)]
-        return self._each("beaver_finish", kws, shape, drop=drop)
+        return self._each("beaver_finish", kws, shape, drop=drop, waits=self._received(piece, parts))
 
     def _raw_divide(self, divisor: int) -> SharedTensor:
         d = check_divisor(self.ring, divisor)
         parts = self._deal("div", [self.shape], 3, divisor=d)
         piece = self._piece_ids()
         self._push("div_push", [{"args": [x, {"ref": parts[i][0]}], "divisor": d, "party": i,
-                                 "modulus": self.ring.modulus} for i, x in enumerate(self._refs())], piece)
+                                 "modulus": self.ring.modulus} for i, x in enumerate(self._refs())], piece,
+                   [p[:1] for p in parts])
         n = self.n
         kws = [{"pieces": [{"ref": piece[i][j]} for i in range(n)], "parts": [{"ref": p} for p in parts[j]],
                 "party": j, "modulus": self.ring.modulus, "divisor": d} for j in range(n)]
         drop = [[piece[i][j] for i in range(n)] + parts[j] for j in range(n)]
-        return self._each("div_finish", kws, self.shape, drop=drop)
+        return self._each("div_finish", kws, self.shape, drop=drop, waits=self._received(piece, parts))
 
     def _raw_msb(self) -> SharedTensor:
         """Integer 0/1 sharing of the sign bits: every worker runs the party-local program of
@@ -250,23 +260,23 @@ class SharedTensor(TensorAlgebra):
         ledger, me, n = self._me.ledger, self._me, self.n
         state = [ledger.new_id() for _ in range(n)]
         with ledger.round():
-            replies = _commands(me, self.workers, [{"op": "exec", "fn": "prog_start", "args": [x], "kw": {
-                "program": "msb", "party": i, "n": n, "modulus": self.ring.modulus, "state": state[i]}}
-                for i, x in enumerate(self._refs())])
+            replies = [r.result() for r in _commands(me, self.workers, [
+                {"op": "exec", "fn": "prog_start", "args": [x], "kw": {
+                    "program": "msb", "party": i, "n": n, "modulus": self.ring.modulus, "state": state[i]}}
+                for i, x in enumerate(self._refs())])]
         out = self._new(state, self.shape, None)  # owns the programs' state (freed with it)
         while replies[0][0] != "done":
             kind, size = replies[0][0], int(replies[0][1])
             parts = self._deal("and" if kind == "and" else "dabit", [(size,)], 3 if kind == "and" else 2)
             piece = self._piece_ids()
             self._push("prog_push", [{"args": [[{"ref": p} for p in parts[i]]], "state": state[i]}
-                                     for i in range(n)], piece)
+                                     for i in range(n)], piece, parts)
             with ledger.round():
-                replies = _commands(me, self.workers, [{"op": "exec", "fn": "prog_step",
-                                                        "args": [[{"ref": piece[i][j]} for i in range(n)]],
-                                                        "kw": {"state": state[j], "party": j,
-                                                               "modulus": self.ring.modulus},
-                                                        "drop": [piece[i][j] for i in range(n)] + parts[j]}
-                                                       for j in range(n)])
+                replies = [r.result() for r in _commands(me, self.workers, [
+                    {"op": "exec", "fn": "prog_step", "args": [[{"ref": piece[i][j]} for i in range(n)]],
+                     "kw": {"state": state[j], "party": j, "modulus": self.ring.modulus},
+                     "drop": [piece[i][j] for i in range(n)] + parts[j],
+                     "await": [piece[i][j] for i in range(n) if i != j]} for j in range(n)])]
         return out
 
     def refresh(self) -> SharedTensor:
@@ -274,15 +284,26 @@ class SharedTensor(TensorAlgebra):
         parts = self._deal("zero", [self.shape], 1)
         kws = [{"args": [x, {"ref": parts[i][0]}], "fn": "add", "modulus": self.ring.modulus}
                for i, x in enumerate(self._refs())]
-        return self._each("ring_binary", kws, self.shape, drop=parts)
+        return self._each("ring_binary", kws, self.shape, drop=parts, waits=parts)
 
     def get(self) -> np.ndarray:
         """Fetch every share to the owner and reconstruct: signed integers, or floats with an encoding.
 
         The pointers go stale and the workers drop their shares.
         """
-        with self._me.ledger.round():
-            parts = _concurrently(self.workers, [p.get for p in self.pointers])
+        for p in self.pointers:
+            p._check()
+        ledger = self._me.ledger
+        with ledger.round():
+            replies = _commands(self._me, self.workers, [{"op": "get", "id": p.id} for p in self.pointers])
+            try:
+                parts = []
+                for p, r in zip(self.pointers, replies):
+                    parts.append(r.result())
+                    p._detach()
+            finally:  # what was sent before without waiting: its first failure explains this one's
+                _settle(ledger)
+            _settle(ledger)
         total = self.ring.sum(np.stack([np.asarray(p, dtype=self.ring.dtype) for p in parts]), axis=0)
         return self.encoding.decode(total) if self.encoding is not None else self.ring.lift(total)
 
@@ -310,7 +331,9 @@ def share_among(value: ArrayLike, workers: Sequence[VirtualWorker], *, crypto_pr
     ids = [sender.ledger.new_id() for _ in workers]
     frac = encoding.frac_bits if encoding is not None else None
     base = encoding.base if encoding is not None else 2
-    share_out(sender, arr, names=[w.name for w in workers], ids=ids, modulus=ring.modulus, frac_bits=frac, base=base)
+    with _pipelined(sender.ledger):  # networked: the shares' acknowledgements are settled later
+        share_out(sender, arr, names=[w.name for w in workers], ids=ids, modulus=ring.modulus, frac_bits=frac,
+                  base=base)
     me = workers[0].ledger.me
     return SharedTensor([me.pointer(w, i) for w, i in zip(workers, ids)], ring, arr.shape, crypto_provider,
                         encoding)

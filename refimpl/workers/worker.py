@@ -164,10 +164,35 @@ class VirtualWorker:
         if raw_reply is None:
             return None
         self.ledger.record(receiver.name, self.name, "reply", len(raw_reply))
+        return self.decode_reply(raw_reply)
+
+    def decode_reply(self, raw_reply: bytes) -> Any:
+        """The value of an encoded reply to this worker; an error reply is raised with its type."""
         out = wire.decode(raw_reply, pointer=self._adopt)
         if "error" in out:
             raise _REMOTE_ERRORS.get(out.get("type"), RefimplError)(out["error"])
         return out.get("value")
+
+    def post(self, receiver: VirtualWorker, kind: str, message: dict[str, Any]) -> Any:
+        """:meth:`deliver` without waiting for the reply where the receiver is in another process: returns a
+        :class:`~refimpl.workers.remote.Reply` whose ``result()`` is the decoded value (an unread reply's error is
+        raised at the session's next synchronous request). In process the message is handled now, as by
+        :meth:`deliver`, and its value (or error) is had at once."""
+        start = getattr(receiver, "start_parts", None)
+        if start is None or receiver.ledger is not self.ledger:
+            return Done(self.deliver(receiver, kind, message))
+        parts = wire.encode_parts(message, pointer_ref=_transfer_ref)
+        self.ledger.record(self.name, receiver.name, kind, sum(len(p) for p in parts))
+        return start(parts, self, kind)
+
+    def wait_for(self, ids: list[int]) -> None:
+        """Objects an instruction needs from peers (``await`` ids): in process they are already here, or missing.
+
+        Raises:
+            PointerError: one is missing.
+        """
+        for obj_id in ids:
+            self._take(obj_id)
 
     def receive_parts(self, parts: list[bytes | memoryview], sender: VirtualWorker, kind: str) -> bytes | None:
         """:meth:`receive` of the message whose bytes are ``parts`` joined (:func:`refimpl.net.wire.encode_parts`;
@@ -243,6 +268,18 @@ class VirtualWorker:
         from refimpl.prg import derive_key
 
         return derive_key(self.key, "refimpl/worker", purpose, next(self._counter))
+
+
+class Done:
+    """The reply of a message handled at once (in process): ``result()`` is its value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
 
 
 def _copy(obj: Any) -> Any:

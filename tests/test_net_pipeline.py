@@ -1,0 +1,124 @@
+"""A shared-tensor operation's instructions go to worker processes without waiting between them.
+
+The workers wait for the objects their peers push (``await`` ids, up to their deadline), and a failure among the
+messages sent without waiting is raised by the coordinator's next synchronous request. The worker processes bind
+127.0.0.1 and are killed by the fixtures, whatever happens.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from refimpl.errors import PointerError
+from refimpl.net import certs
+from refimpl.workers import Ledger, VirtualWorker, send, share_among
+from refimpl.workers.remote import Session, connect
+from tests._net import Processes
+
+DEADLINE = 2.0
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    certs.make_deployment(d, ["jake", "john", "crypto_provider", "me"])
+    return d
+
+
+@pytest.fixture(scope="module")
+def procs(tls):
+    with Processes() as ps:
+        for name in ("jake", "john", "crypto_provider"):
+            ps.worker(name, tls, "--deadline", str(DEADLINE))
+        yield {name: p for name, p in zip(("jake", "john", "crypto_provider"), ps.procs)}
+
+
+def _exec(fn, args, out, **extra):
+    return {"op": "exec", "fn": fn, "args": args, "kw": {}, "out": out, **extra}
+
+
+def test_an_instruction_waits_for_an_object_a_peer_pushes_later(procs, tls):
+    a, b = Session(), Session()
+    jake_a = connect(procs["jake"].url, name="jake", tls_dir=tls, session=a)
+    jake_b = connect(procs["jake"].url, name="jake", tls_dir=tls, session=b)  # another connection to jake
+    try:
+        x_id, y_id = a.new_id(), a.new_id()
+        reply = a.me.post(jake_a, "command", _exec("add", [{"ref": x_id}, 5], y_id, **{"await": [x_id]}))
+        time.sleep(0.2)  # jake is waiting for x now
+        b.me.deliver(jake_b, "store", {"op": "store", "ids": [x_id], "objs": [np.array([1, 2])]})
+        assert reply.result() is None
+        assert a.me.pointer(jake_a, y_id).get().tolist() == [6, 7]
+        jake_a.control("clear")
+    finally:
+        jake_a.close()
+        jake_b.close()
+
+
+def test_a_failure_sent_without_waiting_is_raised_by_the_next_request_once(procs, tls):
+    s = Session()
+    jake = connect(procs["jake"].url, name="jake", tls_dir=tls, session=s)
+    try:
+        missing = s.new_id()
+        s.me.post(jake, "command", _exec("add", [{"ref": missing}, 1], s.new_id()))  # no such object: fails there
+        with pytest.raises(PointerError, match=f"object {missing} does not exist at 'jake'"):
+            send(np.arange(2), jake).get()  # the next synchronous request reports it
+        assert send(np.arange(2), jake).get().tolist() == [0, 1]  # reported once
+    finally:
+        jake.clear_objects()
+        jake.close()
+
+
+def test_an_object_that_never_arrives_fails_within_the_worker_deadline(procs, tls):
+    s = Session()
+    jake = connect(procs["jake"].url, name="jake", tls_dir=tls, session=s)
+    try:
+        never = s.new_id()
+        t0 = time.perf_counter()
+        s.me.post(jake, "command", _exec("add", [{"ref": never}, 1], s.new_id(), **{"await": [never]}))
+        with pytest.raises(PointerError, match=rf"\[{never}\] did not arrive at 'jake' within the 2 s deadline"):
+            jake.control("count")
+        assert time.perf_counter() - t0 < DEADLINE + 10
+    finally:
+        jake.clear_objects()
+        jake.close()
+
+
+def test_shared_products_pipelined_over_processes_equal_in_process(procs, tls):
+    """Beaver products, a truncated fixed-point matmul and a comparison (its replies drive the program) sent without
+    waiting between instructions give the in-process values; a bad operand fails at the coordinator first."""
+    def run(w):
+        jake, john, cp = w
+        x = share_among(np.array([3, -4, 5, 0]), (jake, john), crypto_provider=cp)
+        y = share_among(np.array([7, 8, -9, 2]), (jake, john), crypto_provider=cp)
+        z = x * y - 2 * x
+        out = [z.get().tolist(), ((x * x) * y).get().tolist(), (x > y).get().tolist(), x.refresh().get().tolist()]
+        from refimpl.encoding import FixedPoint
+
+        fp = FixedPoint()
+        a = share_among(np.linspace(-1, 1, 6).reshape(2, 3), (jake, john), crypto_provider=cp, encoding=fp)
+        b = share_among(np.linspace(0.5, 2, 6).reshape(3, 2), (jake, john), crypto_provider=cp, encoding=fp)
+        out.append((a @ b / 3).get().tolist())
+        return out
+
+    local = Ledger()
+    expected = run([VirtualWorker(n, local) for n in ("jake", "john", "crypto_provider")])
+    s = Session()
+    w = [connect(procs[n].url, name=n, tls_dir=tls, session=s) for n in ("jake", "john", "crypto_provider")]
+    try:
+        got = run(w)
+        assert got[:4] == expected[:4] == [[15, -24, -55, 0], [63, 128, -225, 0], [0, 0, 1, 0], [3, -4, 5, 0]]
+        assert np.allclose(got[4], expected[4], atol=1e-4)
+    finally:
+        for x in w:
+            x.clear_objects()
+            x.close()
+
+
+def test_in_process_an_awaited_object_must_already_be_there():
+    ledger = Ledger()
+    jake = VirtualWorker("jake", ledger)
+    with pytest.raises(PointerError, match="object 99 does not exist at 'jake'"):
+        ledger.me.deliver(jake, "command", _exec("add", [{"ref": 99}, 1], 100, **{"await": [99]}))
