@@ -337,3 +337,14 @@ def test_frames_of_buffers_across_chunk_boundaries_reassemble():
     assert (out["big"] == big).all() and out["big"].flags.writeable and out["b"].tolist() == [1.0, 1.0, 1.0]
     out["big"][0] = 7
     assert big[0] == 0 and wire.decode(wire.encode(msg))["big"][0] == 0
+
+
+@settings(max_examples=40)
+@given(data=st.binary(max_size=3000), start=st.integers(0, 2**32 - 1))
+@example(data=b"", start=0)
+def test_the_wire_checksum_is_zlibs_crc32_whichever_library_computes_it(data, start):
+    """wire uses ISA-L's CRC-32 when ``isal`` is installed (the ``net`` extra), else zlib's: the same function."""
+    import zlib
+
+    assert wire.crc32(data, start) == zlib.crc32(data, start)
+    assert wire.crc32(memoryview(np.frombuffer(data, np.uint8))) == zlib.crc32(data)

@@ -12,6 +12,11 @@ assembles the chunks into one buffer of the announced length (at most ``max_mess
 ping/pong keepalive runs between chunks: liveness does not depend on message size. Types: ``HELLO`` (the handshake),
 ``REQUEST`` (answered by ``REPLY``, ``ACK`` = empty reply, or ``FAIL`` = rejected), ``NOTIFY`` (not answered).
 
+**Bulk channel.** A request of at least 1 MiB made with :meth:`Link.call` (a moved or sent array) goes instead over
+a second, blocking mutual-TLS socket to the same party (:mod:`refimpl.net.bulk`): its buffers are written straight
+into TLS and received straight into the buffer the array will live in, with the same names, limits, deadlines and
+liveness; the WebSocket's pings keep watching the party meanwhile.
+
 **Who is who.** With TLS (the default) both ends present certificates of the deployment CA
 (:mod:`refimpl.net.certs`); the client checks that the server's certificate names the party it wanted, the server
 that the client's certificate names the party it claims in its ``HELLO``. ``insecure_plaintext=True`` drops TLS
@@ -48,7 +53,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from refimpl.errors import ConfigurationError, ProtocolError, ReplayError, WorkerUnavailable
-from refimpl.net import certs
+from refimpl.net import bulk, certs
 from refimpl.net.framing import ACK, CHUNK, FAIL, HEADER, HELLO, MAX_MESSAGE, NOTIFY, REPLY, REQUEST, Assembler, frames
 
 __all__ = ["CHUNK", "DEFER", "REQUEST", "Link", "Server", "check_loopback", "event_loop", "run_sync", "serve"]
@@ -59,6 +64,7 @@ _T = TypeVar("_T")
 Payload = bytes | bytearray | memoryview | list[bytes | memoryview]
 """A message: one buffer, or a list of buffers whose concatenation it is (sent without joining them)."""
 DEFER = b"\x00defer"  # a quick handler's "not me: run the full handler" (compared by identity)
+_WEBSOCKET = object()  # "this request takes the WebSocket" (from Link._bulk_call)
 
 
 # ---------------------------------------------------------------- the process's event loop
@@ -174,6 +180,10 @@ class Link:
         self._send_lock: asyncio.Lock | None = None
         self._connect_lock: asyncio.Lock | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._lost: str | None = None  # why the last WebSocket connection ended
+        self._bulk_port: int | None = None  # the party's bulk port (from its HELLO)
+        self._bulk: bulk.BulkClient | None = None
+        self._bulk_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Link({self.me!r} -> {self.name!r} at {self.url})"
@@ -226,6 +236,9 @@ class Link:
                 await ws.close()
                 raise self._unavailable(self.broken)
             self.boot = info["boot"]
+            port = info.get("bulk")
+            self._bulk_port = port if isinstance(port, int) and 0 < port < 65536 else None
+            self._lost = None
             self._ws = ws
             self._reader = asyncio.get_running_loop().create_task(self._read(ws))
 
@@ -264,6 +277,7 @@ class Link:
         except Exception as e:  # noqa: BLE001 - ConnectionClosed and friends
             why = f"connection lost ({type(e).__name__}: {e})"
         finally:
+            self._lost = why
             if self._ws is ws:
                 self._ws = None
             for pend in self._pending.values():
@@ -310,8 +324,80 @@ class Link:
         pend.done.set_exception(self._unavailable(f"no answer within the {self.deadline:g} s deadline"))
 
     def call(self, kind: str, payload: Payload, *, notify: bool = False) -> bytearray | None:
-        """:meth:`request` from synchronous code."""
+        """:meth:`request` from synchronous code; a request of at least :data:`~refimpl.net.bulk.BULK_MIN` bytes
+        goes over the party's bulk channel (:mod:`refimpl.net.bulk`) when it has one and it is free (the reply is
+        then a ``bytearray`` or, when large, a writable ``memoryview``)."""
+        if not notify:
+            parts = list(payload) if isinstance(payload, list) else [payload]
+            if sum(memoryview(p).nbytes for p in parts) >= bulk.BULK_MIN:
+                out = self._bulk_call(kind, parts)
+                if out is not _WEBSOCKET:
+                    return out  # type: ignore[return-value]
         return run_sync(self.request(kind, payload, notify=notify))
+
+    def _bulk_call(self, kind: str, parts: list[Any]) -> Any:
+        """One request over the bulk channel, or :data:`_WEBSOCKET` where it must take the WebSocket instead."""
+        if _loop is not None and threading.current_thread() is _loop.thread:
+            return _WEBSOCKET  # (run_sync refuses it with the usual error)
+        if self._ws is None:
+            run_sync(self._connect())
+        ws = self._ws
+        if self._bulk_port is None or self._pending or ws is None:  # requests in flight first: order holds
+            return _WEBSOCKET
+        if not self._bulk_lock.acquire(blocking=False):  # another thread's transfer: this one takes the WebSocket
+            return _WEBSOCKET
+        try:
+            if self._bulk is None:
+                host = urlsplit(self.url).hostname
+                assert host is not None
+                try:
+                    self._bulk = bulk.BulkClient.open(host, self._bulk_port, self._ssl, me=self.me, name=self.name,
+                                                      timeout=self.deadline)
+                except OSError as e:
+                    log.warning("%s: no bulk connection to %r on port %d (%s); large messages take the WebSocket",
+                                self.me, self.name, self._bulk_port, e)
+                    self._bulk_port = None
+                    return _WEBSOCKET
+                except bulk.Lost as e:
+                    raise self._unavailable(str(e)) from None
+                if self._bulk.boot != self.boot:
+                    self._bulk.close()
+                    self._bulk = None
+                    self.broken = ("it restarted since we last connected: the objects it held are lost and "
+                                   "pointers to them are stale; connect again for a new session")
+                    raise self._unavailable(self.broken)
+            channel = self._bulk
+
+            def alive() -> str | None:
+                return None if self._ws is ws else (self._lost or "connection lost")
+
+            before = (channel.bytes_written, channel.bytes_read)
+            try:
+                typ, data = channel.call(next(self._ids), kind, parts, deadline=self.deadline,
+                                         stall=self.ping_timeout, max_message=self.max_message, alive=alive)
+            except bulk.Lost as e:
+                channel.close()
+                self._bulk = None
+                raise self._unavailable(str(e)) from None
+            finally:
+                self.bytes_written += channel.bytes_written - before[0]
+                self.bytes_read += channel.bytes_read - before[1]
+        finally:
+            self._bulk_lock.release()
+        if typ == REPLY:
+            return data
+        if typ == ACK:
+            return None
+        text = bytes(data).decode(errors="replace")
+        if text.startswith("replay"):
+            self._close_bulk()
+            raise ReplayError(f"party {self.name!r} rejected the request: {text}")
+        raise ProtocolError(f"party {self.name!r} rejected the request: {text}")
+
+    def _close_bulk(self) -> None:
+        channel, self._bulk = self._bulk, None
+        if channel is not None:
+            channel.close()
 
     def start(self, kind: str, payload: bytes) -> concurrent.futures.Future[bytearray | None]:
         """Send a request without waiting; the future holds the reply (requests started in order are sent in
@@ -328,6 +414,8 @@ class Link:
 
     def drop(self) -> None:
         """Abort the connection (as a network failure would); the next request reconnects."""
+        self._close_bulk()
+
         async def abort() -> None:
             if self._ws is not None:
                 self._ws.transport.abort()
@@ -336,6 +424,7 @@ class Link:
     def close(self) -> None:
         """Close the connection politely; later requests fail (a closed link does not reconnect)."""
         self.broken = "this party closed its connection"
+        self._close_bulk()
 
         async def close() -> None:
             if self._ws is not None:
@@ -358,12 +447,19 @@ class Server:
     a :class:`concurrent.futures.Future` of the reply when the answer comes later (the thread is freed meanwhile).
     ``quick``, if given, is first offered each message of at most ``inline_limit`` bytes on the network thread
     itself (no thread hop): it must never block, and returns :data:`DEFER` for what ``handler`` should do instead.
+    A payload is a ``bytearray``, or from 4 MiB up a writable ``memoryview`` (:func:`~refimpl.net.framing.buffer`).
+
+    Unless ``bulk_port`` is None the server also listens on that port (0: any free one; ``Server.bulk_port`` says
+    which, and its ``HELLO`` announces it) for :mod:`refimpl.net.bulk` connections: a client's requests of at least
+    :data:`~refimpl.net.bulk.BULK_MIN` bytes arrive there, are handled by ``handler`` in that connection's thread,
+    in order, and answered there; same certificates, names, size limit and replay rule as the WebSocket.
     """
 
     def __init__(self, name: str, handler: Handler, *, ssl_context: ssl.SSLContext | None, workers: int = 32,
                  max_message: int = MAX_MESSAGE, ping_interval: float = 5.0, ping_timeout: float = 20.0,
-                 quick: Handler | None = None, inline_limit: int = 1 << 18) -> None:
+                 quick: Handler | None = None, inline_limit: int = 1 << 18, bulk_port: int | None = 0) -> None:
         self.name, self.handler, self.ssl = name, handler, ssl_context
+        self.bulk_port, self._bulk = bulk_port, None  # type: tuple[int | None, bulk.BulkListener | None]
         self.quick, self.inline_limit = quick, inline_limit
         self.boot = secrets.token_hex(8)
         self.max_message, self.ping_interval, self.ping_timeout = max_message, ping_interval, ping_timeout
@@ -383,6 +479,11 @@ class Server:
         self._server = await ws_serve(self._connection, host, port, ssl=self.ssl, server_header=None,
                                       **_ws_options(self.ping_interval, self.ping_timeout))
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.bulk_port is not None:
+            self._bulk = bulk.BulkListener(self.name, self.handler, self.ssl, host=host, port=self.bulk_port,
+                                           boot=self.boot, max_message=self.max_message, stall=self.ping_timeout,
+                                           reject=self._reject)
+            self.bulk_port = self._bulk.port
 
     def _reject(self, peer: str, why: str) -> None:
         self.rejected += 1
@@ -416,7 +517,8 @@ class Server:
             await ws.send(next(frames(FAIL, 0, "hello", why.encode())))
             await ws.close(1008, "refused")
             return None
-        await ws.send(next(frames(HELLO, 0, "hello", json.dumps({"party": self.name, "boot": self.boot}).encode())))
+        info = {"party": self.name, "boot": self.boot, **({"bulk": self.bulk_port} if self._bulk else {})}
+        await ws.send(next(frames(HELLO, 0, "hello", json.dumps(info).encode())))
         return claimed
 
     async def _connection(self, ws: Any) -> None:
@@ -449,10 +551,10 @@ class Server:
                 try:
                     reply: Any = DEFER
                     if self.quick is not None and len(msg.data) <= self.inline_limit:
-                        reply = self.quick(peer, msg.typ, msg.kind, msg.data)  # on this thread: no hop
+                        reply = self.quick(peer, msg.typ, msg.kind, msg.data)  # type: ignore[arg-type]  # no hop
                     if reply is DEFER:
-                        reply = await loop.run_in_executor(self.pool, self.handler, peer, msg.typ, msg.kind,
-                                                           msg.data)
+                        reply = await loop.run_in_executor(self.pool, self.handler, peer, msg.typ,  # type: ignore[arg-type]
+                                                           msg.kind, msg.data)
                 except Exception as e:  # noqa: BLE001 - a handler failure answers this request only
                     log.exception("%s: handling %r from %r failed", self.name, msg.kind, peer)
                     if msg.typ == REQUEST:
@@ -483,6 +585,8 @@ class Server:
             if self._server is not None:
                 self._server.close()
                 await self._server.wait_closed()
+        if self._bulk is not None:
+            self._bulk.close()
         run_sync(close(), timeout=10)
         self.pool.shutdown(wait=False, cancel_futures=True)
 

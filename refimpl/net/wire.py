@@ -52,7 +52,6 @@ import math
 import numbers
 import struct
 import sys
-import zlib
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +62,11 @@ from refimpl.errors import WireFormatError
 from refimpl.ring import Ring
 from refimpl.sharing.additive import Shares
 from refimpl.sharing.binary import BinaryShares
+
+try:  # ISA-L's CRC-32 (the ``net`` extra): the same checksum, ~5x faster than zlib's (7.5 vs 38 ms per 256 MiB)
+    from isal.isal_zlib import crc32
+except ImportError:  # pragma: no cover - without isal: zlib's
+    from zlib import crc32
 
 __all__ = ["EXPANSION_SLACK", "MAGIC", "MAX_EXPANSION", "decode", "encode", "encode_parts"]
 
@@ -173,9 +177,9 @@ def encode_parts(obj: Any, *, pointer_ref: Callable[[Any], tuple[str, int] | Non
     enc = _Encoder(pointer_ref)
     header = json.dumps(enc.value(obj), separators=(",", ":"), allow_nan=False).encode("utf-8")
     head = MAGIC + struct.pack("<I", len(header)) + header
-    crc = zlib.crc32(head)
+    crc = crc32(head)
     for part in enc.chunks:
-        crc = zlib.crc32(part, crc)
+        crc = crc32(part, crc)
     return [head, *enc.chunks, struct.pack("<I", crc)]
 
 
@@ -337,7 +341,7 @@ def decode(raw: bytes, *, pointer: Callable[[str, int], Any] | None = None) -> A
         raise WireFormatError(f"not a refimpl message: expected magic {MAGIC!r} and at least 12 bytes, got "
                               f"{bytes(view[:4])!r} in {len(view)} bytes")
     stored = struct.unpack("<I", view[-4:])[0]
-    computed = zlib.crc32(view[:-4])
+    computed = crc32(view[:-4])
     if stored != computed:
         raise WireFormatError(f"corrupt message: CRC-32 mismatch (stored {stored:#010x}, computed {computed:#010x})")
     (hlen,) = struct.unpack("<I", view[4:8])
