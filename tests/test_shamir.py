@@ -8,16 +8,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refimpl import NotAFieldError, OutOfRangeError, PartyCountError, Ring
-from refimpl.errors import ThresholdError
+from refimpl.errors import ShapeMismatchError, ThresholdError
 from refimpl.sharing.shamir import (
     DEFAULT_FIELD,
     ShamirShares,
     _evaluate,
     combine,
     reconstruct_bytes,
+    reconstruct_limbs_many,
     shamir_reconstruct,
     shamir_share,
     share_bytes,
+    share_bytes_many,
 )
 
 P = DEFAULT_FIELD.modulus
@@ -132,3 +134,66 @@ def test_inconsistent_shares_are_detected_by_reconstruct_bytes():
     mixed = combine([a.subset([1]), b.subset([2])])
     with pytest.raises(ValueError, match="inconsistent"):
         reconstruct_bytes(mixed)
+
+
+def _poly_at(coeffs, x, p):
+    """The definition: sum_k c_k x^k mod p, in Python integers."""
+    return sum(int(c) * pow(x, k, p) for k, c in enumerate(coeffs)) % p
+
+
+@given(st.sampled_from([DEFAULT_FIELD, Ring.prime(65537), Ring.prime(4294967291)]), st.data())
+def test_vectorised_evaluation_is_the_polynomial_definition(field, data):
+    """The in-place uint64 Horner pass (p < 2^32) gives sum_k c_k x^k mod p exactly, at the extremes too."""
+    p = field.modulus
+    t = data.draw(st.integers(1, 8), label="t")
+    cols = data.draw(st.integers(1, 4), label="columns")
+    elem = st.integers(0, p - 1) | st.sampled_from([0, 1, p - 1])
+    coeffs = np.array(data.draw(st.lists(st.lists(elem, min_size=cols, max_size=cols), min_size=t, max_size=t)),
+                      dtype=np.uint64)
+    xs = data.draw(st.lists(st.integers(1, p - 1) | st.just(p - 1), min_size=1, max_size=6, unique=True))
+    got = _evaluate(coeffs, xs, field)
+    assert got.dtype == np.uint64 and got.shape == (len(xs), cols)
+    assert [[int(v) for v in row] for row in got] == [[_poly_at(coeffs[:, c], x, p) for c in range(cols)] for x in xs]
+
+
+@given(st.lists(st.binary(min_size=2, max_size=40).filter(lambda b: len(b) % 2 == 0), min_size=1, max_size=4),
+       st.integers(1, 8), st.data())
+def test_share_bytes_many_is_share_bytes_column_by_column(secrets, n, data):
+    """Sharing several secrets at once gives, bit for bit, each secret's own share_bytes sharing side by side."""
+    t = data.draw(st.integers(1, n), label="t")
+    keys = data.draw(st.lists(st.binary(min_size=16, max_size=16), min_size=len(secrets), max_size=len(secrets)))
+    points = data.draw(st.none() | st.lists(st.integers(1, 1000), min_size=n, max_size=n, unique=True))
+    prg = data.draw(st.sampled_from(["aes128-ctr", "chacha20"]))
+    many = share_bytes_many(secrets, n, t, keys=keys, points=points, prg=prg)
+    one_by_one = [share_bytes(s, n, t, key=k, points=points, prg=prg) for s, k in zip(secrets, keys)]
+    assert many.xs == one_by_one[0].xs and many.threshold == t
+    assert np.array_equal(many.data, np.concatenate([sh.data for sh in one_by_one], axis=1))
+    subset = data.draw(st.permutations(many.xs).map(lambda p: list(p[:t])))
+    assert reconstruct_bytes(many.subset(subset)) == b"".join(secrets)
+
+
+def test_share_bytes_many_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="2 keys for 1 secrets"):
+        share_bytes_many([b"ab"], 3, 2, keys=[bytes(16)] * 2)
+    with pytest.raises(ValueError, match="at least one secret"):
+        share_bytes_many([], 3, 2)
+    with pytest.raises(TypeError, match="takes bytes"):
+        share_bytes_many([b"ab", "cd"], 3, 2)  # type: ignore[list-item]
+    with pytest.raises(ThresholdError, match="1 <= t <= n=3"):
+        share_bytes_many([b"ab"], 3, 4)
+    a, b = share_bytes_many([b"ab", b"ab"], 3, 2).data.T  # fresh keys: the two polynomials differ (p ~ 2^-62)
+    assert not np.array_equal(a, b)
+
+
+@given(st.sampled_from(FIELDS), st.integers(1, 7), st.data())
+def test_reconstruct_limbs_many_is_shamir_reconstruct_per_sharing(field, n, data):
+    """Rebuilding many sharings held by the same t parties at once equals rebuilding each one on its own."""
+    t = data.draw(st.integers(1, n), label="t")
+    m = data.draw(st.integers(1, 5), label="sharings")
+    secrets = data.draw(st.lists(st.integers(0, field.modulus - 1) | st.just(field.modulus - 1), min_size=m, max_size=m))
+    sh = shamir_share(secrets, n, t, field=field, key=data.draw(st.binary(min_size=16, max_size=16)))
+    parties = data.draw(st.permutations(sh.xs).map(lambda p: list(p[:t])))
+    got = reconstruct_limbs_many(parties, sh.subset(parties).data, field)
+    assert [int(v) for v in got] == [int(v) for v in shamir_reconstruct(sh.subset(parties))] == secrets
+    with pytest.raises(ShapeMismatchError, match="one row per party"):
+        reconstruct_limbs_many(parties, sh.data[:0], field)

@@ -51,7 +51,9 @@ __all__ = [
     "lagrange_coefficients",
     "combine",
     "share_bytes",
+    "share_bytes_many",
     "reconstruct_bytes",
+    "reconstruct_limbs_many",
 ]
 
 DEFAULT_FIELD = Ring.prime(2**31 - 1)
@@ -69,6 +71,8 @@ def _check_field(field: Any) -> Ring:
 
 
 def _check_int(value: Any, what: str) -> int:
+    if type(value) is int:  # the common case, without the ABC check below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{what} must be an integer, got {value!r} of type {type(value).__name__}")
     return int(value)
@@ -144,15 +148,55 @@ class ShamirShares:
 def _evaluate(coeffs: np.ndarray, xs: Sequence[int], field: Ring) -> np.ndarray:
     """``f(x)`` for every point (rows) and every coefficient column: Horner's rule, vectorised over both.
 
-    ``coeffs`` has shape ``(t, *shape)`` with ``coeffs[0]`` the secret.
+    ``coeffs`` has shape ``(t, *shape)`` with ``coeffs[0]`` the secret. For ``p < 2^32`` (uint64 elements) each
+    step is ``(acc * x + c) mod p`` in place: ``(p - 1)^2 + (p - 1) < 2^64``, so nothing wraps and the result is
+    the field arithmetic's, bit for bit.
     """
     shape = coeffs.shape[1:]
+    if field.dtype == np.uint64 and field.modulus < 2**32:
+        pts = np.array(list(xs), dtype=np.uint64).reshape((len(xs),) + (1,) * len(shape))
+        out = np.empty((len(xs), *shape), dtype=np.uint64)
+        out[...] = coeffs[-1]
+        p = np.uint64(field.modulus)
+        for c in coeffs[-2::-1]:
+            np.multiply(out, pts, out=out)
+            np.add(out, c, out=out)
+            np.remainder(out, p, out=out)
+        return out
     pts = np.array(list(xs), dtype=field.dtype if field.dtype != object else object)
     pts = pts.reshape((len(xs),) + (1,) * len(shape))
     acc = np.broadcast_to(coeffs[-1], (len(xs), *shape)).copy()
     for c in coeffs[-2::-1]:
         acc = field.add(field.mul(acc, pts), np.broadcast_to(c, acc.shape))
     return np.asarray(acc, dtype=field.dtype)
+
+
+def _check_sharing(field: Any, prg: Any, n: Any, t: Any, points: Sequence[int] | None
+                   ) -> tuple[Ring, str, int, tuple[int, ...]]:
+    """Validate the public parameters of a sharing; return (field, prg, t, evaluation points)."""
+    field = _check_field(field)
+    prg = check_cipher(prg)
+    n, t = _check_int(n, "n"), _check_int(t, "t")
+    n = check_party_count(n, minimum=1)  # at most MAX_PARTIES: n = 10**7 is refused, not attempted
+    if n >= field.modulus:
+        raise PartyCountError(f"{n} parties need {n} distinct nonzero points, but {field!r} has {field.modulus - 1}")
+    if not 1 <= t <= n:
+        raise ThresholdError(f"threshold must satisfy 1 <= t <= n={n}, got t={t}")
+    xs = tuple(range(1, n + 1)) if points is None else _check_points(points, field)
+    if len(xs) != n:
+        raise PartyCountError(f"got {len(xs)} evaluation points for n={n} parties")
+    return field, prg, t, xs
+
+
+def _coefficients(s: np.ndarray, t: int, field: Ring, key: bytes | None, prg: str) -> np.ndarray:
+    """The ``(t, *s.shape)`` polynomial coefficients: the secret, then ``t - 1`` rows from the key's stream."""
+    master = fresh_key(16) if key is None else check_key(key)
+    stream = Stream(derive_key(master, "refimpl/shamir", length=key_length(prg)), cipher=prg)
+    coeffs = np.empty((t, *s.shape), dtype=field.dtype)
+    coeffs[0] = s
+    if t > 1:
+        coeffs[1:] = field.sample(stream, (t - 1, *s.shape))
+    return coeffs
 
 
 def shamir_share(secret: ArrayLike, n: int, t: int, *, field: Ring = DEFAULT_FIELD, key: bytes | None = None,
@@ -183,24 +227,8 @@ def shamir_share(secret: ArrayLike, n: int, t: int, *, field: Ring = DEFAULT_FIE
         OutOfRangeError: a secret outside the field's range.
         ValueError: repeated or out-of-range evaluation points.
     """
-    field = _check_field(field)
-    prg = check_cipher(prg)
-    n, t = _check_int(n, "n"), _check_int(t, "t")
-    n = check_party_count(n, minimum=1)  # at most MAX_PARTIES: n = 10**7 is refused, not attempted
-    if n >= field.modulus:
-        raise PartyCountError(f"{n} parties need {n} distinct nonzero points, but {field!r} has {field.modulus - 1}")
-    if not 1 <= t <= n:
-        raise ThresholdError(f"threshold must satisfy 1 <= t <= n={n}, got t={t}")
-    xs = tuple(range(1, n + 1)) if points is None else _check_points(points, field)
-    if len(xs) != n:
-        raise PartyCountError(f"got {len(xs)} evaluation points for n={n} parties")
-    s = field.element(secret)
-    master = fresh_key(16) if key is None else check_key(key)
-    stream = Stream(derive_key(master, "refimpl/shamir", length=key_length(prg)), cipher=prg)
-    coeffs = np.empty((t, *s.shape), dtype=field.dtype)
-    coeffs[0] = s
-    if t > 1:
-        coeffs[1:] = field.sample(stream, (t - 1, *s.shape))
+    field, prg, t, xs = _check_sharing(field, prg, n, t, points)
+    coeffs = _coefficients(field.element(secret), t, field, key, prg)
     return ShamirShares(field, t, xs, _evaluate(coeffs, xs, field))
 
 
@@ -269,6 +297,16 @@ def combine(parts: Sequence[ShamirShares]) -> ShamirShares:
     return ShamirShares(first.field, first.threshold, xs, np.concatenate([p.data for p in parts]))
 
 
+def _limbs(secret: Any, field: Ring) -> np.ndarray:
+    if not isinstance(secret, (bytes, bytearray)):
+        raise TypeError(f"share_bytes takes bytes, got {type(secret).__name__}")
+    if len(secret) % 2:
+        raise ValueError(f"share_bytes takes an even number of bytes, got {len(secret)}")
+    if field.modulus <= 2**_LIMB_BITS:
+        raise ValueError(f"{field!r} is too small for 16-bit limbs (needs p > 65536)")
+    return np.frombuffer(bytes(secret), dtype="<u2").astype(np.int64)
+
+
 def share_bytes(secret: bytes, n: int, t: int, *, key: bytes | None = None, field: Ring = DEFAULT_FIELD,
                 points: Sequence[int] | None = None, prg: str = "aes128-ctr") -> ShamirShares:
     """Shamir-share a byte string (a stream key, an X25519 private key) as little-endian 16-bit limbs.
@@ -278,14 +316,42 @@ def share_bytes(secret: bytes, n: int, t: int, *, key: bytes | None = None, fiel
         >>> sh.shape, reconstruct_bytes(sh.subset([3, 1]))
         ((8,), b'sixteen byte key')
     """
-    if not isinstance(secret, (bytes, bytearray)):
-        raise TypeError(f"share_bytes takes bytes, got {type(secret).__name__}")
-    if len(secret) % 2:
-        raise ValueError(f"share_bytes takes an even number of bytes, got {len(secret)}")
-    if field.modulus <= 2**_LIMB_BITS:
-        raise ValueError(f"{field!r} is too small for 16-bit limbs (needs p > 65536)")
-    limbs = np.frombuffer(bytes(secret), dtype="<u2").astype(np.int64)
-    return shamir_share(limbs, n, t, field=field, key=key, points=points, prg=prg)
+    return shamir_share(_limbs(secret, field), n, t, field=field, key=key, points=points, prg=prg)
+
+
+def share_bytes_many(secrets: Sequence[bytes], n: int, t: int, *, keys: Sequence[bytes | None] | None = None,
+                     field: Ring = DEFAULT_FIELD, points: Sequence[int] | None = None,
+                     prg: str = "aes128-ctr") -> ShamirShares:
+    """Shamir-share several byte strings among the same parties in one pass: their limbs side by side.
+
+    Secret ``i``'s polynomial coefficients come from ``keys[i]`` exactly as :func:`share_bytes` draws them (fresh
+    OS keys when ``keys`` is None or an entry is None), and every polynomial is evaluated in one vectorised Horner
+    pass; so the columns of secret ``i`` are bit for bit ``share_bytes(secrets[i], n, t, key=keys[i], ...).data``
+    (secure aggregation shares a client's mask key and self-mask seed this way).
+
+    Returns:
+        :class:`ShamirShares` of shape ``(sum of the secrets' limb counts,)``; secret ``i``'s limbs follow those of
+        secret ``i - 1``.
+
+    Raises:
+        ValueError: ``keys`` of another length than ``secrets``, no secrets; otherwise as :func:`share_bytes`.
+
+    Example:
+        >>> sh = share_bytes_many([b"key one!", b"seed"], 3, 2, keys=[bytes(16), bytes(range(16))])
+        >>> sh.shape, reconstruct_bytes(sh.subset([1, 3]))
+        ((6,), b'key one!seed')
+        >>> bool((sh.data[:, :4] == share_bytes(b"key one!", 3, 2, key=bytes(16)).data).all())
+        True
+    """
+    field, prg, t, xs = _check_sharing(field, prg, n, t, points)
+    if not secrets:
+        raise ValueError("share_bytes_many needs at least one secret")
+    keys = [None] * len(secrets) if keys is None else list(keys)
+    if len(keys) != len(secrets):
+        raise ValueError(f"got {len(keys)} keys for {len(secrets)} secrets")
+    coeffs = np.concatenate([_coefficients(field.element(_limbs(sec, field)), t, field, k, prg)
+                             for sec, k in zip(secrets, keys)], axis=1)
+    return ShamirShares(field, t, xs, _evaluate(coeffs, xs, field))
 
 
 def reconstruct_bytes(shares: ShamirShares) -> bytes:
@@ -303,3 +369,34 @@ def reconstruct_bytes(shares: ShamirShares) -> bytes:
         )
     return np.array(vals, dtype="<u2").tobytes()
 
+
+def reconstruct_limbs_many(xs: Sequence[int], data: np.ndarray, field: Ring = DEFAULT_FIELD) -> np.ndarray:
+    """``f(0)`` of many sharings held by the same parties, from exactly their shares (``t = len(xs)``) at once.
+
+    ``data`` has shape ``(len(xs), *shape)``: ``data[j]`` holds the shares of the party at ``xs[j]``, every
+    element of ``shape`` its own sharing (e.g. ``(secrets, limbs)``). Bit for bit ``shamir_reconstruct`` of each
+    sharing with those ``t`` shares (for ``p < 2^32``: ``(acc + share * lambda) mod p`` in uint64, exact); the
+    shares must already be field elements (the caller validated them).
+
+    Example:
+        >>> sh = share_bytes_many([b"ab", b"cd"], 3, 2, keys=[bytes(16), bytes(range(16))])
+        >>> reconstruct_limbs_many([3, 2], sh.subset([3, 2]).data).tolist() == [25185, 25699]
+        True
+    """
+    field = _check_field(field)
+    xs = _check_points(xs, field)
+    arr = np.asarray(data)
+    if arr.ndim < 1 or arr.shape[0] != len(xs):
+        raise ShapeMismatchError(f"share data has leading axis {arr.shape[:1]}, expected one row per party ({len(xs)})")
+    lam = lagrange_coefficients(xs, field)
+    if field.dtype == np.uint64 and field.modulus < 2**32:
+        p = np.uint64(field.modulus)
+        rows = arr.astype(np.uint64, copy=False)
+        total = np.zeros(arr.shape[1:], dtype=np.uint64)
+        prod = np.empty_like(total)
+        for coef, row in zip(lam, rows):
+            np.multiply(row, np.uint64(coef), out=prod)
+            np.add(total, prod, out=total)
+            np.remainder(total, p, out=total)
+        return total
+    return shamir_reconstruct(ShamirShares(field, len(xs), xs, arr.astype(field.dtype)))

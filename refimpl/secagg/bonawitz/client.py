@@ -61,7 +61,7 @@ from refimpl.prg import derive_key, fresh_key, key_length
 from refimpl.secagg.bonawitz.config import KEY_LIMBS, LIMB, STAGES, SecAggConfig
 from refimpl.secagg.bonawitz.masks import aad, enc_key, exchange, fold_masks, pair_seed
 from refimpl.secagg.bonawitz.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskingResponse
-from refimpl.sharing.shamir import share_bytes
+from refimpl.sharing.shamir import share_bytes_many
 
 __all__ = ["SecAggClient"]
 
@@ -109,6 +109,7 @@ class SecAggClient:
         self._own: tuple[np.ndarray, np.ndarray] | None = None
         self._inbox: dict[int, bytes] = {}
         self._u2: frozenset[int] = frozenset()
+        self._c_secrets: dict[int, bytes] = {}  # X25519(c_u^SK, c_v^PK) of ShareKeys, reused to decrypt
 
     def _advance(self, stage: int) -> None:
         if self.round is None:
@@ -137,17 +138,19 @@ class SecAggClient:
             raise ThresholdError(f"client {u}: only {len(holders)} of its neighbourhood advertised keys, fewer than "
                                  f"t={cfg.threshold}")
         self._roster = dict(roster)
-        sk = share_bytes(self._s_sk.private_bytes_raw(), len(holders), cfg.threshold, points=holders,
-                         key=derive_key(self._shamir_key, "s"))
-        bk = share_bytes(self._b, len(holders), cfg.threshold, points=holders, key=derive_key(self._shamir_key, "b"))
+        # one vectorised sharing of both secrets: columns [:KEY_LIMBS] share s_u^SK, the rest b_u (each with its
+        # own coefficient stream, bit for bit what sharing them one at a time gives)
+        shares = share_bytes_many([self._s_sk.private_bytes_raw(), self._b], len(holders), cfg.threshold,
+                                  points=holders, keys=[derive_key(self._shamir_key, "s"),
+                                                        derive_key(self._shamir_key, "b")])
+        plains = shares.data.astype(LIMB)
         cts = {}
-        for v in holders:
-            plain = np.concatenate([sk.share_of(v), bk.share_of(v)]).astype(LIMB).tobytes()
+        for v, row, plain in zip(holders, shares.data, plains):
             if v == u:
-                self._own = (sk.share_of(v), bk.share_of(v))
+                self._own = (row[:KEY_LIMBS], row[KEY_LIMBS:])
                 continue
-            secret = exchange(self._c_sk, roster[v][0], v)
-            cts[v] = AESGCM(enc_key(secret, self._r, u, v)).encrypt(bytes(12), plain, aad(self._r, u, v))
+            secret = self._c_secrets[v] = exchange(self._c_sk, roster[v][0], v)  # Unmasking decrypts with it
+            cts[v] = AESGCM(enc_key(secret, self._r, u, v)).encrypt(bytes(12), plain.tobytes(), aad(self._r, u, v))
         return ShareKeys(self._r, u, cts)
 
     def masked_input(self, inbox: Mapping[int, bytes], values: ArrayLike | None = None, *,
@@ -198,7 +201,7 @@ class SecAggClient:
                 assert self._own is not None
                 sk_share, b_share = self._own
             else:
-                secret = exchange(self._c_sk, self._roster[w][0], w)
+                secret = self._c_secrets.get(w) or exchange(self._c_sk, self._roster[w][0], w)
                 try:
                     plain = AESGCM(enc_key(secret, self._r, w, u)).decrypt(bytes(12), self._inbox[w],
                                                                               aad(self._r, w, u))

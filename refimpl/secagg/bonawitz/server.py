@@ -37,7 +37,7 @@ from refimpl.secagg.bonawitz.config import KEY_LIMBS, STAGES, SecAggConfig
 from refimpl.secagg.bonawitz.masks import check_public_key, exchange, fold_masks, pair_seed
 from refimpl.secagg.bonawitz.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskingResponse, message_nbytes
 from refimpl.secagg.codec import HEADER_BYTES, check_distinct_keys, check_round
-from refimpl.sharing.shamir import DEFAULT_FIELD, ShamirShares, reconstruct_bytes
+from refimpl.sharing.shamir import DEFAULT_FIELD, reconstruct_limbs_many
 
 __all__ = ["SecAggResult", "SecAggServer", "run_secagg_round"]
 
@@ -160,7 +160,13 @@ class SecAggServer:
         the client: the message is rejected before it could reach the reconstruction)."""
         limbs = {"key": KEY_LIMBS, "seed": key_length(self.config.prg) // 2}
         for kind, shares in (("key", msg.key_shares), ("seed", msg.seed_shares)):
-            for owner, share in shares.items():
+            arrs = list(shares.values())
+            if arrs and all(type(a) is np.ndarray and a.shape == (limbs[kind],) and a.dtype == arrs[0].dtype
+                            for a in arrs) and arrs[0].dtype.kind in "iu":  # the common case, in one reduction
+                every = np.concatenate(arrs)
+                if not every.size or (int(every.min()) >= 0 and int(every.max()) < DEFAULT_FIELD.modulus):
+                    continue
+            for owner, share in shares.items():  # share by share: the first bad one named
                 a = share if isinstance(share, np.ndarray) else None
                 if a is None or a.shape != (limbs[kind],) or a.dtype.kind not in "iu":
                     got = f"shape {a.shape}, dtype {a.dtype}" if a is not None else type(share).__name__
@@ -211,23 +217,35 @@ class SecAggServer:
             return senders
         raise AssertionError(name)  # pragma: no cover
 
-    def _rebuild(self, owner: int, responses: Mapping[int, UnmaskingResponse], kind: str) -> bytes:
-        cfg = self.config
-        pts, rows = [], []
-        for v, r in sorted(responses.items()):
-            shares = r.key_shares if kind == "key" else r.seed_shares
-            if owner in shares:
-                pts.append(v)
-                rows.append(np.asarray(shares[owner], dtype=np.uint64))
+    def _rebuild(self, owners: Iterable[int], responses: Mapping[int, UnmaskingResponse], kind: str
+                 ) -> dict[int, bytes]:
+        """The secrets of ``owners`` (mask private keys or self-mask seeds), each from the first ``t`` shares (in
+        client order) that came back: owners whose shares come from the same ``t`` clients are rebuilt together
+        (one Lagrange combination for all of them), bit for bit what rebuilding them one by one gives. Errors name
+        the first failing owner in ``owners``' order."""
+        t = self.config.threshold
+        table = {v: r.key_shares if kind == "key" else r.seed_shares for v, r in sorted(responses.items())}
+        holders = {u: [v for v, shares in table.items() if u in shares] for u in owners}
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for u, pts in holders.items():
+            if len(pts) >= t:
+                groups.setdefault(tuple(pts[:t]), []).append(u)
+        limbs: dict[int, np.ndarray] = {}
+        for first, grp in groups.items():
+            data = np.array([[np.asarray(table[v][u], dtype=np.uint64) for u in grp] for v in first],
+                            dtype=np.uint64)  # (t, owners, limbs)
+            limbs.update(zip(grp, reconstruct_limbs_many(first, data, DEFAULT_FIELD)))
         what = "mask private key" if kind == "key" else "self-mask seed"
-        if len(pts) < cfg.threshold:
-            raise ThresholdError(f"only {len(pts)} shares of client {owner}'s {what} came back, fewer than "
-                                 f"t={cfg.threshold}; the round aborts")
-        try:
-            return reconstruct_bytes(ShamirShares(DEFAULT_FIELD, cfg.threshold, tuple(pts), np.stack(rows)))
-        except ValueError as err:  # shares of the right form that do not belong together: no MACs to tell whose
-            raise ProtocolError(f"the shares of client {owner}'s {what} from clients {pts} are inconsistent "
-                                "(a client sent a wrong share); the round aborts") from err
+        out = {}
+        for u, pts in holders.items():
+            if len(pts) < t:
+                raise ThresholdError(f"only {len(pts)} shares of client {u}'s {what} came back, fewer than "
+                                     f"t={t}; the round aborts")
+            if int(limbs[u].max(initial=0)) >= 2**16:  # shares of the right form that do not belong together
+                raise ProtocolError(f"the shares of client {u}'s {what} from clients {pts} are inconsistent "
+                                    "(a client sent a wrong share); the round aborts")
+            out[u] = limbs[u].astype("<u2").tobytes()
+        return out
 
     def _unmask(self, responses: Mapping[int, UnmaskingResponse]) -> np.ndarray:
         cfg, ring = self.config, self.config.ring
@@ -240,10 +258,10 @@ class SecAggServer:
                 np.add(total, y, out=total)
         else:
             total = ring.sum(np.stack(ys), axis=0)
-        minus = [self._rebuild(u, responses, "seed") for u in sorted(u3)]  # the survivors' self masks
+        minus = list(self._rebuild(sorted(u3), responses, "seed").values())  # the survivors' self masks
         plus: list[bytes] = []
-        for u in sorted(u2 - u3):
-            sk = X25519PrivateKey.from_private_bytes(self._rebuild(u, responses, "key"))
+        for u, key in self._rebuild(sorted(u2 - u3), responses, "key").items():
+            sk = X25519PrivateKey.from_private_bytes(key)
             for v in sorted(cfg.graph[u] & u3):
                 seed = pair_seed(exchange(sk, self._keys[v][1], v), self.round, u, v, cfg)
                 (minus if v < u else plus).append(seed)  # v added +PRG(seed) iff v < u
