@@ -37,6 +37,8 @@ References:
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -57,6 +59,7 @@ from refimpl.secagg import (
     run_additive_round,
     run_secagg_round,
 )
+from refimpl.secagg.codec import ScaledPieces
 
 __all__ = [
     "PROTOCOLS",
@@ -90,6 +93,12 @@ class SecureAggregator:
     from it (reproducible, **insecure**: whoever knows the key recovers every update). ``public_key`` seeds what is
     public anyway -- the simulated dropouts and the rotation signs -- so a run with fresh keys still drops the same
     clients on the same rounds.
+
+    ``fused`` (default True): the additive protocol with plain fixed point (no clip, no quantization) over Z_2^32 /
+    Z_2^64 runs the fused round -- the stream keys go out and are expanded by the aggregators while the updates are
+    still being computed (JAX dispatches training asynchronously), then each client encodes, checks and masks its
+    update in one chunked pass into a buffer reused round after round. False runs the unfused definition; both give
+    bit-identical results, reports and errors (the tests compare them).
     """
 
     protocol: str = "additive"
@@ -109,6 +118,7 @@ class SecureAggregator:
     public_key: bytes | None = field(default=None, repr=False)
     round: int = 0
     history: list[RoundReport] = field(default_factory=list)
+    fused: bool = True
     # the (m, d) int64 fixed-point encodings, reused round after round: on a fresh array of that size the page
     # faults cost more than the arithmetic (a call is not re-entrant, as the round counter already implies)
     _scratch: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
@@ -173,17 +183,22 @@ class SecureAggregator:
 
     def __call__(self, updates: dict[str, Any], weights: Any) -> dict[str, np.ndarray]:
         names = sorted(updates)
-        leaves = [np.asarray(updates[k]) for k in names]  # host arrays as they come (JAX: no float64 copy)
-        m = leaves[0].shape[0]
-        shapes = [a.shape[1:] for a in leaves]
-        rows = [a.reshape(m, -1) for a in leaves]
+        # arrays with a shape are not read yet: a JAX update may still be computing (asynchronous dispatch)
+        pending = [updates[k] if isinstance(getattr(updates[k], "shape", None), tuple) else np.asarray(updates[k])
+                   for k in names]
+        m = pending[0].shape[0]
+        shapes = [tuple(a.shape[1:]) for a in pending]
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (m,) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.max() <= 0:
             raise OutOfRangeError(f"weights must be {m} finite non-negative numbers, not all zero; got {w}")
         r = self.round
         self.round += 1
-        _check_finite(rows, r)
         t = self.threshold_for(m)
+        if self._fusable(m):
+            return self._call_fused(names, pending, shapes, w, r, t)
+        leaves = [np.asarray(a) for a in pending]  # host arrays as they come (JAX: no float64 copy)
+        rows = [a.reshape(m, -1) for a in leaves]
+        _check_finite(rows, r)
         dp = self.noise_multiplier > 0
         scale_w = np.ones(m) if dp else w / w.max()
         contrib = fixed = None
@@ -204,15 +219,40 @@ class SecureAggregator:
             total = total + privacy.gaussian_noise(total.shape, self.noise_multiplier * self._range,
                                                    key=self._server_key("central-noise", r))
         denom = float(len(survivors)) if dp else float(scale_w[sorted(survivors)].sum())
-        # total is this round's own float64 array (decoded, dequantized or noised): divided in place
-        mean = np.divide(total, denom, out=total) if total.dtype == np.float64 else total / denom
         self.history.append(RoundReport(r, m, len(survivors), upload, upload / encoded, False, t))
-        out, pos = {}, 0
-        for k, s in zip(names, shapes):
-            size = int(np.prod(s, dtype=np.int64))
-            out[k] = mean[pos:pos + size].reshape(s).astype(np.float32)
-            pos += size
-        return out
+        return _mean_leaves(total, denom, names, shapes)
+
+    # ------------------------------------------------------------------------------------------ the fused round
+    def _fusable(self, m: int) -> bool:
+        """Whether this round runs fused: additive protocol, plain fixed point (no clip, so no DP; no quantization),
+        a native ring (Z_2^32 / Z_2^64, little-endian host), at least the clients a release needs."""
+        return (self.fused and self.protocol == "additive" and self.clip is None and self.bits is None
+                and self.noise_multiplier == 0 and self.ring.modulus in (2**32, 2**64) and sys.byteorder == "little"
+                and m >= max(2, self.min_clients))
+
+    def _call_fused(self, names: list[str], pending: list[Any], shapes: list[tuple[int, ...]], w: np.ndarray, r: int,
+                    t: int) -> dict[str, np.ndarray]:
+        """The fused round (see the class docstring): the same protocol, keys, streams, ledger and result as the
+        unfused one. The updates are read (waiting for them) only after every stream key has been sent."""
+        m = len(w)
+        d = sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
+        scale_w = w / w.max()
+        words = self.ring.dtype
+        if self._scratch is None or self._scratch.shape != (m, d) or self._scratch.dtype.itemsize != words.itemsize:
+            self._scratch = np.empty((m, d), dtype=words)  # the clients' share buffers, reused round after round
+        updates = _PendingUpdates(pending, scale_w * 2.0**self.frac_bits, self._scratch.view(words), r)
+        codec = Codec(length=d, max_clients=m, clip=self._range, frac_bits=self.frac_bits, headroom=0, ring=self.ring)
+        keys = self._client_keys(m, r)
+        drops = self._dropouts(m, r)
+        try:
+            decoded, survivors, ledger = self._run_protocol(updates, codec, r, keys, drops)
+        except ThresholdError:
+            self.history.append(RoundReport(r, m, 0, 0.0, 0.0, True, t))
+            return {k: np.zeros(s, np.float32) for k, s in zip(names, shapes)}
+        full = [i + 1 for i in range(m) if i not in drops]
+        upload = float(np.mean([ledger.sent(f"client {cid}") for cid in full])) if full else 0.0
+        self.history.append(RoundReport(r, m, len(survivors), upload, upload / codec.encoded_nbytes, False, t))
+        return _mean_leaves(decoded, float(scale_w[sorted(survivors)].sum()), names, shapes)
 
     # ------------------------------------------------------------------------------------------ keys and streams
     def _client_keys(self, m: int, r: int) -> dict[int, bytes]:
@@ -250,9 +290,9 @@ class SecureAggregator:
         power of two is exact and commutes with rounding except where the product underflows (then |u s| <
         2^-1022 and both round to 0) or overflows (inf either way); NaN stays NaN."""
         m, d = rows[0].shape[0], sum(a.shape[1] for a in rows)
-        if self._scratch is None or self._scratch.shape != (m, d):
+        if self._scratch is None or self._scratch.shape != (m, d) or self._scratch.dtype.itemsize != 8:
             self._scratch = np.empty((m, d), dtype=np.int64)
-        enc, step = self._scratch, 1 << 16  # 512 KiB of float64: stays in cache between the three steps
+        enc, step = self._scratch.view(np.int64), 1 << 16  # 512 KiB of float64: stays in cache between the three steps
         buf = np.empty(step, dtype=np.float64)
         factors = scale_w * 2.0**self.frac_bits  # exact: a power-of-two scaling
         pos = 0
@@ -334,12 +374,13 @@ class SecureAggregator:
         return enc, Codec(length=d, max_clients=m, clip=c, frac_bits=self.frac_bits, headroom=headroom,
                           ring=self.ring)
 
-    def _run_protocol(self, enc: np.ndarray, codec: Codec, r: int, keys: dict[int, bytes], drops: dict[int, int]
-                      ) -> tuple[np.ndarray, set[int], Ledger]:
-        """Aggregate the encoded rows with the configured protocol; clients in ``drops`` drop at the given stage.
-        Returns the decoded total over the survivors, the survivors (0-based) and the round's ledger."""
-        m = enc.shape[0]
-        contributions = {i + 1: enc[i] for i in range(m)}
+    def _run_protocol(self, enc: np.ndarray | Mapping[int, Any], codec: Codec, r: int, keys: dict[int, bytes],
+                      drops: dict[int, int]) -> tuple[np.ndarray, set[int], Ledger]:
+        """Aggregate the encoded rows (or a mapping ``{client id: encoded}``) with the configured protocol; clients in
+        ``drops`` drop at the given stage. Returns the decoded total over the survivors, the survivors (0-based) and
+        the round's ledger."""
+        m = len(enc)
+        contributions = {i + 1: enc[i] for i in range(m)} if isinstance(enc, np.ndarray) else enc
         if self.protocol == "additive":
             cfg = AdditiveConfig(codec=codec, servers=self.servers, min_clients=min(self.min_clients, m))
             lost = set()
@@ -355,6 +396,49 @@ class SecureAggregator:
         res2 = run_secagg_round(cfg2, contributions, round_=r, keys=keys, encoded=True,
                                 dropouts={i + 1: STAGES[s] for i, s in drops.items()})
         return res2.total, {cid - 1 for cid in res2.clients}, res2.ledger
+
+
+class _PendingUpdates(Mapping[int, ScaledPieces]):
+    """``{client id (1-based): that client's update as ScaledPieces}``, read from the leaves only when first asked
+    for -- the wait for an asynchronously computed (JAX) update -- and checked once: each client's minimum and
+    maximum over its leaves (the range check the fused encoding needs; NaN or infinity raise here, as unfused)."""
+
+    def __init__(self, leaves: list[Any], factors: np.ndarray, out: np.ndarray, r: int) -> None:
+        self._leaves, self._factors, self._out, self._round = leaves, factors, out, r
+        self._items: dict[int, ScaledPieces] | None = None
+
+    def __len__(self) -> int:
+        return len(self._factors)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(1, len(self._factors) + 1))
+
+    def __getitem__(self, cid: int) -> ScaledPieces:
+        if self._items is None:
+            self._items = self._load()
+        return self._items[cid]
+
+    def _load(self) -> dict[int, ScaledPieces]:
+        m = len(self._factors)
+        rows = [a for a in (np.asarray(x).reshape(m, -1) for x in self._leaves) if a.shape[1]]
+        lo = np.min(np.stack([np.minimum.reduce(a, axis=1) for a in rows]), axis=0)  # NaN propagates
+        hi = np.max(np.stack([np.maximum.reduce(a, axis=1) for a in rows]), axis=0)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            _check_finite(rows, self._round)  # raises, naming the first client
+        return {i + 1: ScaledPieces(tuple(a[i] for a in rows), float(self._factors[i]), (lo[i], hi[i]), self._out[i])
+                for i in range(m)}
+
+
+def _mean_leaves(total: np.ndarray, denom: float, names: list[str], shapes: list[tuple[int, ...]]
+                 ) -> dict[str, np.ndarray]:
+    """``total / denom`` cut into the named float32 leaves (``total`` is the round's own array: divided in place)."""
+    mean = np.divide(total, denom, out=total) if total.dtype == np.float64 else total / denom
+    out, pos = {}, 0
+    for k, s in zip(names, shapes):
+        size = int(np.prod(s, dtype=np.int64))
+        out[k] = mean[pos:pos + size].reshape(s).astype(np.float32)
+        pos += size
+    return out
 
 
 def _check_finite(rows: list[np.ndarray], r: int) -> None:

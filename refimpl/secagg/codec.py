@@ -12,7 +12,7 @@ import math
 import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -22,7 +22,8 @@ from refimpl.errors import ConfigurationError, KeyReuseError, OutOfRangeError, P
 from refimpl.prg import check_cipher
 from refimpl.ring import Z2_64, Ring
 
-__all__ = ["HEADER_BYTES", "Codec", "check_clip", "check_distinct_keys", "check_prg", "check_round", "check_sum_fits"]
+__all__ = ["HEADER_BYTES", "Codec", "ScaledPieces", "check_clip", "check_distinct_keys", "check_prg", "check_round",
+           "check_sum_fits"]
 
 HEADER_BYTES = 16
 """Bytes of a message's header on the wire: round number (8), sender id (4), receiver id (4)."""
@@ -82,6 +83,38 @@ def check_sum_fits(num_clients: int, per_client: int, ring: Ring, *, signed: boo
             f"{num_clients * per_client} exceeds {'the signed range' if signed else 'the range'} {limit} of "
             f"{ring!r}, so the sum could wrap; use fewer clients, a smaller clip / fewer bits, or a larger ring"
         )
+
+
+class ScaledPieces(NamedTuple):
+    """A pre-encoded fixed-point contribution handed over unencoded: float ``pieces`` (e.g. a model's leaves, 1-D)
+    and a ``factor`` >= 0 (weight times ``2^frac_bits``). Its encoding is :meth:`encoded` -- what
+    :meth:`Codec.check_encoded` then checks -- and a client encodes, checks and masks it in one fused pass
+    (:func:`refimpl.secagg.fused.encode_mask`), bit for bit the same share.
+
+    ``bounds``: the pieces' exact (minimum, maximum), in their dtype, when the caller has them already (saves a
+    pass); ``out``: a C-contiguous buffer of ``length`` ring words the share is written into, reused round after
+    round by its owner (it goes to the aggregator with the message: do not change it before the round ends).
+
+    Example:
+        >>> x = ScaledPieces((np.array([0.25, -0.5], np.float32), np.array([1.0])), 2.0**4)
+        >>> x.encoded().tolist()
+        [4, -8, 16]
+    """
+
+    pieces: tuple[np.ndarray, ...]
+    factor: float
+    bounds: tuple[Any, Any] | None = None
+    out: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        """The number of coordinates (the pieces' sizes added)."""
+        return sum(int(np.size(p)) for p in self.pieces)
+
+    def encoded(self) -> np.ndarray:
+        """The unfused definition: ``rint(concat(pieces) * factor)`` computed in float64, as int64."""
+        u = np.concatenate([np.asarray(p).reshape(-1) for p in self.pieces]) if self.pieces else np.zeros(0)
+        return np.rint(np.multiply(u, np.float64(self.factor), dtype=np.float64)).astype(np.int64)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,6 +245,38 @@ class Codec:
                                   f"the sum of {self.max_clients} contributions inside {self.ring!r}: {fix}, fewer "
                                   "clients per round, or a larger ring")
         return self.ring.element(a)
+
+    def mask_scaled(self, x: ScaledPieces, keys: list[bytes], prg: str) -> np.ndarray | None:
+        """``check_encoded(x.encoded())`` minus the keystreams of ``keys`` (the share array of party 0), in one fused
+        pass into ``x.out`` (or a new array); None where the fused pass does not apply (integer mode, a ring other
+        than Z_2^32 / Z_2^64, a wrong shape or buffer, a value beyond the per-client bound, NaN): the caller then
+        takes the unfused path, which raises what it raises.
+
+        The range check uses the pieces' minimum and maximum only (:func:`refimpl.secagg.fused.scaled_bounds`):
+        the same accept/refuse decision as :meth:`check_encoded` on every coordinate."""
+        from refimpl.secagg import fused  # the kernels sit above the codec in this package
+
+        words = self.ring.dtype
+        if self.bits is not None or not fused.native(words) or x.size != self.length or not x.factor >= 0:
+            return None
+        out = x.out
+        if out is not None and not (type(out) is np.ndarray and out.dtype == words and out.shape == (self.length,)
+                                    and out.flags.c_contiguous and out.flags.writeable):
+            return None
+        if x.bounds is not None:
+            lo, hi = x.bounds
+        else:
+            flat = [np.asarray(p).reshape(-1) for p in x.pieces if np.size(p)]
+            lo = np.array([np.minimum.reduce(p) for p in flat]).min()  # NaN propagates (Python's min would drop it)
+            hi = np.array([np.maximum.reduce(p) for p in flat]).max()
+        low, high = fused.scaled_bounds(lo, hi, x.factor)
+        bound = self.per_client_bound
+        if not (-bound <= low and high <= bound):  # NaN fails too
+            return None
+        out = np.empty(self.length, words) if out is None else out
+        fused.encode_mask([np.asarray(p) for p in x.pieces], float(x.factor), out, keys, prg,
+                          limit=max(abs(low), abs(high)))
+        return out
 
     def decode_sum(self, total: np.ndarray) -> np.ndarray:
         """Decode a reconstructed total: reals (fixed point) or exact integers (integer mode)."""

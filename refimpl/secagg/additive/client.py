@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from numpy.typing import ArrayLike
 
 from refimpl._checks import check_key
@@ -10,7 +11,8 @@ from refimpl.errors import (
 )
 from refimpl.prg import derive_key, fresh_key
 from refimpl.secagg.additive.config import AdditiveConfig, ShareMessage, server_of
-from refimpl.sharing.additive import share_compressed_owned
+from refimpl.secagg.codec import ScaledPieces
+from refimpl.sharing.additive import party_keys, share_compressed_owned
 
 __all__ = ["AdditiveClient"]
 
@@ -19,7 +21,9 @@ class AdditiveClient:
     """A client of multi-server additive aggregation; one object serves many rounds.
 
     Lifecycle per round (the same as :class:`~refimpl.secagg.bonawitz.client.SecAggClient`'s): :meth:`begin_round`,
-    then the stage method :meth:`contribute`.
+    then the stage method :meth:`contribute`. ShareUpload may also go in two parts: :meth:`share_keys` first (the
+    S - 1 stream-key messages do not depend on the update, so they can be sent -- and expanded by their aggregators
+    -- before the update exists), then :meth:`contribute`, which returns only the array message.
 
     Args:
         config: the round's public parameters.
@@ -43,31 +47,68 @@ class AdditiveClient:
         if self.round is not None and round_ <= self.round:
             raise ProtocolError(f"round numbers must increase: client {self.id} was in round {self.round}, asked "
                                 f"to begin round {round_} (its round key would pad a second secret)")
-        self.round, self._sent = int(round_), False
+        self.round, self._sent, self._keys_sent = int(round_), False, False
 
-    def contribute(self, values: ArrayLike | None = None, *, encoded: ArrayLike | None = None
-                   ) -> list[ShareMessage]:
-        """Stage ShareUpload: one message per aggregator for ``values`` (or pre-``encoded`` integers).
-
-        Raises:
-            ProtocolError: no round begun, or the client already contributed to this round (its round key would
-                pad a second secret).
-        """
+    def _check_open(self) -> None:
         if self.round is None:
             raise ProtocolError(f"client {self.id} has not begun a round")
         if self._sent:
             raise ProtocolError(f"client {self.id} already contributed to round {self.round}; a round key is used "
                                 "once")
+
+    def _round_key(self) -> bytes:
+        return derive_key(self._key, "secagg/additive", self.round, self.id)  # type: ignore[arg-type]
+
+    def share_keys(self) -> list[ShareMessage]:
+        """Stage ShareUpload, first part: the S - 1 stream-key messages, one per aggregator that expands its share
+        itself (the same keys :meth:`contribute` uses; they carry nothing about the update).
+
+        Raises:
+            ProtocolError: no round begun, already contributed, or the keys already sent this round.
+        """
+        self._check_open()
+        if self._keys_sent:
+            raise ProtocolError(f"client {self.id} already sent its share keys for round {self.round}")
+        msgs = self._key_messages(self._round_key())
+        self._keys_sent = True
+        return msgs
+
+    def _key_messages(self, round_key: bytes) -> list[ShareMessage]:
         cfg, round_ = self.config, self.round
+        assert round_ is not None
+        return [ShareMessage(round_, self.id, server_of(self.id, p, cfg.servers), cfg.ring, k, cfg.prg)
+                for p, k in enumerate(party_keys(round_key, cfg.servers, cfg.prg), start=1)]
+
+    def contribute(self, values: ArrayLike | None = None, *, encoded: ArrayLike | ScaledPieces | None = None
+                   ) -> list[ShareMessage]:
+        """Stage ShareUpload: one message per aggregator for ``values`` (or pre-``encoded`` integers); only the
+        array message when :meth:`share_keys` has sent the keys already.
+
+        ``encoded`` may be a :class:`~refimpl.secagg.codec.ScaledPieces` (float pieces and a factor): encoded,
+        range-checked and masked in one fused pass (:meth:`Codec.mask_scaled`), the same share as for
+        ``encoded=x.encoded()``.
+
+        Raises:
+            ProtocolError: no round begun, or the client already contributed to this round (its round key would
+                pad a second secret).
+        """
+        self._check_open()
+        cfg, round_ = self.config, self.round
+        assert round_ is not None
         if (values is None) == (encoded is None):
             raise TypeError("give exactly one of values and encoded")
-        codec = cfg.codec
-        x = codec.check_encoded(encoded) if encoded is not None else codec.encode(values)  # type: ignore[arg-type]
-        round_key = derive_key(self._key, "secagg/additive", round_, self.id)
-        # x is a new array (check_encoded / encode return fresh ring elements): shared in place, no copy
-        cs = share_compressed_owned(x, cfg.servers, cfg.ring, round_key, cfg.prg)
+        codec, round_key = cfg.codec, self._round_key()
+        first: np.ndarray | None = None
+        if isinstance(encoded, ScaledPieces):  # encode, check and mask in one fused pass where it applies
+            first = codec.mask_scaled(encoded, party_keys(round_key, cfg.servers, cfg.prg), cfg.prg)
+            if first is None:
+                encoded = encoded.encoded()  # the unfused definition (and its errors)
+        if first is None:
+            x = codec.check_encoded(encoded) if encoded is not None else codec.encode(values)  # type: ignore[arg-type]
+            # x is a new array (check_encoded / encode return fresh ring elements): shared in place, no copy
+            first = share_compressed_owned(x, cfg.servers, cfg.ring, round_key, cfg.prg).first
         self._sent = True
-        msgs = [ShareMessage(round_, self.id, server_of(self.id, 0, cfg.servers), cfg.ring, cs.first, cfg.prg)]
-        msgs += [ShareMessage(round_, self.id, server_of(self.id, p, cfg.servers), cfg.ring, k, cfg.prg)
-                 for p, k in enumerate(cs.keys, start=1)]
+        msgs = [ShareMessage(round_, self.id, server_of(self.id, 0, cfg.servers), cfg.ring, first, cfg.prg)]
+        if not self._keys_sent:
+            msgs += self._key_messages(round_key)
         return msgs

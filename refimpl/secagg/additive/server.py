@@ -32,6 +32,11 @@ class AdditiveServer:
     Lifecycle per round (the same as :class:`~refimpl.secagg.bonawitz.server.SecAggServer`'s): :meth:`begin_round`
     with the round's clients; :meth:`receive` each ShareUpload; :meth:`finish_stage` closes ShareUpload and returns
     the ReceivedReport (also :attr:`received`); :meth:`partial_sum` over the agreed set is the last stage.
+
+    Over Z_2^32 / Z_2^64 each accepted share is added to a running sum as it arrives (a stream key is expanded chunk
+    by chunk straight into it), so the work spreads over the upload stage -- keys sent ahead of the updates are
+    folded while the clients still train -- and the partial sum only takes out the shares of clients left out of
+    the agreed set (exact: the ring is a group).
     """
 
     STAGES = STAGES
@@ -47,6 +52,9 @@ class AdditiveServer:
         self._shares: dict[int, np.ndarray | bytes] = {}
         self._key_owner: dict[bytes, int] = {}
         self._spare: list[np.ndarray] = []  # the previous round's share copies, reused as this round's buffers
+        # the running sum of this round's accepted shares (native rings), None before the first one
+        self._acc: np.ndarray | None = None
+        self._fold = config.ring.modulus in (2**32, 2**64) and sys.byteorder == "little"
 
     def __repr__(self) -> str:
         return f"AdditiveServer(id={self.id}, round={self.round}, stage={self.stage_name!r})"
@@ -68,7 +76,7 @@ class AdditiveServer:
         # the share arrays this aggregator copied last round (never handed out) hold this round's copies
         spare = [s for s in self._shares.values() if isinstance(s, np.ndarray)]
         self.round, self._roster, self._shares, self._spare = int(round_), roster, {}, spare
-        self._key_owner, self.stage = {}, 0
+        self._key_owner, self.stage, self._acc = {}, 0, None
 
     @property
     def received(self) -> frozenset[int]:
@@ -137,6 +145,7 @@ class AdditiveServer:
                 buf = self._spare.pop() if self._spare else np.empty(p.shape, dtype=p.dtype)
                 np.copyto(buf, p)  # a copy, as p.copy(), into a buffer from last round when there is one
                 self._shares[msg.client] = buf
+            self._add(self._shares[msg.client], np.add)
         else:
             if not isinstance(p, (bytes, bytearray)):
                 raise ProtocolError(f"server {self.id} expects client {msg.client}'s stream key, got "
@@ -153,6 +162,24 @@ class AdditiveServer:
                                     f"round {self.round}: one key would pad two secrets; share rejected")
             self._key_owner[k] = msg.client
             self._shares[msg.client] = k
+            self._add(k, np.add)
+
+    def _add(self, share: np.ndarray | bytes, op: np.ufunc) -> None:
+        """Fold one accepted share into the running sum (``op``: np.add, or np.subtract to take it out again)."""
+        if not self._fold:
+            return
+        cfg = self.config
+        if self._acc is None:  # the first share is written, not added: no zero-filled buffer to read
+            self._acc = np.empty(cfg.length, dtype=cfg.ring.dtype)
+            if isinstance(share, np.ndarray):
+                np.copyto(self._acc, share)
+            else:
+                Stream(share, cipher=cfg.prg).read_into(self._acc)
+            return
+        if isinstance(share, np.ndarray):
+            op(self._acc, share, out=self._acc)
+        else:
+            apply_keystreams(self._acc, [share], cfg.prg, op)  # chunk by chunk, never materialised
 
     def partial_sum(self, agreed: Iterable[int]) -> PartialSum:
         """Message PartialSum: the sum of this aggregator's shares over the agreed clients.
@@ -174,15 +201,13 @@ class AdditiveServer:
                                  f"{self.config.min_clients}; no total is released")
         self.stage = 2  # ShareUpload (if still open) and PartialSum end here
         cfg, ring = self.config, self.config.ring
-        total = ring.zeros(cfg.length)
-        if ring.modulus in (2**32, 2**64) and sys.byteorder == "little":  # native wrap-around: sum in place
-            shares = [self._shares[c] for c in sorted(clients)]
-            for s in shares:
-                if isinstance(s, np.ndarray):
-                    np.add(total, s, out=total)
-            # the keys' expansions are folded into the total chunk by chunk, never materialised
-            apply_keystreams(total, [s for s in shares if not isinstance(s, np.ndarray)], cfg.prg, np.add)
+        if self._fold:  # native wrap-around: the running sum, less the shares of clients left out
+            for c in sorted(self.received - clients):
+                self._add(self._shares[c], np.subtract)
+            total, self._acc = self._acc, None  # handed out: this server no longer writes to it
+            assert total is not None  # min_clients >= 1 agreed clients, every one received
             return PartialSum(self.round, self.id, clients, total)
+        total = ring.zeros(cfg.length)
         for c in sorted(clients):
             s = self._shares[c]
             part = s if isinstance(s, np.ndarray) else ring.sample(Stream(s, cipher=cfg.prg), cfg.length)

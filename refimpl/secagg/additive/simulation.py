@@ -13,7 +13,7 @@ from refimpl.errors import (
 )
 from refimpl.net.accounting import Ledger
 from refimpl.secagg.additive.client import AdditiveClient
-from refimpl.secagg.additive.config import AdditiveConfig
+from refimpl.secagg.additive.config import AdditiveConfig, ShareMessage
 from refimpl.secagg.additive.server import AdditiveServer, agree, combine_partial_sums
 from refimpl.secagg.codec import HEADER_BYTES, check_distinct_keys
 
@@ -40,6 +40,10 @@ def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, Array
     An upload an aggregator rejects (a malformed or replayed share) leaves that client out of the agreed set; the
     reason is in :attr:`AdditiveResult.rejected`.
 
+    Every client sends its stream keys first (:meth:`AdditiveClient.share_keys`; the aggregators expand them as they
+    arrive), then each client's update is read from ``contributions`` and its array sent: a mapping that produces
+    its values lazily (when ``contributions[cid]`` is read) lets that expansion overlap the updates' computation.
+
     Args:
         config: the public parameters.
         contributions: ``{client_id: values}`` (reals / integers, or pre-encoded integers if ``encoded``).
@@ -64,20 +68,27 @@ def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, Array
     rejected: dict[int, str] = {}
     for srv in servers:
         srv.begin_round(round_, contributions)
+
+    def deliver(cid: int, msgs: Iterable[ShareMessage]) -> None:
+        for m in msgs:
+            if (cid, m.server) in lost_set or cid in rejected:
+                continue
+            ledger.record(f"client {cid}", f"server {m.server}", "share", m.nbytes + HEADER_BYTES, round=round_)
+            try:
+                # each payload array is the client's fresh share, sent once: the aggregator keeps it
+                servers[m.server].receive(m, take=True)
+            except ProtocolError as err:  # replay / key reuse: the client is left out everywhere
+                rejected[cid] = str(err)
+
     with ledger.round():
-        for cid, values in contributions.items():
-            client = AdditiveClient(config, cid, key=None if keys is None else keys[cid])
+        clients: dict[int, AdditiveClient] = {}
+        for cid in contributions:  # the stream keys first: they do not depend on the updates
+            client = clients[cid] = AdditiveClient(config, cid, key=None if keys is None else keys[cid])
             client.begin_round(round_)
-            msgs = client.contribute(encoded=values) if encoded else client.contribute(values)
-            for m in msgs:
-                if (cid, m.server) in lost_set or cid in rejected:
-                    continue
-                ledger.record(f"client {cid}", f"server {m.server}", "share", m.nbytes + HEADER_BYTES, round=round_)
-                try:
-                    # each payload array is the client's fresh share, sent once: the aggregator keeps it
-                    servers[m.server].receive(m, take=True)
-                except ProtocolError as err:  # replay / key reuse: the client is left out everywhere
-                    rejected[cid] = str(err)
+            deliver(cid, client.share_keys())
+        for cid, client in clients.items():  # then each update (contributions may produce it only now)
+            values = contributions[cid]
+            deliver(cid, client.contribute(encoded=values) if encoded else client.contribute(values))
     reports = [srv.finish_stage() for srv in servers]
     with ledger.round():
         for srv, rep in zip(servers, reports):  # every aggregator sends its report to the others

@@ -1,0 +1,139 @@
+"""Fused one-pass kernels of secure aggregation over Z_2^32 / Z_2^64 (native wrap-around, little-endian hosts).
+
+A client's fixed-point contribution usually arrives as float pieces (a model's leaves) and a scale factor, and
+leaves as one masked array. Unfused, that takes a float64 copy, an int64 encoding, a range-check pass, a ring-element
+copy and a masking pass. :func:`encode_mask` does it in one chunked pass: each chunk of :data:`CHUNK` elements
+is scaled, rounded, converted, and has its mask keystream subtracted while it is in cache, written once into the
+caller's (reused) buffer. The range check is done beforehand from the pieces' minimum and maximum alone
+(:func:`scaled_bounds`), because ``x -> fl(x * factor)`` and ``rint`` are monotone for ``factor >= 0``.
+
+Every result is bit for bit the unfused definition: ``ring.element(rint(concat(pieces) * factor).astype(int64))``
+minus the keystreams of ``keys`` read from offset 0 (:class:`refimpl.prg.Stream`), and ``rint`` rounds half to
+even like NumPy's. The tests compare the two on ragged sizes, both rings and chunk boundaries.
+
+Example:
+    >>> import numpy as np
+    >>> from refimpl.prg import Stream
+    >>> out = np.empty(3, np.uint64)
+    >>> encode_mask([np.array([0.5, -1.5], np.float32), np.array([2.25])], 4.0, out, [bytes(16)], "aes128-ctr")
+    >>> mask = Stream(bytes(16)).read(24).view(np.uint64)
+    >>> (out + mask).view(np.int64).tolist()       # rint([2, -6, 9])
+    [2, -6, 9]
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from refimpl.prg import encryptor, write_keystream
+
+__all__ = ["CHUNK", "MAGIC_LIMIT", "encode_mask", "fold_arrays", "native", "scaled_bounds"]
+
+CHUNK = 1 << 16
+"""Elements per chunk: 512 KiB of int64, so a chunk's float, integer and keystream words stay in cache together."""
+
+MAGIC_LIMIT = 2**51
+"""Below this magnitude ``rint(t)`` is read off the bits of ``t + 1.5 * 2^52`` (one addition instead of ``rint``
+and a float-to-int conversion; the same integer, ties to even, since ``1.5 * 2^52`` is even)."""
+
+_MAGIC = 1.5 * 2.0**52
+_MAGIC_BITS = np.float64(_MAGIC).view(np.uint64)
+
+
+def native(dtype: np.dtype) -> bool:
+    """True when ring elements of ``dtype`` wrap natively here (uint32 / uint64 on a little-endian host)."""
+    return sys.byteorder == "little" and np.dtype(dtype) in (np.dtype(np.uint32), np.dtype(np.uint64))
+
+
+def scaled_bounds(lo: float, hi: float, factor: float) -> tuple[float, float]:
+    """``rint(fl(lo * factor))`` and ``rint(fl(hi * factor))`` for the pieces' minimum ``lo`` and maximum ``hi``
+    (in their own dtype), computed exactly as :func:`encode_mask` computes every coordinate: the smallest and largest
+    encoded integer of the whole contribution when ``factor >= 0`` (NaN when a bound is NaN)."""
+    pair = np.multiply(np.array([lo, hi]), np.float64(factor), dtype=np.float64)
+    low, high = np.rint(pair).tolist()
+    return low, high
+
+
+def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, keys: Sequence[bytes], prg: str,
+                *, limit: float = MAGIC_LIMIT) -> None:
+    """``out[...] = rint(concat(pieces) * factor)`` as ring elements, minus the keystream of every key (wrap-around).
+
+    The caller has checked the range (:func:`scaled_bounds`): every encoded integer lies in ``[-limit, limit]``
+    (``limit <= 2^63``); below :data:`MAGIC_LIMIT` the rounding uses the magic-number addition, otherwise ``rint``
+    and a conversion.
+
+    Args:
+        pieces: 1-D float arrays (float32 / float64); their lengths add up to ``out.size``.
+        factor: the scale (>= 0), e.g. ``weight * 2^frac_bits``; multiplied in float64.
+        out: C-contiguous uint32 / uint64 array (the ring's words) written once; not overlapping ``pieces``.
+        keys: the stream keys whose keystreams (offset 0, default nonce) are subtracted.
+        prg: their cipher.
+        limit: a bound on the encoded integers' magnitude the caller guarantees.
+    """
+    flat = out.reshape(-1)
+    if sum(int(p.size) for p in pieces) != flat.size:
+        raise ValueError(f"the pieces hold {sum(int(p.size) for p in pieces)} values, out has {flat.size}")
+    words = flat.dtype.itemsize
+    n = min(CHUNK, flat.size)
+    t = np.empty(n, np.float64)
+    ints = np.empty(n, np.int64)
+    room = np.empty(n * words + 16, np.uint8)  # update_into needs 15 bytes past the data
+    view = memoryview(room)  # type: ignore[arg-type]
+    stream = room[: n * words].view(flat.dtype)
+    encs = [encryptor(k, prg, bytes(16), 0) for k in keys]
+    f = np.float64(factor)
+    magic = limit < MAGIC_LIMIT
+    wide = flat.dtype == np.uint64
+    pos = 0
+    for piece in pieces:
+        src = piece.reshape(-1)
+        for lo in range(0, src.size, CHUNK):
+            hi = min(src.size, lo + CHUNK)
+            size = hi - lo
+            tt, part = t[:size], flat[pos : pos + size]
+            enc: np.ndarray
+            np.multiply(src[lo:hi], f, out=tt, dtype=np.float64, casting="unsafe")
+            if magic:
+                np.add(tt, _MAGIC, out=tt)
+                enc = tt.view(np.uint64)  # the integer + MAGIC's bits, mod 2^64
+            else:
+                np.rint(tt, out=tt)
+                enc = ints[:size]
+                enc[...] = tt  # the conversion astype(np.int64) makes
+            if not encs:
+                _store(enc, part, magic, wide)
+            for j, e in enumerate(encs):
+                write_keystream(e, view, 0, size * words)
+                mask = stream[:size]
+                if j == 0:
+                    if wide:
+                        np.subtract(enc.view(np.uint64), mask, out=part)
+                    else:
+                        np.subtract(enc.view(np.int64), mask, out=part, casting="unsafe")  # mod 2^32
+                    if magic:
+                        np.subtract(part, _MAGIC_BITS.astype(flat.dtype), out=part)
+                else:
+                    np.subtract(part, mask, out=part)
+            pos += size
+
+
+def _store(enc: np.ndarray, part: np.ndarray, magic: bool, wide: bool) -> None:
+    """``part = enc`` as ring words (no keys to subtract)."""
+    if wide:
+        np.copyto(part, enc.view(np.uint64))
+    else:
+        np.copyto(part, enc.view(np.int64), casting="unsafe")
+    if magic:
+        np.subtract(part, _MAGIC_BITS.astype(part.dtype), out=part)
+
+
+def fold_arrays(acc: np.ndarray, arrays: Sequence[np.ndarray], *, first: bool = False) -> None:
+    """``acc += sum(arrays)`` with wrap-around (``first``: ``acc = sum(arrays)``, its old contents ignored)."""
+    for i, a in enumerate(arrays):
+        if first and i == 0:
+            np.copyto(acc, a)
+        else:
+            np.add(acc, a, out=acc)
