@@ -21,7 +21,11 @@ CKKS vs additive S=2 and vs SecAgg). Run them from a separate environment, e.g.
 
 Each SecAgg row is also set against its own keystream bound: the AES-CTR time of the masks a client must expand
 (``degree + 1`` streams of d words: its pairwise masks and its self mask), measured in the same process (target of
-issue 17: client <= 1.5x that bound at K = 10, d = 1e5).
+issue 17: client <= 1.5x that bound at K = 10, d = 1e5). Client time covers all five client calls of a round
+(``begin_round``, which derives the round's X25519 keys, and the four stages), as Flower's covers its ``_setup``.
+``client_primitives`` sets it against what the protocol's own primitives cost on one core in the same process: the
+mask fold of those streams, the X25519 operations (2 key pairs, 2 exchanges per neighbour), the HKDF derivations
+(8 + 3 per neighbour) and the input encoding -- the floor of any one-core client of this protocol.
 
 Usage: ``python bench/bench_secagg.py [--clients 10] [--dim 100000] [--repeat 3] [--out PATH]`` (default
 ``bench/results/secagg-<UTC date>.json``).
@@ -70,7 +74,8 @@ def _instrument(cls: type, names: tuple[str, ...], bucket: str) -> None:
 
 _instrument(additive.AdditiveClient, ("contribute",), "client")
 _instrument(additive.AdditiveServer, ("receive", "partial_sum"), "server")
-_instrument(bonawitz.SecAggClient, ("advertise_keys", "share_keys", "masked_input", "unmask"), "client")
+_instrument(bonawitz.SecAggClient, ("begin_round", "advertise_keys", "share_keys", "masked_input", "unmask"),
+            "client")
 _instrument(bonawitz_server.SecAggServer, ("receive", "finish_stage"), "server")
 _orig_combine = additive.combine_partial_sums
 
@@ -105,6 +110,32 @@ def run_protocol(fn, repeat, k, servers):
     STAGES.clear()
     STAGES.update(best_row[4])  # per-client seconds by stage, of the repeat with the fastest client
     return min(r[0] for r in rows), min(r[1] for r in rows), min(r[2] for r in rows), rows[-1][3]
+
+
+def client_primitives(cfg: SecAggConfig, x: np.ndarray, neighbours: int, repeat: int) -> dict:
+    """One-core cost of the primitives a SecAgg client of ``cfg`` with ``neighbours`` neighbours cannot avoid: the
+    fold of ``neighbours + 1`` mask streams into its encoded input, 2 X25519 key pairs and ``2 * neighbours``
+    exchanges (share encryption, pairwise masks), ``8 + 3 * neighbours`` HKDF derivations (round keys, Shamir
+    streams; per neighbour an encryption key each way and a mask seed) and the encoding of ``x``."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+    from refimpl.prg import derive_key
+
+    raw, peer = bytes(range(32)), X25519PrivateKey.generate().public_key().public_bytes_raw()
+    sk = X25519PrivateKey.from_private_bytes(raw)
+    n_ex, n_kdf = 2 * neighbours, 8 + 3 * neighbours
+    keygen = best(lambda: X25519PrivateKey.from_private_bytes(raw).public_key().public_bytes_raw(), repeat * 20)
+    exchange = best(lambda: sk.exchange(X25519PublicKey.from_public_bytes(peer)), repeat * 20)
+    kdf = best(lambda: derive_key(raw, "secagg/pairwise-mask", 1, 2, 3), repeat * 20)
+    encode = best(lambda: cfg.codec.encode(x), repeat)
+    acc = cfg.codec.encode(x)
+    terms = [(bytes([i + 1]) * 16, np.add) for i in range(neighbours + 1)]
+    fold = best(lambda: kernels.fold_keystreams(acc, terms, cfg.prg), repeat)
+    out = {"fold_s": fold, "x25519_ops": 2 + n_ex, "x25519_s": 2 * keygen + n_ex * exchange,
+           "hkdf_ops": n_kdf, "hkdf_s": n_kdf * kdf, "encode_s": encode,
+           "x25519_exchange_s": exchange, "x25519_keypair_s": keygen, "hkdf_one_s": kdf}
+    out["total_s"] = fold + out["x25519_s"] + out["hkdf_s"] + encode
+    return out
 
 
 def fedavg_section(rounds: int, repeat_rounds: int) -> dict:
@@ -446,11 +477,14 @@ def main(argv=None) -> int:
         assert np.allclose(r.total, sum(xs[u] for u in r.clients), atol=k * 2.0**-16)
         streams = (c2.degree if c2.degree else k - 1) + 1  # pairwise masks + the self mask
         bound = streams * res["aes_keystream"]["client_s"]
+        prim = client_primitives(c2, xs[1], streams - 1, rep)
         res[name] = {"client_s": c_s, "server_s": s_s, "round_s": tot, "upload_bytes": up,
                      "upload_ratio": up / c2.codec.encoded_nbytes, "threshold": c2.threshold,
                      "mask_streams_per_client": streams, "client_keystream_bound_s": bound,
                      "client_over_keystream_bound": c_s / bound, "client_stage_s": dict(STAGES),
-                     "masked_input_over_keystream_bound": STAGES.get("masked_input", 0.0) / bound}
+                     "masked_input_over_keystream_bound": STAGES.get("masked_input", 0.0) / bound,
+                     "client_primitives": prim, "primitives_over_keystream_bound": prim["total_s"] / bound,
+                     "client_over_primitives": c_s / prim["total_s"]}
 
     peers, peer_rows = peer_section(xs, res, rep)
 
@@ -468,6 +502,11 @@ def main(argv=None) -> int:
                   f"{r['client_keystream_bound_s']*1e3:.2f} ms): {r['client_over_keystream_bound']:.2f}x "
                   f"(target <= 1.5x); masked_input stage alone {r['masked_input_over_keystream_bound']:.2f}x; "
                   "stages ms: " + ", ".join(f"{st} {v*1e3:.2f}" for st, v in r["client_stage_s"].items()))
+            pr = r["client_primitives"]
+            print(f"{'':<24} its primitives on one core {pr['total_s']*1e3:.2f} ms = "
+                  f"{r['primitives_over_keystream_bound']:.2f}x the bound (fold {pr['fold_s']*1e3:.2f}, "
+                  f"{pr['x25519_ops']} X25519 {pr['x25519_s']*1e3:.2f}, {pr['hkdf_ops']} HKDF {pr['hkdf_s']*1e3:.2f}, "
+                  f"encode {pr['encode_s']*1e3:.2f}); client / primitives {r['client_over_primitives']:.2f}x")
     mf = res["mask_fold"]
     print(f"mask fold: {mf['streams']} streams folded into a d-vector {mf['fold_s']*1e3:.2f} ms vs drawn into a buffer "
           f"{mf['draw_s']*1e3:.2f} ms ({mf['fold_over_draw']:.2f}x)")
