@@ -164,9 +164,11 @@ def test_share_bytes_many_is_share_bytes_column_by_column(secrets, n, data):
     keys = data.draw(st.lists(st.binary(min_size=16, max_size=16), min_size=len(secrets), max_size=len(secrets)))
     points = data.draw(st.none() | st.lists(st.integers(1, 1000), min_size=n, max_size=n, unique=True))
     prg = data.draw(st.sampled_from(["aes128-ctr", "chacha20"]))
-    many = share_bytes_many(secrets, n, t, keys=keys, points=points, prg=prg)
-    one_by_one = [share_bytes(s, n, t, key=k, points=points, prg=prg) for s, k in zip(secrets, keys)]
+    field = data.draw(st.sampled_from(FIELDS))
+    many = share_bytes_many(secrets, n, t, keys=keys, points=points, prg=prg, field=field)
+    one_by_one = [share_bytes(s, n, t, key=k, points=points, prg=prg, field=field) for s, k in zip(secrets, keys)]
     assert many.xs == one_by_one[0].xs and many.threshold == t
+    assert many.data.dtype == field.dtype
     assert np.array_equal(many.data, np.concatenate([sh.data for sh in one_by_one], axis=1))
     subset = data.draw(st.permutations(many.xs).map(lambda p: list(p[:t])))
     assert reconstruct_bytes(many.subset(subset)) == b"".join(secrets)

@@ -349,8 +349,13 @@ def share_bytes_many(secrets: Sequence[bytes], n: int, t: int, *, keys: Sequence
     keys = [None] * len(secrets) if keys is None else list(keys)
     if len(keys) != len(secrets):
         raise ValueError(f"got {len(keys)} keys for {len(secrets)} secrets")
-    coeffs = np.concatenate([_coefficients(field.element(_limbs(sec, field)), t, field, k, prg)
-                             for sec, k in zip(secrets, keys)], axis=1)
+    # 16-bit limbs are elements of every field _limbs accepts (p > 2^16): the range check is only needed to
+    # build Python-int elements for the object-dtype fields
+    def element(secret: bytes) -> np.ndarray:
+        limbs = _limbs(secret, field)
+        return limbs.astype(np.uint64) if field.dtype == np.uint64 else field.element(limbs)
+
+    coeffs = np.concatenate([_coefficients(element(sec), t, field, k, prg) for sec, k in zip(secrets, keys)], axis=1)
     return ShamirShares(field, t, xs, _evaluate(coeffs, xs, field))
 
 
