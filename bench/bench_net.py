@@ -2,10 +2,13 @@
 
 Measured in one run on 127.0.0.1 (a shared, noisy machine: only ratios from the same run mean something):
 
-* ``throughput``  -- ``ptr.move(B)`` of a 256 MiB uint8 array between two worker processes (A encodes to buffers,
-  ``wire.encode_parts``, and streams them in 256 KiB chunks over TLS, B decodes) vs a raw TLS socket ``sendall`` of
-  the same bytes between two processes
-  (target: >= 50% of raw); with ``--big``, a 1 GiB ``send`` from this process too (it must not time out);
+* ``throughput``  -- ``ptr.move(B)`` of a 256 MiB uint8 array between two worker processes (A encodes it to buffers,
+  ``wire.encode_parts``, and writes them over its bulk channel to B, a blocking mutual-TLS socket, B receives
+  into one buffer and decodes the array as a view of it) vs a raw TLS socket ``sendall`` of the same bytes between
+  two processes, the receiver reading into a reused 1 MiB buffer (target: >= 50% of raw); also the same bytes as
+  one transport request over the bulk channel and over the WebSocket (chunks), the wire format's encode/decode
+  (CRC-32 included) and a fresh receive buffer's first fill, to say where a move's time goes; with ``--big``, a
+  1 GiB ``send`` from this process (it must not time out) and a 1 GiB ``get`` back;
 * ``latency``     -- a small ``send`` + ``get`` round trip (2 requests) vs a raw WebSocket (TLS) echo of the same
   number of messages (target <= 2x);
 * ``beaver``      -- a Beaver product of 1e6 elements shared among 2 worker processes + a crypto-provider process
@@ -18,8 +21,9 @@ Measured in one run on 127.0.0.1 (a shared, noisy machine: only ratios from the 
   and bytes per client. Flower's deployment runtime was not re-measured here: issue 13 quotes 65.8 s per SecAgg+
   round (K = 10, d = 1e5, flwr 1.42) and 853 kB uploaded per client.
 
-Usage: ``python bench/bench_net.py [--quick] [--big] [--clients 10,50,100] [--out PATH]``
-(default ``bench/results/net-<UTC date>.json``).
+Usage: ``python bench/bench_net.py [--quick] [--big] [--only SECTIONS] [--clients 10,50,100] [--out PATH]``
+(default ``bench/results/net-<UTC date>.json``; ``--only throughput,big`` runs those sections alone and writes
+``net-<UTC date>-<sections>.json``).
 """
 
 from __future__ import annotations
@@ -93,7 +97,22 @@ def _helper(mode: str, tls: Path, *extra: str) -> tuple[object, int]:
 
 
 # ---------------------------------------------------------------- the measurements
+def _echo_server(tls: Path) -> tuple[object, int]:
+    """A transport server in a helper process that acknowledges every request (for the bare transport rows)."""
+    return _helper("ack-server", tls)
+
+
+def _ack_server(port_file: str, tls: str) -> None:
+    import threading
+
+    server = transport.serve("sink", lambda *a: None, tls_dir=tls)
+    Path(port_file).write_text(str(server.port))
+    threading.Event().wait()
+
+
 def throughput(tls: Path, workers: dict, nbytes: int, repeats: int) -> dict:
+    from refimpl.net import framing, wire
+
     a, b = workers["alice"], workers["bob"]
     ptr = send(np.zeros(nbytes, dtype=np.uint8), a)
     move = []
@@ -115,15 +134,33 @@ def throughput(tls: Path, workers: dict, nbytes: int, repeats: int) -> dict:
                 raw.append(time.perf_counter() - t0)
     finally:
         proc.kill()  # type: ignore[attr-defined]
-    from refimpl.net import wire
-
     arr = np.zeros(nbytes, dtype=np.uint8)
-    enc, dec = [], []
+    proc, port = _echo_server(tls)
+    channels: dict[str, list[float]] = {"bulk": [], "websocket": []}
+    try:  # the same bytes as one transport request (no worker, no wire format): bulk channel vs WebSocket chunks
+        link = transport.Link(f"wss://127.0.0.1:{port}", "sink", "me", tls_dir=tls, deadline=300)
+        link.call("ack", b"")
+        for _ in range(repeats):
+            for name, run in (("bulk", lambda: link.call("ack", [memoryview(arr)])),
+                              ("websocket", lambda: transport.run_sync(link.request("ack", [memoryview(arr)])))):
+                t0 = time.perf_counter()
+                run()
+                channels[name].append(time.perf_counter() - t0)
+        link.close()
+    finally:
+        proc.kill()  # type: ignore[attr-defined]
+    enc, dec, fill = [], [], []
     for _ in range(repeats):  # what the safe wire format costs by itself, as a move uses it: A encodes to buffers
-        t0 = time.perf_counter()  # (views of the array), B decodes the bytearray it assembled (the array: a view)
+        t0 = time.perf_counter()  # (views of the array), B decodes the buffer it received (the array: a view)
         parts = wire.encode_parts({"op": "store", "ids": [1], "objs": [arr]})
         enc.append(time.perf_counter() - t0)
-        received = bytearray(b"".join(parts))
+        t0 = time.perf_counter()
+        received = framing.buffer(sum(len(p) for p in parts))  # a fresh receive buffer's first fill (page faults)
+        at = 0
+        for part in parts:
+            received[at : at + len(part)] = part
+            at += len(part)
+        fill.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         wire.decode(received)
         dec.append(time.perf_counter() - t0)
@@ -131,7 +168,10 @@ def throughput(tls: Path, workers: dict, nbytes: int, repeats: int) -> dict:
     m, r = min(move), min(raw)
     return {"bytes": nbytes, "move_s": move, "raw_tls_sendall_s": raw, "move_MBps": nbytes / m / 1e6,
             "raw_MBps": nbytes / r / 1e6, "move_vs_raw": r / m, "target": ">= 0.5",
-            "wire_encode_s": min(enc), "wire_decode_s": min(dec),
+            "bulk_request_s": channels["bulk"], "websocket_request_s": channels["websocket"],
+            "bulk_request_vs_raw": r / min(channels["bulk"]),
+            "websocket_request_vs_raw": r / min(channels["websocket"]),
+            "wire_encode_s": min(enc), "wire_decode_s": min(dec), "fresh_buffer_fill_s": min(fill),
             "move_minus_wire_vs_raw": r / max(1e-9, m - min(enc) - min(dec))}
 
 
@@ -141,8 +181,13 @@ def big_send(workers: dict, nbytes: int) -> dict:
     ptr = send(arr, workers["alice"])
     t = time.perf_counter() - t0
     ok = len(workers["alice"].objects) >= 1
-    del ptr
-    return {"bytes": nbytes, "send_s": t, "MBps": nbytes / t / 1e6, "completed": ok}
+    t0 = time.perf_counter()
+    back = ptr.get()  # the reply travels over the WebSocket (a reply to a small request)
+    t_get = time.perf_counter() - t0
+    ok = ok and back.shape == arr.shape and bool(back[:: 1 << 20].all())
+    del ptr, back
+    return {"bytes": nbytes, "send_s": t, "MBps": nbytes / t / 1e6, "get_s": t_get, "get_MBps": nbytes / t_get / 1e6,
+            "completed": ok}
 
 
 def latency(tls: Path, workers: dict, repeats: int) -> dict:
@@ -276,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None)
     p.add_argument("--tls-sink", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--ws-echo", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--ack-server", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--only", default=None, help="comma-separated sections: latency,throughput,big,versus,secagg")
     args = p.parse_args(argv)
     if args.tls_sink:
         _tls_sink(args.tls_sink[0], args.tls_sink[1], int(args.tls_sink[2]))
@@ -283,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.ws_echo:
         _ws_echo(*args.ws_echo)
         return 0
+    if args.ack_server:
+        _ack_server(*args.ack_server)
+        return 0
+    sections = set(args.only.split(",")) if args.only else {"latency", "throughput", "big", "versus", "secagg"}
+    if not args.big and not args.only:
+        sections.discard("big")
     ks = [int(v) for v in args.clients.split(",")]
     repeats = 2 if args.quick else 3
     report: dict = {"benchmark": "net", "machine": _common.machine_info(), "quick": args.quick}
@@ -296,24 +349,30 @@ def main(argv: list[str] | None = None) -> int:
             s = Session()
             workers = {n: connect(pp.url, name=n, tls_dir=tls, session=s, deadline=300)
                        for n, pp in zip(("alice", "bob", "crypto_provider"), parties)}
-            report["latency"] = latency(tls, workers, 30 if not args.quick else 10)
-            print(json.dumps(report["latency"]))
-            report["throughput"] = throughput(tls, workers, (64 if args.quick else 256) * MiB, repeats)
-            print(json.dumps({k: v for k, v in report["throughput"].items() if not k.endswith("_s")}))
-            if args.big:
+            if "latency" in sections:
+                report["latency"] = latency(tls, workers, 30 if not args.quick else 10)
+                print(json.dumps(report["latency"]))
+            if "throughput" in sections:
+                report["throughput"] = throughput(tls, workers, (64 if args.quick else 256) * MiB, repeats + 2)
+                print(json.dumps(report["throughput"]))
+            if "big" in sections:
                 report["big"] = big_send(workers, 1 << 30)
                 print(json.dumps(report["big"]))
-            report.update(versus_in_process(workers, repeats, 10**5 if args.quick else 10**6))
-            print(json.dumps(report["beaver"]), json.dumps(report["inference"]), json.dumps(report["mlp_inference"]))
+            if "versus" in sections:
+                report.update(versus_in_process(workers, repeats, 10**5 if args.quick else 10**6))
+                print(json.dumps(report["beaver"]), json.dumps(report["inference"]),
+                      json.dumps(report["mlp_inference"]))
         finally:
             for pp in parties:
                 pp.stop()
-        report["secagg"] = []
-        for k in ks:
+        if "secagg" in sections:
+            report["secagg"] = []
+        for k in ks if "secagg" in sections else []:
             row = secagg_round(tls, k, args.dim if not args.quick else 10_000, 3, max(10, k // 4))
             report["secagg"].append(row)
             print(json.dumps(row))
-    _common.write_result(report, args.out, "net", "quick" if args.quick else None)
+    variant = "-".join(([] if not args.only else sorted(sections)) + (["quick"] if args.quick else [])) or None
+    _common.write_result(report, args.out, "net", variant)
     return 0
 
 

@@ -253,7 +253,7 @@ class BulkClient:
             OSError: no TCP connection (the caller may fall back to the WebSocket).
             Lost: anything after that (a wrong certificate, a refusal, a stall).
         """
-        raw = socket.create_connection((host, port), timeout=timeout)
+        raw = socket.create_connection((host, port), timeout=min(timeout, 5.0))  # a filtered port: fall back soon
         sock = raw
         try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

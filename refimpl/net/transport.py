@@ -184,6 +184,8 @@ class Link:
         self._bulk_port: int | None = None  # the party's bulk port (from its HELLO)
         self._bulk: bulk.BulkClient | None = None
         self._bulk_lock = threading.Lock()
+        self._started_lock = threading.Lock()
+        self._started = 0  # requests started without waiting (start) and not answered yet
 
     def __repr__(self) -> str:
         return f"Link({self.me!r} -> {self.name!r} at {self.url})"
@@ -342,7 +344,7 @@ class Link:
         if self._ws is None:
             run_sync(self._connect())
         ws = self._ws
-        if self._bulk_port is None or self._pending or ws is None:  # requests in flight first: order holds
+        if self._bulk_port is None or self._started or self._pending or ws is None:  # in flight: order holds
             return _WEBSOCKET
         if not self._bulk_lock.acquire(blocking=False):  # another thread's transfer: this one takes the WebSocket
             return _WEBSOCKET
@@ -402,7 +404,15 @@ class Link:
     def start(self, kind: str, payload: bytes) -> concurrent.futures.Future[bytearray | None]:
         """Send a request without waiting; the future holds the reply (requests started in order are sent in
         order)."""
-        return asyncio.run_coroutine_threadsafe(self.request(kind, payload), event_loop())
+        with self._started_lock:
+            self._started += 1  # counted before it is scheduled: a bulk request made next must not overtake it
+        fut = asyncio.run_coroutine_threadsafe(self.request(kind, payload), event_loop())
+        fut.add_done_callback(self._finished)
+        return fut
+
+    def _finished(self, _: object) -> None:
+        with self._started_lock:
+            self._started -= 1
 
     def notify_soon(self, kind: str, payload: bytes) -> None:
         """Queue a message that expects no answer without waiting (safe from any thread, finalizers included)."""
