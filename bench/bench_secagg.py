@@ -453,6 +453,13 @@ def main(argv=None) -> int:
     t_fold = best(lambda: kernels.fold_keystreams(enc, [(key, np.add) for key in fold_keys], "aes128-ctr"), rep)
     t_draw = best(lambda: [Stream(key).read_into(word) for key in fold_keys], rep)
     res["mask_fold"] = {"streams": k, "fold_s": t_fold, "draw_s": t_draw, "fold_over_draw": t_fold / t_draw}
+    # the same fold split over every core (the kernel only splits calls with >= 16 MiB of work; forced here)
+    saved, kernels.MIN_PARALLEL_BYTES = kernels.MIN_PARALLEL_BYTES, 0
+    try:
+        t_par = best(lambda: kernels.fold_keystreams(enc, [(key, np.add) for key in fold_keys], "aes128-ctr"), rep)
+    finally:
+        kernels.MIN_PARALLEL_BYTES = saved
+    res["mask_fold"].update(threads=kernels.threads(), fold_all_threads_s=t_par, all_threads_over_one=t_par / t_fold)
 
     for s in (2, 3):
         cfg = AdditiveConfig(codec=Codec(length=d, max_clients=k, clip=1.0), servers=s)
@@ -509,7 +516,8 @@ def main(argv=None) -> int:
                   f"encode {pr['encode_s']*1e3:.2f}); client / primitives {r['client_over_primitives']:.2f}x")
     mf = res["mask_fold"]
     print(f"mask fold: {mf['streams']} streams folded into a d-vector {mf['fold_s']*1e3:.2f} ms vs drawn into a buffer "
-          f"{mf['draw_s']*1e3:.2f} ms ({mf['fold_over_draw']:.2f}x)")
+          f"{mf['draw_s']*1e3:.2f} ms ({mf['fold_over_draw']:.2f}x); split over {mf['threads']} threads "
+          f"{mf['fold_all_threads_s']*1e3:.2f} ms ({mf['all_threads_over_one']:.2f}x one thread)")
     print(f"limits: memcpy of all updates {res['memcpy']['server_s']*1e3:.2f} ms, AES-CTR keystream per d-vector "
           f"{res['aes_keystream']['client_s']*1e3:.2f} ms; peers: "
           + ", ".join(f"{n}: {v if isinstance(v, str) else 'benchmarked'}" for n, v in peers.items()))

@@ -231,10 +231,13 @@ class SecAggServer:
             if len(pts) >= t:
                 groups.setdefault(tuple(pts[:t]), []).append(u)
         limbs: dict[int, np.ndarray] = {}
+        block = max(1, (1 << 20) // (t * KEY_LIMBS))  # owners per combination: at most ~8 MiB of shares at once
         for first, grp in groups.items():
-            data = np.array([[np.asarray(table[v][u], dtype=np.uint64) for u in grp] for v in first],
-                            dtype=np.uint64)  # (t, owners, limbs)
-            limbs.update(zip(grp, reconstruct_limbs_many(first, data, DEFAULT_FIELD)))
+            for i in range(0, len(grp), block):
+                part = grp[i:i + block]
+                data = np.array([[np.asarray(table[v][u], dtype=np.uint64) for u in part] for v in first],
+                                dtype=np.uint64)  # (t, owners, limbs)
+                limbs.update(zip(part, reconstruct_limbs_many(first, data, DEFAULT_FIELD)))
         what = "mask private key" if kind == "key" else "self-mask seed"
         out = {}
         for u, pts in holders.items():
