@@ -122,3 +122,70 @@ def test_in_process_an_awaited_object_must_already_be_there():
     jake = VirtualWorker("jake", ledger)
     with pytest.raises(PointerError, match="object 99 does not exist at 'jake'"):
         ledger.me.deliver(jake, "command", _exec("add", [{"ref": 99}, 1], 100, **{"await": [99]}))
+
+
+# ---------------------------------------------------------------- batches: several messages in one transport message
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from refimpl.errors import ProtocolError  # noqa: E402
+from refimpl.workers import batch  # noqa: E402
+
+_kinds = st.sampled_from(["command", "store", "share", "dealer", "open", "delete"])
+
+
+@given(st.lists(st.tuples(_kinds, st.binary(max_size=64)), min_size=1, max_size=8))
+def test_a_batch_decodes_to_its_messages(messages):
+    raw = b"".join(batch.encode(messages))
+    assert [(k, bytes(m)) for k, m in batch.decode(raw)] == messages
+    replies = [None if i % 3 == 0 else m for i, (_, m) in enumerate(messages)]
+    got = batch.decode_replies(b"".join(batch.encode_replies(replies)), len(replies))
+    assert [None if r is None else bytes(r) for r in got] == replies
+
+
+@given(st.lists(st.tuples(_kinds, st.binary(min_size=1, max_size=64)), min_size=1, max_size=4), st.data())
+def test_a_truncated_batch_or_reply_is_refused(messages, data):
+    raw = b"".join(batch.encode(messages))
+    cut = data.draw(st.integers(1, len(raw) - 1))
+    try:
+        got = batch.decode(raw[:cut])
+    except ProtocolError:
+        pass
+    else:  # a cut that falls exactly between messages leaves a shorter, well-formed batch
+        assert [(k, bytes(m)) for k, m in got] == messages[: len(got)] and len(got) < len(messages)
+    reply = b"".join(batch.encode_replies([m for _, m in messages]))
+    with pytest.raises(ProtocolError, match="malformed batch reply|answered with"):
+        batch.decode_replies(reply[: len(reply) - 1], len(messages))
+    with pytest.raises(ProtocolError, match="answered with"):
+        batch.decode_replies(reply, len(messages) + 1)
+
+
+def test_a_worker_refuses_a_batch_holding_a_control_request_and_keeps_serving(procs, tls):
+    s = Session()
+    jake = connect(procs["jake"].url, name="jake", tls_dir=tls, session=s)
+    try:
+        raw = b"".join(batch.encode([("control", b"x"), ("delete", b"y")]))
+        with pytest.raises(ProtocolError, match="may not hold a 'control' message"):
+            jake.link.call(batch.KIND, raw)
+        assert send(np.arange(3), jake).get().tolist() == [0, 1, 2]
+    finally:
+        jake.close()
+
+
+def test_messages_sent_without_waiting_travel_in_batches_and_are_counted_one_by_one(procs, tls):
+    s = Session(keep=None)
+    jake = connect(procs["jake"].url, name="jake", tls_dir=tls, session=s)
+    try:
+        before = dict(jake.control("links") and {tuple(k): tuple(v) for k, v in jake.control("links")})
+        ids = [s.new_id() for _ in range(50)]
+        x = send(np.arange(4), jake)
+        replies = [s.me.post(jake, "command", _exec("add", [{"ref": x.id}, i], ids[i])) for i in range(50)]
+        assert [r.result() for r in replies] == [None] * 50
+        assert [s.me.pointer(jake, ids[i]).get().tolist() for i in (0, 49)] == [[0, 1, 2, 3], [49, 50, 51, 52]]
+        after = {tuple(k): tuple(v) for k, v in jake.control("links")}
+        got = after[("me", "jake", "command")][0] - before.get(("me", "jake", "command"), (0, 0))[0]
+        assert got == 52  # every command recorded as itself at the worker, batched or not
+        assert s.links()[("me", "jake", "command")][0] == 52
+    finally:
+        jake.clear_objects()
+        jake.close()

@@ -38,7 +38,9 @@ from typing import Any
 
 from refimpl.errors import ProtocolError
 from refimpl.net import wire
+from refimpl.net.bulk import BULK_MIN
 from refimpl.net.transport import Link
+from refimpl.workers.batch import Outbox
 from refimpl.workers.worker import Ledger, VirtualWorker
 
 __all__ = ["RemoteWorker", "Session", "connect", "default_session", "deployment_links"]
@@ -216,6 +218,7 @@ class RemoteWorker(VirtualWorker):
     def __init__(self, name: str, ledger: Session, link: Link) -> None:
         super().__init__(name, ledger)
         self.link = link
+        self.outbox = Outbox(link)  # messages sent without waiting, gathered into batches
 
     def __repr__(self) -> str:
         return f"RemoteWorker({self.name!r} at {self.link.url})"
@@ -241,7 +244,7 @@ class RemoteWorker(VirtualWorker):
     def receive(self, raw: bytes | bytearray, sender: VirtualWorker, kind: str) -> bytes | None:
         """Carry an encoded message to the worker; return its encoded reply (``delete`` is sent without waiting)."""
         if kind == "delete":
-            self.link.notify_soon(kind, bytes(raw))
+            self.outbox.put(kind, bytes(raw), reply=False)
             return None
         pending = self.ledger.pending_pushes() if kind in PUSH_KINDS else None  # type: ignore[attr-defined]
         if pending is not None:  # inside a round: concurrently with the round's other pushes
@@ -253,6 +256,9 @@ class RemoteWorker(VirtualWorker):
     def _call(self, kind: str, payload: Any) -> bytearray | None:
         """A request answered before this returns; then the messages sent earlier without waiting are settled
         (the first failure among them is raised: it explains this request's failure, if any)."""
+        if self.outbox.dirty and sum(memoryview(p).nbytes for p in (payload if isinstance(payload, list)
+                                                                     else [payload])) >= BULK_MIN:
+            self.outbox.drain()  # a large request may take the bulk channel: after what was sent without waiting
         try:
             reply = self.link.call(kind, payload)
         except BaseException:
@@ -262,7 +268,8 @@ class RemoteWorker(VirtualWorker):
         return reply
 
     def _start(self, raw: bytes, sender: VirtualWorker, kind: str) -> Reply:
-        fut = self.link.start(kind, raw)
+        fut = self.outbox.put(kind, raw)
+        assert fut is not None
         ledger, name = self.ledger, self.name
 
         def done(f: concurrent.futures.Future[Any]) -> None:

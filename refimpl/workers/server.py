@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import importlib
 import logging
 import os
@@ -31,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from refimpl.errors import ConfigurationError, PointerError, RefimplError
+from refimpl.errors import ConfigurationError, PointerError, ProtocolError, RefimplError
 from refimpl.net import transport, wire
+from refimpl.workers import batch
 from refimpl.workers.remote import RemoteWorker, Session
 from refimpl.workers.worker import Pointer, VirtualWorker
 
@@ -54,6 +56,7 @@ class ServedWorker(VirtualWorker):
         self._peer_lock = threading.Lock()
         self._local = threading.local()
         self._arrived = threading.Condition()  # notified when a store lands (an instruction may be waiting)
+        self._pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix=f"refimpl-{name}-batch")
 
     def _peer(self, name: str) -> VirtualWorker:
         """The worker ``name``: a peer's connection is made once and reused (a fresh one when the peer's address
@@ -146,11 +149,14 @@ class ServedWorker(VirtualWorker):
             return [[list(k), list(v)] for k, v in self.ledger.links().items()]  # type: ignore[attr-defined]
         raise ValueError(f"unknown control request {op!r}")
 
-    def serve_quick(self, peer: str, typ: int, kind: str, payload: bytearray) -> bytes | None:
+    def serve_quick(self, peer: str, typ: int, kind: str, payload: bytearray) -> Any:
         """On the network thread: stores, deletes, ``get`` of an array and the :data:`PURE_OPS`, which never wait
-        on a peer; anything else returns :data:`~refimpl.net.transport.DEFER` (the thread pool runs it)."""
+        on a peer; anything else returns :data:`~refimpl.net.transport.DEFER` (the thread pool runs it). A batch
+        runs here up to its first such message; a thread runs the rest (the reply is then a future)."""
         if kind in STORE_KINDS:
             return self.serve_message(peer, typ, kind, payload)
+        if kind == batch.KIND:
+            return self._batch(peer, typ, batch.decode(payload), quick=True)
         if kind != "command":
             return transport.DEFER
         try:
@@ -174,8 +180,26 @@ class ServedWorker(VirtualWorker):
             return reply
         return None
 
+    def _batch(self, peer: str, typ: int, items: list[tuple[str, memoryview]], *, quick: bool,
+               done: list[Any] | None = None) -> Any:
+        """Handle the messages of a batch in order, each as if it came alone; reply with their replies."""
+        replies = [] if done is None else done
+        for i, (kind, raw) in enumerate(items):
+            if kind in (batch.KIND, "control"):
+                raise ProtocolError(f"a batch may not hold a {kind!r} message")
+            if quick:
+                reply = self.serve_quick(peer, transport.REQUEST, kind, raw)  # type: ignore[arg-type]
+                if reply is transport.DEFER:  # the rest in a thread, in order; this connection waits for it
+                    return self._pool.submit(self._batch, peer, typ, items[i:], quick=False, done=replies)
+            else:
+                reply = self.serve_message(peer, transport.REQUEST, kind, raw)  # type: ignore[arg-type]
+            replies.append(reply)
+        return b"".join(batch.encode_replies(replies)) if typ == transport.REQUEST else None
+
     def serve_message(self, peer: str, typ: int, kind: str, payload: bytearray) -> bytes | None:
         """The transport handler: one message from ``peer``; returns the reply bytes (None: nothing to say)."""
+        if kind == batch.KIND:
+            return self._batch(peer, typ, batch.decode(payload), quick=False)  # type: ignore[no-any-return]
         if kind == "control":
             try:
                 request = wire.decode(payload)  # type: ignore[arg-type]
