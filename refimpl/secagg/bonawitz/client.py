@@ -214,4 +214,5 @@ class SecAggClient:
                 seed_shares[w] = b_share
             else:
                 key_shares[w] = sk_share
+        self._c_secrets = {}  # the round's last use of them
         return UnmaskingResponse(self._r, u, key_shares, seed_shares)
