@@ -13,15 +13,23 @@ min and max (the spread), and the pooled medians.
 
 Target (issue 17): secure <= 1.1x plaintext. Printed, never asserted.
 
+Then, on one round's captured updates, where the secure step's CPU time goes: the aggregator (fused, as ``train``
+runs it, and the unfused definition, ``fused=False``) timed stage by stage in one thread (``set_threads(1)``, so the
+stages add up), median over ``--profile-calls`` calls, beside the plaintext ``weighted_mean``.
+
 Run: ``nice python bench/bench_secure_round.py [--pairs 5] [--rounds 8]``
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import _common
@@ -47,10 +55,96 @@ def run(fedavg: server.FedAvg, cdata: Any, rounds: int) -> dict[str, Any]:
             "median_cpu_s": statistics.median(cpus)}
 
 
+# (object, attribute, stage name): the aggregator's steps, fused and unfused, timed where they are called
+def _stage_points() -> list[tuple[Any, str, str]]:
+    from refimpl.fl import secure
+    from refimpl.secagg import codec
+    from refimpl.secagg.additive import client as aclient
+    from refimpl.secagg.additive import server as aserver
+    from refimpl.secagg.additive import simulation
+
+    return [
+        (secure.SecureAggregator, "_call_fused", "total (fused)"),
+        (secure.SecureAggregator, "_encode_rows", "encode (unfused)"),
+        (secure, "_check_finite", "finite check (unfused)"),
+        (secure._PendingUpdates, "_load", "read updates (fused)"),
+        (aclient.AdditiveClient, "share_keys", "client: stream keys"),
+        (codec.Codec, "check_encoded", "client: range check + ring copy (unfused)"),
+        (aclient, "share_compressed_owned", "client: mask (unfused)"),
+        (codec.Codec, "mask_scaled", "client: encode + check + mask (fused)"),
+        (aserver.AdditiveServer, "receive", "servers: receive + running sums"),
+        (aserver.AdditiveServer, "partial_sum", "servers: partial sums"),
+        (simulation, "combine_partial_sums", "combine"),
+        (codec.Codec, "decode_sum", "decode"),
+        (secure, "_mean_leaves", "mean + float32 leaves"),
+    ]
+
+
+@contextmanager
+def _timed(points: list[tuple[Any, str, str]], acc: dict[str, float]) -> Iterator[None]:
+    saved = []
+    for obj, name, label in points:
+        if not hasattr(obj, name):
+            continue
+        fn = getattr(obj, name)
+        saved.append((obj, name, fn))
+
+        def wrapper(*a: Any, _fn: Callable[..., Any] = fn, _label: str = label, **k: Any) -> Any:
+            c0 = time.process_time()
+            try:
+                return _fn(*a, **k)
+            finally:
+                acc[_label] += time.process_time() - c0
+        setattr(obj, name, functools.wraps(fn)(wrapper))
+    try:
+        yield
+    finally:
+        for obj, name, fn in reversed(saved):
+            setattr(obj, name, fn)
+
+
+def profile_stages(updates: dict[str, Any], weights: Any, calls: int) -> dict[str, dict[str, float]]:
+    """Median CPU ms per call of each stage, fused and unfused, in one thread; plus the whole call and the
+    plaintext weighted mean."""
+    from refimpl.sharing import kernels
+
+    previous = kernels.set_threads(1)
+    try:
+        out: dict[str, dict[str, float]] = {}
+        for variant, fused in (("fused", True), ("unfused", False)):
+            agg = make_secure_aggregator("additive", servers=2)
+            agg.fused = fused
+            for _ in range(3):
+                agg(updates, weights)
+            samples: dict[str, list[float]] = collections.defaultdict(list)
+            for _ in range(calls):
+                acc: dict[str, float] = collections.defaultdict(float)
+                c0 = time.process_time()
+                with _timed(_stage_points(), acc):
+                    agg(updates, weights)
+                acc["whole call (stage timers included)"] = time.process_time() - c0
+                c0 = time.process_time()
+                agg(updates, weights)
+                acc["whole call, no timers"] = time.process_time() - c0
+                for k, v in acc.items():
+                    samples[k].append(v)
+            out[variant] = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
+        cpus = []
+        for _ in range(calls):
+            c0 = time.process_time()
+            jax.block_until_ready(server.weighted_mean(updates, weights))
+            cpus.append(time.process_time() - c0)
+        out["plaintext"] = {"weighted_mean": statistics.median(cpus) * 1e3}
+        return out
+    finally:
+        kernels.set_threads(previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", type=int, default=5)
     p.add_argument("--rounds", type=int, default=8, help="timed rounds per run (after one compiling round)")
+    p.add_argument("--profile-calls", type=int, default=20, help="calls per variant in the stage profile (0: none)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/secure_round-<date>.json); '-'")
     args = p.parse_args(argv)
     ds, note = _common.fedavg_dataset()
@@ -86,11 +180,27 @@ def main(argv: list[str] | None = None) -> int:
         r = s["pair_ratios"]
         print(f"{clock:>4}: pooled {s['pooled_ratio']:.3f}x; per pair median {r['median']:.3f}x, spread "
               f"{r['min']:.3f}-{r['max']:.3f}x (target <= 1.1x: {'met' if r['max'] <= 1.1 else 'not on every pair'})")
+    stages: dict[str, dict[str, float]] = {}
+    if args.profile_calls:
+        captured: dict[str, Any] = {}
+
+        def capture(updates: Any, weights: Any) -> Any:
+            captured.update(updates=jax.device_get(updates), weights=weights)
+            return server.weighted_mean(updates, weights)
+
+        grab = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0, aggregate=capture)
+        grab.run_round(grab.init(model.init("2nn", seed=0)), cdata)
+        stages = profile_stages(captured["updates"], captured["weights"], args.profile_calls)
+        print("# secure step, CPU ms per round by stage (one thread, median of "
+              f"{args.profile_calls} calls; a stage timer costs ~1 us)")
+        for variant, table in stages.items():
+            for k, v in table.items():
+                print(f"  {variant:>9} {k:<45} {v:7.3f}")
     result = {"benchmark": "secure_round", "machine": info,
               "setting": {"data": note, "model": "2nn", "clients": 100, "fraction": 0.1, "local_epochs": 1,
                           "batch_size": 10, "client_lr": 0.1, "secure": "additive, 2 servers, fresh OS keys",
                           "pairs": args.pairs, "rounds_per_run": args.rounds},
-              "pairs": pairs, "pooled_median_s": pooled, "summary": summary}
+              "pairs": pairs, "pooled_median_s": pooled, "summary": summary, "stages_cpu_ms": stages}
     _common.write_result(result, args.out, "secure_round")
     return 0
 

@@ -58,18 +58,23 @@ def test_encode_mask_is_the_unfused_definition_bit_for_bit(sizes, ring, nkeys, d
     np.testing.assert_array_equal(out, _definition(pieces, factor, keys, ring_))
 
 
-@given(st.floats(-3.0, 3.0), st.integers(0, 3), st.sampled_from(sorted(RINGS)), st.integers(1, 40))
-@example(1.0, 0, "Z2_64", 16)
-@example(1.0 + 2.0**-17, 0, "Z2_64", 16)  # t = B + 0.5: rint ties to the even B
-@example(1.0 + 3 * 2.0**-17, 0, "Z2_64", 16)  # t = B + 1.5: over the bound
-@example(-1.0 - 2.0**-17, 1, "Z2_32", 16)
-def test_mask_scaled_refuses_exactly_what_check_encoded_refuses(value, position, ring, frac_bits):
-    codec = Codec(length=4, max_clients=2, clip=1.0, frac_bits=min(frac_bits, 28), ring=RINGS[ring])
-    x = np.zeros(4)
+@given(st.floats(-3.0, 3.0) | st.sampled_from([np.nan, np.inf, -np.inf]), st.sampled_from([0, 1, 3, CHUNK + 2]),
+       st.sampled_from(sorted(RINGS)), st.integers(1, 40), st.booleans())
+@example(1.0, 0, "Z2_64", 16, False)
+@example(1.0 + 2.0**-17, 0, "Z2_64", 16, False)  # t = B + 0.5: rint ties to the even B
+@example(1.0 + 3 * 2.0**-17, CHUNK + 2, "Z2_64", 16, False)  # t = B + 1.5: over the bound, in the second chunk
+@example(1.0 + 3 * 2.0**-17, 3, "Z2_64", 16, True)
+@example(-1.0 - 2.0**-17, 1, "Z2_32", 16, True)
+@example(np.nan, CHUNK + 2, "Z2_64", 16, False)
+def test_mask_scaled_refuses_exactly_what_check_encoded_refuses(value, position, ring, frac_bits, given_bounds):
+    codec = Codec(length=CHUNK + 4, max_clients=2, clip=1.0, frac_bits=min(frac_bits, 28), ring=RINGS[ring])
+    x = np.zeros(codec.length)
     x[position] = value
-    scaled = ScaledPieces((x[:2], x[2:]), 2.0**codec.frac_bits)
+    # checked up front from the caller's bounds, or chunk by chunk as the fused pass goes
+    bounds = (x.min(), x.max()) if given_bounds else None
+    scaled = ScaledPieces((x[:2], x[2:]), 2.0**codec.frac_bits, bounds)
     try:
-        codec.check_encoded(scaled.encoded())
+        codec.check_encoded(scaled.encoded())  # NaN / infinity: encoded() refuses them
         ok = True
     except OutOfRangeError:
         ok = False
@@ -191,3 +196,32 @@ def test_jax_updates_are_read_after_the_keys_are_out():
     want = aggs[1](upd, w)
     for name in want:
         np.testing.assert_array_equal(got[name], want[name])
+
+
+@pytest.mark.parametrize("bad", [None, 1, 4])
+def test_clients_computed_side_by_side_give_the_same_round_and_errors(monkeypatch, bad):
+    from refimpl.secagg.additive import simulation
+    from refimpl.sharing import kernels
+
+    upd = _leaves(6, [(300, 7), (7,)], 3)
+    if bad is not None:
+        upd["l0"][bad, 0, 0] = 400.0  # weighted, still beyond value_range: this client's (worker's or caller's) error surfaces
+    results = []
+    for parallel in (True, False):
+        monkeypatch.setattr(simulation, "PARALLEL_BYTES", 0 if parallel else 2**62)
+        previous = kernels.set_threads(3 if parallel else 1)
+        try:
+            agg = make_secure_aggregator("additive", servers=2, dropout=0.3, key=b"p" * 16)
+            try:
+                results.append([agg(upd, np.arange(1.0, 7.0)) for _ in range(2)])
+            except OutOfRangeError as err:
+                results.append(str(err))
+        finally:
+            kernels.set_threads(previous)
+    if bad is None:
+        assert isinstance(results[0], list) and isinstance(results[1], list)
+        for a, b in zip(*results):
+            for name in a:
+                np.testing.assert_array_equal(a[name], b[name])
+    else:
+        assert isinstance(results[0], str) and results[0] == results[1] and "outside" in results[0]

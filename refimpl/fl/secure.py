@@ -246,6 +246,11 @@ class SecureAggregator:
         drops = self._dropouts(m, r)
         try:
             decoded, survivors, ledger = self._run_protocol(updates, codec, r, keys, drops)
+        except OutOfRangeError:
+            # a client's update failed its range check: the unfused round checks every update for NaN and
+            # infinity before anything else, so that error (naming the first such client) comes first
+            _check_finite(updates.rows, r)
+            raise
         except ThresholdError:
             self.history.append(RoundReport(r, m, 0, 0.0, 0.0, True, t))
             return {k: np.zeros(s, np.float32) for k, s in zip(names, shapes)}
@@ -400,12 +405,13 @@ class SecureAggregator:
 
 class _PendingUpdates(Mapping[int, ScaledPieces]):
     """``{client id (1-based): that client's update as ScaledPieces}``, read from the leaves only when first asked
-    for -- the wait for an asynchronously computed (JAX) update -- and checked once: each client's minimum and
-    maximum over its leaves (the range check the fused encoding needs; NaN or infinity raise here, as unfused)."""
+    for -- the wait for an asynchronously computed (JAX) update. Each client range-checks its own update as its
+    fused pass goes (NaN and infinity fail it too)."""
 
     def __init__(self, leaves: list[Any], factors: np.ndarray, out: np.ndarray, r: int) -> None:
         self._leaves, self._factors, self._out, self._round = leaves, factors, out, r
         self._items: dict[int, ScaledPieces] | None = None
+        self.rows: list[np.ndarray] = []  # the leaves as (m, d_j) host arrays, once read
 
     def __len__(self) -> int:
         return len(self._factors)
@@ -420,12 +426,8 @@ class _PendingUpdates(Mapping[int, ScaledPieces]):
 
     def _load(self) -> dict[int, ScaledPieces]:
         m = len(self._factors)
-        rows = [a for a in (np.asarray(x).reshape(m, -1) for x in self._leaves) if a.shape[1]]
-        lo = np.min(np.stack([np.minimum.reduce(a, axis=1) for a in rows]), axis=0)  # NaN propagates
-        hi = np.max(np.stack([np.maximum.reduce(a, axis=1) for a in rows]), axis=0)
-        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-            _check_finite(rows, self._round)  # raises, naming the first client
-        return {i + 1: ScaledPieces(tuple(a[i] for a in rows), float(self._factors[i]), (lo[i], hi[i]), self._out[i])
+        self.rows = [a for a in (np.asarray(x).reshape(m, -1) for x in self._leaves) if a.shape[1]]
+        return {i + 1: ScaledPieces(tuple(a[i] for a in self.rows), float(self._factors[i]), out=self._out[i])
                 for i in range(m)}
 
 

@@ -112,9 +112,17 @@ class ScaledPieces(NamedTuple):
         return sum(int(np.size(p)) for p in self.pieces)
 
     def encoded(self) -> np.ndarray:
-        """The unfused definition: ``rint(concat(pieces) * factor)`` computed in float64, as int64."""
+        """The unfused definition: ``rint(concat(pieces) * factor)`` computed in float64, as int64.
+
+        Raises:
+            OutOfRangeError: a piece holds NaN or infinity (it has no encoding).
+        """
         u = np.concatenate([np.asarray(p).reshape(-1) for p in self.pieces]) if self.pieces else np.zeros(0)
-        return np.rint(np.multiply(u, np.float64(self.factor), dtype=np.float64)).astype(np.int64)
+        t = np.multiply(u, np.float64(self.factor), dtype=np.float64)
+        if not np.isfinite(t).all():
+            raise OutOfRangeError(f"a contribution holds {u[~np.isfinite(t)][0]!r} (times {self.factor!r}): not "
+                                  "finite, no fixed-point encoding")
+        return np.rint(t).astype(np.int64)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,19 +271,21 @@ class Codec:
         if out is not None and not (type(out) is np.ndarray and out.dtype == words and out.shape == (self.length,)
                                     and out.flags.c_contiguous and out.flags.writeable):
             return None
+        bound = self.per_client_bound
+        pieces = [np.asarray(p) for p in x.pieces]
+        out = np.empty(self.length, words) if out is None else out
+        if x.bounds is None and bound < fused.MAGIC_LIMIT:  # checked as the fused pass goes
+            return out if fused.encode_mask(pieces, float(x.factor), out, keys, prg, bound=bound) else None
         if x.bounds is not None:
             lo, hi = x.bounds
         else:
-            flat = [np.asarray(p).reshape(-1) for p in x.pieces if np.size(p)]
+            flat = [p.reshape(-1) for p in pieces if p.size]
             lo = np.array([np.minimum.reduce(p) for p in flat]).min()  # NaN propagates (Python's min would drop it)
             hi = np.array([np.maximum.reduce(p) for p in flat]).max()
         low, high = fused.scaled_bounds(lo, hi, x.factor)
-        bound = self.per_client_bound
         if not (-bound <= low and high <= bound):  # NaN fails too
             return None
-        out = np.empty(self.length, words) if out is None else out
-        fused.encode_mask([np.asarray(p) for p in x.pieces], float(x.factor), out, keys, prg,
-                          limit=max(abs(low), abs(high)))
+        fused.encode_mask(pieces, float(x.factor), out, keys, prg, limit=max(abs(low), abs(high)))
         return out
 
     def decode_sum(self, total: np.ndarray) -> np.ndarray:

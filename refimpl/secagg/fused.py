@@ -23,14 +23,20 @@ Example:
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
 from refimpl.prg import encryptor, write_keystream
+from refimpl.sharing.kernels import threads
 
-__all__ = ["CHUNK", "MAGIC_LIMIT", "encode_mask", "fold_arrays", "native", "scaled_bounds"]
+__all__ = ["CHUNK", "MAGIC_LIMIT", "PARALLEL_BYTES", "encode_mask", "executor", "fold_arrays", "native",
+           "scaled_bounds"]
 
 CHUNK = 1 << 16
 """Elements per chunk: 512 KiB of int64, so a chunk's float, integer and keystream words stay in cache together."""
@@ -38,6 +44,10 @@ CHUNK = 1 << 16
 MAGIC_LIMIT = 2**51
 """Below this magnitude ``rint(t)`` is read off the bits of ``t + 1.5 * 2^52`` (one addition instead of ``rint``
 and a float-to-int conversion; the same integer, ties to even, since ``1.5 * 2^52`` is even)."""
+
+PARALLEL_BYTES = 1 << 22
+"""Below this many bytes of shares per round the clients of an in-process round are computed one after the other
+(handing a client to a thread costs tens of microseconds on an idle machine, milliseconds on a loaded one)."""
 
 _MAGIC = 1.5 * 2.0**52
 _MAGIC_BITS = np.float64(_MAGIC).view(np.uint64)
@@ -58,12 +68,14 @@ def scaled_bounds(lo: float, hi: float, factor: float) -> tuple[float, float]:
 
 
 def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, keys: Sequence[bytes], prg: str,
-                *, limit: float = MAGIC_LIMIT) -> None:
+                *, limit: float = MAGIC_LIMIT, bound: int | None = None) -> bool:
     """``out[...] = rint(concat(pieces) * factor)`` as ring elements, minus the keystream of every key (wrap-around).
 
-    The caller has checked the range (:func:`scaled_bounds`): every encoded integer lies in ``[-limit, limit]``
-    (``limit <= 2^63``); below :data:`MAGIC_LIMIT` the rounding uses the magic-number addition, otherwise ``rint``
-    and a conversion.
+    Either the caller has checked the range (:func:`scaled_bounds`): every encoded integer lies in ``[-limit,
+    limit]`` (``limit <= 2^63``); below :data:`MAGIC_LIMIT` the rounding uses the magic-number addition, otherwise
+    ``rint`` and a conversion. Or it gives ``bound`` (< :data:`MAGIC_LIMIT`): the pass then takes each chunk's
+    minimum and maximum while the chunk is in cache (no separate pass over the pieces) and returns False -- ``out``
+    then holds garbage -- when an encoded integer falls outside ``[-bound, bound]`` or a value is NaN.
 
     Args:
         pieces: 1-D float arrays (float32 / float64); their lengths add up to ``out.size``.
@@ -72,6 +84,10 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
         keys: the stream keys whose keystreams (offset 0, default nonce) are subtracted.
         prg: their cipher.
         limit: a bound on the encoded integers' magnitude the caller guarantees.
+        bound: check the range as the pass goes (see above).
+
+    Returns:
+        True, or False when ``bound`` is given and the range check failed.
     """
     flat = out.reshape(-1)
     if sum(int(p.size) for p in pieces) != flat.size:
@@ -85,8 +101,14 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
     stream = room[: n * words].view(flat.dtype)
     encs = [encryptor(k, prg, bytes(16), 0) for k in keys]
     f = np.float64(factor)
+    if bound is not None:
+        if not 0 <= bound < MAGIC_LIMIT:
+            raise ValueError(f"bound must lie in [0, 2^51), got {bound}")
+        limit = bound
     magic = limit < MAGIC_LIMIT
     wide = flat.dtype == np.uint64
+    lows: list[Any] = []
+    highs: list[Any] = []
     pos = 0
     for piece in pieces:
         src = piece.reshape(-1)
@@ -95,7 +117,11 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
             size = hi - lo
             tt, part = t[:size], flat[pos : pos + size]
             enc: np.ndarray
-            np.multiply(src[lo:hi], f, out=tt, dtype=np.float64, casting="unsafe")
+            if bound is not None:  # the chunk's extremes, read while it comes into cache
+                lows.append(np.minimum.reduce(src[lo:hi]))
+                highs.append(np.maximum.reduce(src[lo:hi]))
+            tt[...] = src[lo:hi]  # exact (float32 -> float64); then the product, as multiply(dtype=float64) makes it
+            np.multiply(tt, f, out=tt)
             if magic:
                 np.add(tt, _MAGIC, out=tt)
                 enc = tt.view(np.uint64)  # the integer + MAGIC's bits, mod 2^64
@@ -118,6 +144,10 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
                 else:
                     np.subtract(part, mask, out=part)
             pos += size
+    if bound is None or not lows:
+        return True
+    low, high = scaled_bounds(np.array(lows).min(), np.array(highs).max(), factor)  # NaN propagates to both
+    return -bound <= low and high <= bound
 
 
 def _store(enc: np.ndarray, part: np.ndarray, magic: bool, wide: bool) -> None:
@@ -128,6 +158,33 @@ def _store(enc: np.ndarray, part: np.ndarray, magic: bool, wide: bool) -> None:
         np.copyto(part, enc.view(np.int64), casting="unsafe")
     if magic:
         np.subtract(part, _MAGIC_BITS.astype(part.dtype), out=part)
+
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_workers = 0
+
+
+def executor() -> tuple[ThreadPoolExecutor | None, int]:
+    """The pool that computes in-process clients side by side and its number of workers: ``threads() - 1`` (the
+    calling thread is the last), or ``(None, 0)`` where :func:`refimpl.sharing.kernels.threads` is 1. Kept."""
+    global _pool, _workers
+    workers = threads() - 1
+    if workers < 1:
+        return None, 0
+    with _lock:
+        if _pool is None or _workers != workers:
+            _pool, _workers = ThreadPoolExecutor(workers, thread_name_prefix="refimpl-secagg"), workers
+        return _pool, workers
+
+
+def _forget_pool() -> None:  # a forked child inherits the pool object but not its threads
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def fold_arrays(acc: np.ndarray, arrays: Sequence[np.ndarray], *, first: bool = False) -> None:

@@ -48,6 +48,7 @@ class AdditiveClient:
             raise ProtocolError(f"round numbers must increase: client {self.id} was in round {self.round}, asked "
                                 f"to begin round {round_} (its round key would pad a second secret)")
         self.round, self._sent, self._keys_sent = int(round_), False, False
+        self._party: list[bytes] | None = None  # this round's stream keys, once derived
 
     def _check_open(self) -> None:
         if self.round is None:
@@ -59,6 +60,13 @@ class AdditiveClient:
     def _round_key(self) -> bytes:
         return derive_key(self._key, "secagg/additive", self.round, self.id)  # type: ignore[arg-type]
 
+    def _party_keys(self) -> list[bytes]:
+        """The S - 1 stream keys of this round's sharing (derived from the round key, as share_compressed does)."""
+        if self._party is None:
+            cfg = self.config
+            self._party = party_keys(self._round_key(), cfg.servers, cfg.prg)
+        return self._party
+
     def share_keys(self) -> list[ShareMessage]:
         """Stage ShareUpload, first part: the S - 1 stream-key messages, one per aggregator that expands its share
         itself (the same keys :meth:`contribute` uses; they carry nothing about the update).
@@ -69,15 +77,15 @@ class AdditiveClient:
         self._check_open()
         if self._keys_sent:
             raise ProtocolError(f"client {self.id} already sent its share keys for round {self.round}")
-        msgs = self._key_messages(self._round_key())
+        msgs = self._key_messages()
         self._keys_sent = True
         return msgs
 
-    def _key_messages(self, round_key: bytes) -> list[ShareMessage]:
+    def _key_messages(self) -> list[ShareMessage]:
         cfg, round_ = self.config, self.round
         assert round_ is not None
         return [ShareMessage(round_, self.id, server_of(self.id, p, cfg.servers), cfg.ring, k, cfg.prg)
-                for p, k in enumerate(party_keys(round_key, cfg.servers, cfg.prg), start=1)]
+                for p, k in enumerate(self._party_keys(), start=1)]
 
     def contribute(self, values: ArrayLike | None = None, *, encoded: ArrayLike | ScaledPieces | None = None
                    ) -> list[ShareMessage]:
@@ -97,18 +105,18 @@ class AdditiveClient:
         assert round_ is not None
         if (values is None) == (encoded is None):
             raise TypeError("give exactly one of values and encoded")
-        codec, round_key = cfg.codec, self._round_key()
+        codec = cfg.codec
         first: np.ndarray | None = None
         if isinstance(encoded, ScaledPieces):  # encode, check and mask in one fused pass where it applies
-            first = codec.mask_scaled(encoded, party_keys(round_key, cfg.servers, cfg.prg), cfg.prg)
+            first = codec.mask_scaled(encoded, self._party_keys(), cfg.prg)
             if first is None:
                 encoded = encoded.encoded()  # the unfused definition (and its errors)
         if first is None:
             x = codec.check_encoded(encoded) if encoded is not None else codec.encode(values)  # type: ignore[arg-type]
             # x is a new array (check_encoded / encode return fresh ring elements): shared in place, no copy
-            first = share_compressed_owned(x, cfg.servers, cfg.ring, round_key, cfg.prg).first
+            first = share_compressed_owned(x, cfg.servers, cfg.ring, self._round_key(), cfg.prg).first
         self._sent = True
         msgs = [ShareMessage(round_, self.id, server_of(self.id, 0, cfg.servers), cfg.ring, first, cfg.prg)]
         if not self._keys_sent:
-            msgs += self._key_messages(round_key)
+            msgs += self._key_messages()
         return msgs

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
+from concurrent.futures import Future, wait
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -16,6 +17,7 @@ from refimpl.secagg.additive.client import AdditiveClient
 from refimpl.secagg.additive.config import AdditiveConfig, ShareMessage
 from refimpl.secagg.additive.server import AdditiveServer, agree, combine_partial_sums
 from refimpl.secagg.codec import HEADER_BYTES, check_distinct_keys
+from refimpl.secagg.fused import PARALLEL_BYTES, executor
 
 __all__ = ["AdditiveResult", "run_additive_round"]
 
@@ -86,9 +88,23 @@ def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, Array
             client = clients[cid] = AdditiveClient(config, cid, key=None if keys is None else keys[cid])
             client.begin_round(round_)
             deliver(cid, client.share_keys())
-        for cid, client in clients.items():  # then each update (contributions may produce it only now)
-            values = contributions[cid]
-            deliver(cid, client.contribute(encoded=values) if encoded else client.contribute(values))
+        # then each update (contributions may produce it only now); on several cores the clients compute side by
+        # side -- each its own share into its own array -- and the uploads are delivered in order, in this thread
+        pool, workers = executor() if config.encoded_nbytes * len(clients) >= PARALLEL_BYTES else (None, 0)
+        order, step, ahead = list(clients), workers + 1, 0
+        pending: dict[int, Future[list[ShareMessage]]] = {}
+        try:
+            for pos, cid in enumerate(order):
+                while pool is not None and ahead < min(len(order), pos + step):  # keep the workers busy
+                    if ahead % step:  # every step-th client is computed here, the others by the workers
+                        nxt = order[ahead]
+                        pending[nxt] = pool.submit(_contribute, clients[nxt], contributions[nxt], encoded)
+                    ahead += 1
+                msgs = pending.pop(cid).result() if cid in pending else \
+                    _contribute(clients[cid], contributions[cid], encoded)
+                deliver(cid, msgs)
+        finally:
+            wait(list(pending.values()))  # never return (or raise) while a worker still writes a share
     reports = [srv.finish_stage() for srv in servers]
     with ledger.round():
         for srv, rep in zip(servers, reports):  # every aggregator sends its report to the others
@@ -104,3 +120,7 @@ def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, Array
                           p.total.size * config.ring.element_bytes + HEADER_BYTES, round=round_)
     ring_total = combine_partial_sums(config, partials)
     return AdditiveResult(config.codec.decode_sum(ring_total), ring_total, agreed, ledger, rejected)
+
+
+def _contribute(client: AdditiveClient, values: Any, encoded: bool) -> list[ShareMessage]:
+    return client.contribute(encoded=values) if encoded else client.contribute(values)
