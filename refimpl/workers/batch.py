@@ -118,6 +118,7 @@ class Outbox:
         self._items: list[tuple[str, Buffer, concurrent.futures.Future[Any] | None]] = []
         self._lock = threading.RLock()  # re-entrant: a finalizer may run while it is held and post a delete
         self.dirty = False  # something was put since the last drain()
+        self._inflight: set[concurrent.futures.Future[Any]] = set()  # replies not yet in
 
     def put(self, kind: str, raw: Buffer, *, reply: bool = True) -> concurrent.futures.Future[Any] | None:
         """Queue a message; the future holds its reply bytes (None: acknowledged only), or None with
@@ -127,6 +128,10 @@ class Outbox:
             self._items.append((kind, raw, fut))
             first = len(self._items) == 1
             self.dirty = True
+            if fut is not None:
+                self._inflight.add(fut)
+        if fut is not None:
+            fut.add_done_callback(self._inflight.discard)
         if first:
             transport.event_loop().call_soon_threadsafe(self._flush)
         return fut
@@ -137,6 +142,13 @@ class Outbox:
         if self.dirty:
             self.dirty = False
             transport.run_sync(_started())
+
+    def wait_idle(self) -> None:
+        """Return once every message put so far that expects a reply has its reply (or failed)."""
+        with self._lock:
+            waiting = list(self._inflight)
+        if waiting:
+            concurrent.futures.wait(waiting)
 
     def _flush(self) -> None:
         """On the network thread: send what has gathered (in order, before any request started after it)."""

@@ -165,6 +165,10 @@ class Reply:
         return value
 
 
+def _size(parts: list[Any]) -> int:
+    return sum(memoryview(p).nbytes for p in parts)
+
+
 def _failure(reply: Reply) -> BaseException | None:
     """Wait for one reply; its failure as an exception (None when it succeeded)."""
     try:
@@ -237,6 +241,9 @@ class RemoteWorker(VirtualWorker):
         """Carry a message given as buffers (views of the arrays sent); a request answered before this returns
         streams them as they are (no copy of the message), one sent without waiting is joined first."""
         pending = self.ledger.pending_pushes() if kind in PUSH_KINDS else None  # type: ignore[attr-defined]
+        if pending is not None and _size(parts) >= BULK_MIN:  # a large push: the bulk channel, after the rest
+            pending.append(self._send_now(parts, sender, kind))
+            return None
         if kind == "delete" or pending is not None:
             return self.receive(b"".join(parts), sender, kind)
         return self._call(kind, parts)  # type: ignore[return-value]  # decoding may keep views of the buffer
@@ -256,8 +263,7 @@ class RemoteWorker(VirtualWorker):
     def _call(self, kind: str, payload: Any) -> bytearray | None:
         """A request answered before this returns; then the messages sent earlier without waiting are settled
         (the first failure among them is raised: it explains this request's failure, if any)."""
-        if self.outbox.dirty and sum(memoryview(p).nbytes for p in (payload if isinstance(payload, list)
-                                                                     else [payload])) >= BULK_MIN:
+        if self.outbox.dirty and _size(payload if isinstance(payload, list) else [payload]) >= BULK_MIN:
             self.outbox.drain()  # a large request may take the bulk channel: after what was sent without waiting
         try:
             reply = self.link.call(kind, payload)
@@ -279,10 +285,29 @@ class RemoteWorker(VirtualWorker):
         fut.add_done_callback(done)
         return Reply(fut, sender)
 
+    def _send_now(self, parts: list[bytes | memoryview], sender: VirtualWorker, kind: str) -> Reply:
+        """A large message sent now, as a request answered before this returns (the transport's bulk channel takes
+        it when the connection has nothing else in flight: what was sent without waiting is answered first)."""
+        self.outbox.wait_idle()
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            raw = self.link.call(kind, parts)  # type: ignore[arg-type]
+        except BaseException as e:  # noqa: BLE001 - reported like any failure sent without waiting
+            fut.set_exception(e)
+        else:
+            if raw is not None:
+                self.ledger.record(self.name, sender.name, "reply", len(raw))
+            fut.set_result(raw)
+        return Reply(fut, sender)
+
     def start_parts(self, parts: list[bytes | memoryview], sender: VirtualWorker, kind: str) -> Reply:
-        """Send a message without waiting (:meth:`VirtualWorker.post`); its reply is settled later. The message is
-        copied first (the caller may reuse its arrays at once)."""
-        reply = self._start(b"".join(parts), sender, kind)
+        """Send a message without waiting (:meth:`VirtualWorker.post`); its reply is settled later. A small message
+        is copied first (the caller may reuse its arrays at once); a large one is sent before this returns
+        (:meth:`_send_now`)."""
+        if _size(parts) >= BULK_MIN:
+            reply = self._send_now(parts, sender, kind)
+        else:
+            reply = self._start(b"".join(parts), sender, kind)
         self.ledger.outstanding(reply)  # type: ignore[attr-defined]
         return reply
 
