@@ -177,17 +177,22 @@ def throughput(tls: Path, workers: dict, nbytes: int, repeats: int) -> dict:
 
 def big_send(workers: dict, nbytes: int) -> dict:
     arr = np.ones(nbytes, dtype=np.uint8)
-    t0 = time.perf_counter()
-    ptr = send(arr, workers["alice"])
-    t = time.perf_counter() - t0
-    ok = len(workers["alice"].objects) >= 1
+    sends = []
+    for _ in range(2):  # the first into fresh memory of the worker's process (the kernel's huge pages), then again
+        t0 = time.perf_counter()
+        ptr = send(arr, workers["alice"])
+        sends.append(time.perf_counter() - t0)
+        ok = len(workers["alice"].objects) >= 1
+        if len(sends) == 1:
+            del ptr
+    t = sends[0]
     t0 = time.perf_counter()
     back = ptr.get()  # the reply travels over the WebSocket (a reply to a small request)
     t_get = time.perf_counter() - t0
     ok = ok and back.shape == arr.shape and bool(back[:: 1 << 20].all())
     del ptr, back
-    return {"bytes": nbytes, "send_s": t, "MBps": nbytes / t / 1e6, "get_s": t_get, "get_MBps": nbytes / t_get / 1e6,
-            "completed": ok}
+    return {"bytes": nbytes, "send_s": t, "MBps": nbytes / t / 1e6, "send_again_s": sends[1],
+            "get_s": t_get, "get_MBps": nbytes / t_get / 1e6, "completed": ok}
 
 
 def latency(tls: Path, workers: dict, repeats: int) -> dict:

@@ -121,7 +121,7 @@ class BulkListener:
         self.name, self.handler, self.ssl, self.boot = name, handler, ssl_context, boot
         self.max_message, self.stall, self.reject = max_message, stall, reject
         self.max_connections = max_connections
-        self.sock = socket.create_server((host, port))
+        self.sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.settimeout(0.25)
         self.port: int = self.sock.getsockname()[1]
         self.closed = False
