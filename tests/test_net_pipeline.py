@@ -189,3 +189,27 @@ def test_messages_sent_without_waiting_travel_in_batches_and_are_counted_one_by_
     finally:
         jake.clear_objects()
         jake.close()
+
+
+def test_a_failed_push_of_an_opening_is_reported_by_the_next_command_at_its_sender(procs, tls):
+    """mask_push replies before john acknowledged the piece; john refuses it (the id is taken), and jake reports
+    that with its next command from the same coordinator."""
+    s = Session()
+    jake = connect(procs["jake"].url, name="jake", tls_dir=tls, session=s)
+    john = connect(procs["john"].url, name="john", tls_dir=tls, session=s)
+    try:
+        taken = send(np.array([9]), john)
+        x, m = send(np.array([5, 6]), jake), send(np.array([1, 1]), jake)
+        own = s.new_id()
+        s.me.post(jake, "command", {"op": "exec", "fn": "mask_push", "args": [], "kw": {
+            "xs": [{"ref": x.id}], "masks": [{"ref": m.id}], "sign": -1, "party": 0, "modulus": 2**64,
+            "peers": ["john"], "ids": [taken.id], "own": own}})
+        with pytest.raises(PointerError, match=f"at 'jake': a push of an earlier instruction failed: .*object id "
+                                               f"{taken.id} is already in use at 'john'"):
+            x.copy()
+        assert taken.get().tolist() == [9]  # never overwritten
+        assert x.get().tolist() == [5, 6]  # reported once; jake keeps serving
+    finally:
+        for w in (jake, john):
+            w.clear_objects()
+            w.close()

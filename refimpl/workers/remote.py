@@ -90,22 +90,26 @@ class Session(Ledger):
                 yield
         finally:
             pending, local.pending = local.pending, None
-            if getattr(local, "pipelined", False):
+            into = getattr(local, "pipelined", False)
+            if isinstance(into, list):
+                into.extend(pending)
+            elif into:
                 with self._lock:
                     self._outstanding.extend(pending)
             else:
-                errors = [e for e in (_failure(r) for r in pending) if e is not None]
+                errors = [e for e in (failure(r) for r in pending) if e is not None]
                 if errors and sys.exc_info()[0] is None:
                     raise errors[0]
 
     @contextlib.contextmanager
-    def pipelined(self) -> Iterator[None]:
+    def pipelined(self, into: list[Reply] | None = None) -> Iterator[None]:
         """Messages sent by this thread in the block do not wait for their acknowledgements (a shared-tensor
         operation's instructions: the workers wait for the objects their peers push, ``await`` ids); any failure
-        among them is raised by the session's next synchronous request (:meth:`settle`)."""
+        among them is raised by the session's next synchronous request (:meth:`settle`), or, with ``into``, the
+        replies of its rounds' pushes are appended there for the caller to settle."""
         local = self._local
         outer = getattr(local, "pipelined", False)
-        local.pipelined = True
+        local.pipelined = True if into is None else into
         try:
             yield
         finally:
@@ -128,7 +132,7 @@ class Session(Ledger):
                 return
             replies, self._outstanding = self._outstanding, []
         for r in replies:
-            err = _failure(r)
+            err = failure(r)
             if err is not None:
                 raise err
 
@@ -152,6 +156,10 @@ class Reply:
         self._future, self._sender = future, sender
         self._state: tuple[bool, Any] | None = None
 
+    def done(self) -> bool:
+        """Whether the reply is in (``result()`` would not wait)."""
+        return self._state is not None or self._future.done()
+
     def result(self) -> Any:
         if self._state is None:
             try:
@@ -169,7 +177,7 @@ def _size(parts: list[Any]) -> int:
     return sum(memoryview(p).nbytes for p in parts)
 
 
-def _failure(reply: Reply) -> BaseException | None:
+def failure(reply: Reply) -> BaseException | None:
     """Wait for one reply; its failure as an exception (None when it succeeded)."""
     try:
         reply.result()

@@ -35,7 +35,7 @@ import numpy as np
 from refimpl.errors import ConfigurationError, PointerError, ProtocolError, RefimplError
 from refimpl.net import transport, wire
 from refimpl.workers import batch
-from refimpl.workers.remote import RemoteWorker, Session
+from refimpl.workers.remote import RemoteWorker, Reply, Session, failure
 from refimpl.workers.worker import Pointer, VirtualWorker
 
 __all__ = ["ServedWorker", "WorkerServer", "main", "parse_address"]
@@ -57,6 +57,8 @@ class ServedWorker(VirtualWorker):
         self._local = threading.local()
         self._arrived = threading.Condition()  # notified when a store lands (an instruction may be waiting)
         self._pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix=f"refimpl-{name}-batch")
+        self._later: dict[str, list[Reply]] = {}  # per peer: pushes of its instructions not yet acknowledged
+        self._later_lock = threading.Lock()
 
     def _peer(self, name: str) -> VirtualWorker:
         """The worker ``name``: a peer's connection is made once and reused (a fresh one when the peer's address
@@ -104,7 +106,32 @@ class ServedWorker(VirtualWorker):
             with self._arrived:
                 self._arrived.notify_all()
             return out
+        if isinstance(msg, dict) and msg.get("op") in COMMANDS:
+            err = self._settle_later(sender.name)
+            if err is not None:
+                kind = type(err).__name__ if isinstance(err, RefimplError) else "WorkerUnavailable"
+                return {"error": f"at {self.name!r}: a push of an earlier instruction failed: {err}", "type": kind}
+            if msg.get("op") == "exec" and msg.get("fn") in LATER_OPS:
+                later: list[Reply] = []
+                with self.ledger.pipelined(into=later):  # type: ignore[attr-defined]
+                    out = super()._handle(msg, sender)
+                with self._later_lock:
+                    self._later.setdefault(sender.name, []).extend(later)
+                return out
         return super()._handle(msg, sender)
+
+    def _settle_later(self, peer: str) -> BaseException | None:
+        """Wait for the pushes of ``peer``'s earlier instructions; the first failure (the rest are dropped)."""
+        with self._later_lock:
+            replies = self._later.pop(peer, [])
+        for r in replies:
+            err = failure(r)
+            if err is not None:
+                return err
+        return None
+
+    def _later_pending(self, peer: str) -> bool:
+        return any(not r.done() for r in self._later.get(peer, ()))
 
     def wait_for(self, ids: list[int]) -> None:
         """Wait (up to the deadline) until objects its peers push for an instruction are here: the coordinator
@@ -166,6 +193,8 @@ class ServedWorker(VirtualWorker):
         if not isinstance(msg, dict):
             return transport.DEFER
         op = msg.get("op")
+        if self._later_pending(peer):  # the answer waits for earlier pushes: not on this thread
+            return transport.DEFER
         target = self._objects.get(msg["id"]) if op == "get" and isinstance(msg.get("id"), int) else None
         quick = isinstance(target, np.ndarray) or (op == "exec" and msg.get("fn") in PURE_OPS
                                                    and msg.get("out") is not None
@@ -223,6 +252,14 @@ class ServedWorker(VirtualWorker):
 
 STORE_KINDS = frozenset({"store", "share", "dealer", "open", "delete"})
 """Message kinds that only store or delete objects: handled on the network thread (they never wait on a peer)."""
+
+COMMANDS = frozenset({"get", "move", "copy", "remote_get", "exec"})
+"""Messages that compute or answer: they run after the pushes of the same peer's earlier instructions landed."""
+
+LATER_OPS = frozenset({"deal", "mask_push", "div_push", "prog_push"})
+"""Instructions whose pushes the receivers always await (``await`` ids): their acknowledgements are waited for
+before the next command from the same peer, not before the instruction's own reply (one round trip less on the
+critical path); a failed push is reported as that next command's error."""
 
 PURE_OPS = frozenset({"add", "sub", "mul", "matmul", "ring_binary", "ring_public", "beaver_finish", "trunc_finish"})
 """Instructions that compute on stored objects without talking to any peer (safe on the network thread)."""
