@@ -286,6 +286,47 @@ def test_a_peer_that_stops_reading_is_reported_after_the_stall_timeout(jake, tls
         t.join(5)
 
 
+def test_an_unreachable_bulk_port_falls_back_to_the_websocket(jake, tls, caplog):
+    jake._bulk.max_connections = 0  # the listener closes every new bulk connection at once
+    link = _link(jake, tls)
+    try:
+        with caplog.at_level(logging.WARNING, logger="refimpl.net"):
+            payload = os.urandom(BULK_MIN)
+            assert bytes(link.call("echo", payload)) == payload and "bulk" not in _last_thread("echo")
+        assert "no bulk connection to 'jake'" in caplog.text and link._bulk_port is None
+    finally:
+        jake._bulk.max_connections = 256
+        link.close()
+
+
+def test_a_bulk_port_presenting_another_partys_certificate_is_refused(jake, tls):
+    srv = socket.create_server(("127.0.0.1", 0))
+    ctx = certs.server_context(tls, "mallory")
+    held: list[socket.socket] = []
+
+    def impostor():
+        conn, _ = srv.accept()
+        try:
+            held.append(ctx.wrap_socket(conn, server_side=True))
+        except OSError:
+            conn.close()
+
+    t = threading.Thread(target=impostor, daemon=True)
+    t.start()
+    link = _link(jake, tls)
+    try:
+        link.call("ack", b"x")
+        link._bulk_port = srv.getsockname()[1]
+        with pytest.raises(WorkerUnavailable, match="party 'jake' .* bulk port's certificate names 'mallory'"):
+            link.call("ack", bytes(BULK_MIN))
+    finally:
+        link.close()
+        t.join(5)
+        for s in held:
+            s.close()
+        srv.close()
+
+
 def test_plaintext_bulk_on_loopback(tls):
     server = serve("jake", _handler, insecure_plaintext=True)
     try:

@@ -250,8 +250,10 @@ class BulkClient:
         """Connect, check the server's certificate names ``name``, and exchange ``HELLO``\\ s.
 
         Raises:
-            OSError: no TCP connection (the caller may fall back to the WebSocket).
-            Lost: anything after that (a wrong certificate, a refusal, a stall).
+            OSError: no connection, TLS failed, or it closed or stalled before answering: the caller may fall back
+                to the WebSocket, which is as secure (its server's identity is checked there).
+            Lost: a certificate naming another party, a refusal, a handshake that is not one.
+            ProtocolError, ValueError: a malformed answer.
         """
         raw = socket.create_connection((host, port), timeout=min(timeout, 5.0))  # a filtered port: fall back soon
         sock = raw
@@ -263,19 +265,19 @@ class BulkClient:
                 if seen != name:
                     raise Lost(f"its bulk port's certificate names {seen!r}, not {name!r}")
             _send(sock, HELLO, 0, "hello", [json.dumps({"party": me, "to": name, "version": 1}).encode()])
-            typ, _, _, data = _recv_message(sock, _HELLO_MAX, timeout, timeout)
+            try:
+                typ, _, _, data = _recv_message(sock, _HELLO_MAX, timeout, timeout)
+            except Lost as e:  # closed before answering (e.g. the server's connection limit)
+                raise ConnectionError(str(e)) from None
             if typ == FAIL:
                 raise Lost(f"it refused our bulk connection: {bytes(data).decode(errors='replace')}")
             info = json.loads(bytes(data)) if typ == HELLO else None
             if not isinstance(info, dict) or info.get("party") != name or not isinstance(info.get("boot"), str):
                 raise Lost(f"unexpected bulk handshake {info!r}")
             return cls(sock, info["boot"])
-        except Lost:
+        except BaseException:
             _close(sock)
             raise
-        except (OSError, ProtocolError, ValueError) as e:
-            _close(sock)
-            raise Lost(f"bulk handshake failed ({type(e).__name__}: {e})") from None
 
     def call(self, req: int, kind: str, parts: Sequence[bytes | bytearray | memoryview], *, deadline: float,
              stall: float, max_message: int, alive: Callable[[], str | None]

@@ -356,11 +356,11 @@ class Link:
                     self._bulk = bulk.BulkClient.open(host, self._bulk_port, self._ssl, me=self.me, name=self.name,
                                                       timeout=self.deadline)
                 except OSError as e:
-                    log.warning("%s: no bulk connection to %r on port %d (%s); large messages take the WebSocket",
-                                self.me, self.name, self._bulk_port, e)
+                    log.warning("%s: no bulk connection to %r on port %d (%s: %s); large messages take the "
+                                "WebSocket", self.me, self.name, self._bulk_port, type(e).__name__, e)
                     self._bulk_port = None
                     return _WEBSOCKET
-                except bulk.Lost as e:
+                except (bulk.Lost, ProtocolError, ValueError) as e:
                     raise self._unavailable(str(e)) from None
                 if self._bulk.boot != self.boot:
                     self._bulk.close()
