@@ -396,3 +396,12 @@ def test_a_frozen_worker_stops_a_bulk_transfer_within_the_stall_timeout(tls):
             assert time.perf_counter() - t0 < 20  # the 2 s stall / ping timeout, not the 60 s deadline
         finally:
             os.kill(bob.proc.pid, signal.SIGCONT)
+
+
+def test_a_worker_started_without_a_bulk_port_takes_large_messages_on_the_websocket(tls):
+    with Processes() as ps:
+        bob = ps.worker("bob", tls, "--bulk-port", "-1")
+        w = connect(bob.url, name="bob", tls_dir=tls, session=Session())
+        arr = np.arange(BULK_MIN, dtype=np.int32)
+        assert (send(arr, w).get() == arr).all()
+        assert w.link._bulk_port is None and w.link._bulk is None

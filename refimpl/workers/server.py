@@ -313,6 +313,9 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--deadline", type=float, default=60.0, help="seconds a peer has to start answering")
     p.add_argument("--ping-interval", type=float, default=5.0)
     p.add_argument("--ping-timeout", type=float, default=20.0)
+    p.add_argument("--bulk-port", type=int, default=0,
+                   help="port of the bulk channel for large messages, on the --listen address (default any free one, "
+                        "announced to connecting parties; -1: none, large messages take the WebSocket)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--instructions", action="append", default=[], metavar="MODULE",
                    help="import this refimpl module first, so the instructions it registers run here "
@@ -329,7 +332,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         server = WorkerServer(args.name, host, port, tls_dir=args.tls_dir, insecure_plaintext=args.insecure_plaintext,
                               peers=dict(args.peer), deadline=args.deadline, ping_interval=args.ping_interval,
-                              ping_timeout=args.ping_timeout)
+                              ping_timeout=args.ping_timeout, bulk_port=None if args.bulk_port < 0 else args.bulk_port)
     except (RefimplError, OSError) as e:
         print(f"refimpl worker: {e}", flush=True)
         return 2
