@@ -126,6 +126,27 @@ def test_the_answer_must_start_within_the_deadline(jake, tls):
         link.close()
 
 
+def test_waiting_for_an_answer_stops_when_the_partys_websocket_dies(jake, tls):
+    """While a bulk request waits for its answer, the party's liveness is its WebSocket (pings, a broken
+    connection): losing it ends the wait at once, not at the deadline."""
+    from refimpl.net import transport
+
+    link = _link(jake, tls, deadline=60)
+    try:
+        link.call("ack", b"x")
+
+        async def cut():
+            link._ws.transport.abort()  # as a dead party's connection, or expired pings, would end
+
+        threading.Timer(0.5, lambda: transport.run_sync(cut())).start()
+        t0 = time.perf_counter()
+        with pytest.raises(WorkerUnavailable, match="party 'jake' .* connection lost"):
+            link.call("sleep", b"5.0     " + bytes(BULK_MIN))
+        assert time.perf_counter() - t0 < 3  # long before the handler's 5 s or the 60 s deadline
+    finally:
+        link.close()
+
+
 def test_requests_in_flight_on_the_websocket_keep_their_order(jake, tls):
     link = _link(jake, tls)
     try:
