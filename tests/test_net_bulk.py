@@ -97,6 +97,8 @@ def test_large_requests_go_over_the_bulk_channel_and_arrive_whole(jake, tls, siz
         assert link.call("echo", b"small") == b"small" and "bulk" not in _last_thread("echo")
     finally:
         link.close()
+    with pytest.raises(WorkerUnavailable, match="closed its connection"):  # a closed link does not reconnect
+        link.call("echo", parts)
 
 
 def test_answers_failures_and_acks_come_back_as_on_the_websocket(jake, tls):

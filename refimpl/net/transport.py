@@ -171,6 +171,7 @@ class Link:
             self._ssl = certs.client_context(tls_dir, me)
         self.deadline, self.ping_interval, self.ping_timeout = float(deadline), ping_interval, ping_timeout
         self.max_message = max_message
+        self.bulk_min = bulk.BULK_MIN  # call(): requests of at least this many bytes take the bulk channel
         self.boot: str | None = None
         self.broken: str | None = None
         self.bytes_written = self.bytes_read = 0
@@ -326,12 +327,12 @@ class Link:
         pend.done.set_exception(self._unavailable(f"no answer within the {self.deadline:g} s deadline"))
 
     def call(self, kind: str, payload: Payload, *, notify: bool = False) -> bytearray | None:
-        """:meth:`request` from synchronous code; a request of at least :data:`~refimpl.net.bulk.BULK_MIN` bytes
-        goes over the party's bulk channel (:mod:`refimpl.net.bulk`) when it has one and it is free (the reply is
-        then a ``bytearray`` or, when large, a writable ``memoryview``)."""
+        """:meth:`request` from synchronous code; a request of at least ``bulk_min`` bytes (default
+        :data:`~refimpl.net.bulk.BULK_MIN`) goes over the party's bulk channel (:mod:`refimpl.net.bulk`) when it
+        has one and it is free (the reply is then a ``bytearray`` or, when large, a writable ``memoryview``)."""
         if not notify:
             parts = list(payload) if isinstance(payload, list) else [payload]
-            if sum(memoryview(p).nbytes for p in parts) >= bulk.BULK_MIN:
+            if sum(memoryview(p).nbytes for p in parts) >= self.bulk_min:
                 out = self._bulk_call(kind, parts)
                 if out is not _WEBSOCKET:
                     return out  # type: ignore[return-value]
@@ -339,8 +340,8 @@ class Link:
 
     def _bulk_call(self, kind: str, parts: list[Any]) -> Any:
         """One request over the bulk channel, or :data:`_WEBSOCKET` where it must take the WebSocket instead."""
-        if _loop is not None and threading.current_thread() is _loop.thread:
-            return _WEBSOCKET  # (run_sync refuses it with the usual error)
+        if self.broken or (_loop is not None and threading.current_thread() is _loop.thread):
+            return _WEBSOCKET  # (which fails as usual: a closed link, or a blocking call on the network thread)
         if self._ws is None:
             run_sync(self._connect())
         ws = self._ws
