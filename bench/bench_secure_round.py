@@ -144,9 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", type=int, default=5)
     p.add_argument("--rounds", type=int, default=8, help="timed rounds per run (after one compiling round)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for the sharing kernels and the in-process clients (default: the cores)")
     p.add_argument("--profile-calls", type=int, default=20, help="calls per variant in the stage profile (0: none)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/secure_round-<date>.json); '-'")
     args = p.parse_args(argv)
+    from refimpl.sharing import kernels
+
+    kernels.set_threads(args.threads)
     ds, note = _common.fedavg_dataset()
     fed = partition.federate(ds.x_train, ds.y_train, partition.iid(ds.y_train, 100, seed=0), pad_multiple=10)
     cdata = server.to_device(fed)
@@ -199,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "secure_round", "machine": info,
               "setting": {"data": note, "model": "2nn", "clients": 100, "fraction": 0.1, "local_epochs": 1,
                           "batch_size": 10, "client_lr": 0.1, "secure": "additive, 2 servers, fresh OS keys",
-                          "pairs": args.pairs, "rounds_per_run": args.rounds},
+                          "pairs": args.pairs, "rounds_per_run": args.rounds, "threads": kernels.threads()},
               "pairs": pairs, "pooled_median_s": pooled, "summary": summary, "stages_cpu_ms": stages}
     _common.write_result(result, args.out, "secure_round")
     return 0

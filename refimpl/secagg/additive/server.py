@@ -22,6 +22,7 @@ from refimpl.prg import Stream, key_length
 from refimpl.secagg.additive.config import STAGES, AdditiveConfig, PartialSum, ShareMessage, server_of
 from refimpl.secagg.codec import check_round
 from refimpl.sharing.additive import apply_keystreams
+from refimpl.sharing.kernels import fold_keystreams
 
 __all__ = ["AdditiveServer", "agree", "combine_partial_sums"]
 
@@ -33,10 +34,10 @@ class AdditiveServer:
     with the round's clients; :meth:`receive` each ShareUpload; :meth:`finish_stage` closes ShareUpload and returns
     the ReceivedReport (also :attr:`received`); :meth:`partial_sum` over the agreed set is the last stage.
 
-    Over Z_2^32 / Z_2^64 each accepted share is added to a running sum as it arrives (a stream key is expanded chunk
-    by chunk straight into it), so the work spreads over the upload stage -- keys sent ahead of the updates are
-    folded while the clients still train -- and the partial sum only takes out the shares of clients left out of
-    the agreed set (exact: the ring is a group).
+    Over Z_2^32 / Z_2^64 each accepted share array is added to a running sum as it arrives, and the stream keys are
+    expanded into it chunk by chunk (:meth:`fold_received`, all received keys in one pass), so the work spreads
+    over the upload stage -- keys sent ahead of the updates are folded while the clients still train -- and the
+    partial sum only takes out the shares of clients left out of the agreed set (exact: the ring is a group).
     """
 
     STAGES = STAGES
@@ -54,6 +55,7 @@ class AdditiveServer:
         self._spare: list[np.ndarray] = []  # the previous round's share copies, reused as this round's buffers
         # the running sum of this round's accepted shares (native rings), None before the first one
         self._acc: np.ndarray | None = None
+        self._keys: list[bytes] = []  # stream keys accepted but not yet folded into the running sum
         self._fold = config.ring.modulus in (2**32, 2**64) and sys.byteorder == "little"
 
     def __repr__(self) -> str:
@@ -76,7 +78,7 @@ class AdditiveServer:
         # the share arrays this aggregator copied last round (never handed out) hold this round's copies
         spare = [s for s in self._shares.values() if isinstance(s, np.ndarray)]
         self.round, self._roster, self._shares, self._spare = int(round_), roster, {}, spare
-        self._key_owner, self.stage, self._acc = {}, 0, None
+        self._key_owner, self.stage, self._acc, self._keys = {}, 0, None, []
 
     @property
     def received(self) -> frozenset[int]:
@@ -162,7 +164,23 @@ class AdditiveServer:
                                     f"round {self.round}: one key would pad two secrets; share rejected")
             self._key_owner[k] = msg.client
             self._shares[msg.client] = k
-            self._add(k, np.add)
+            if self._fold:
+                self._keys.append(k)  # expanded by fold_received: several keys in one pass over the sum
+
+    def fold_received(self) -> None:
+        """Expand the stream keys received so far into the running sum, all in one chunked pass (each chunk of the
+        sum stays in cache while every key's keystream is added). :meth:`receive` defers them to here; the
+        in-process round calls this once the keys are in, while the clients still train, and :meth:`partial_sum`
+        calls it anyway. Nothing to do for rings without native wrap-around."""
+        keys, self._keys = self._keys, []
+        if not keys:
+            return
+        cfg = self.config
+        if self._acc is None:  # the first keystream is written, not added
+            self._acc = np.empty(cfg.length, dtype=cfg.ring.dtype)
+            Stream(keys[0], cipher=cfg.prg).read_into(self._acc)
+            keys = keys[1:]
+        fold_keystreams(self._acc, [(k, np.add) for k in keys], cfg.prg)
 
     def _add(self, share: np.ndarray | bytes, op: np.ufunc) -> None:
         """Fold one accepted share into the running sum (``op``: np.add, or np.subtract to take it out again)."""
@@ -202,6 +220,7 @@ class AdditiveServer:
         self.stage = 2  # ShareUpload (if still open) and PartialSum end here
         cfg, ring = self.config, self.config.ring
         if self._fold:  # native wrap-around: the running sum, less the shares of clients left out
+            self.fold_received()
             for c in sorted(self.received - clients):
                 self._add(self._shares[c], np.subtract)
             total, self._acc = self._acc, None  # handed out: this server no longer writes to it

@@ -88,6 +88,8 @@ def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, Array
             client = clients[cid] = AdditiveClient(config, cid, key=None if keys is None else keys[cid])
             client.begin_round(round_)
             deliver(cid, client.share_keys())
+        for srv in servers:
+            srv.fold_received()  # the keys' keystreams, before any update is read
         # then each update (contributions may produce it only now); on several cores the clients compute side by
         # side -- each its own share into its own array -- and the uploads are delivered in order, in this thread
         pool, workers = executor() if config.encoded_nbytes * len(clients) >= PARALLEL_BYTES else (None, 0)
