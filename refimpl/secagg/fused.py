@@ -135,12 +135,16 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
                 write_keystream(e, view, 0, size * words)
                 mask = stream[:size]
                 if j == 0:
-                    if wide:
-                        np.subtract(enc.view(np.uint64), mask, out=part)
+                    if wide:  # combined in the cached scratch, so the share chunk is written once
+                        np.subtract(enc.view(np.uint64), mask, out=mask)
+                        if magic:
+                            np.subtract(mask, _MAGIC_BITS, out=part)
+                        else:
+                            np.copyto(part, mask)
                     else:
                         np.subtract(enc.view(np.int64), mask, out=part, casting="unsafe")  # mod 2^32
-                    if magic:
-                        np.subtract(part, _MAGIC_BITS.astype(flat.dtype), out=part)
+                        if magic:
+                            np.subtract(part, _MAGIC_BITS.astype(flat.dtype), out=part)
                 else:
                     np.subtract(part, mask, out=part)
             pos += size
