@@ -10,18 +10,23 @@ Measured in one run on 127.0.0.1 (a shared, noisy machine: only ratios from the 
   (CRC-32 included) and a fresh receive buffer's first fill, to say where a move's time goes; with ``--big``, a
   1 GiB ``send`` from this process (it must not time out) and a 1 GiB ``get`` back;
 * ``latency``     -- a small ``send`` + ``get`` round trip (2 requests) vs a raw WebSocket (TLS) echo of the same
-  number of messages (target <= 2x);
+  number of messages (target <= 2x): best-of and median ratios, and the CPU per ``send`` + ``get`` in the caller
+  and in the worker (``/proc``);
 * ``beaver``      -- a Beaver product of 1e6 elements shared among 2 worker processes + a crypto-provider process
   vs the same SharedTensor code on in-process VirtualWorkers (target <= 2x);
 * ``inference``   -- a 2-server encrypted inference batch (64 MNIST images x a 784x10 linear layer, weights and
   images secret-shared between 2 worker processes, Beaver matmul + truncation) vs in process (target <= 2x);
   ``mlp_inference`` the same for a 784-128-10 ReLU MLP (exact ReLU by the party-local comparison program);
+  each of these three also with the CPU seconds per call of every process (this one and the 3 workers, from
+  ``/proc``) against the in-process CPU: on a 2-core machine the networked wall time cannot drop below about half
+  the summed CPU; ``--runs N`` repeats the latency and versus sections N times (ratios and load under
+  ``repeat_runs``);
 * ``secagg``      -- a SecAgg+ round over the network (lead aggregator in this process, K clients as threads in a
   few client processes, d = 1e5 synthetic updates) vs the in-process simulation ``run_secagg_round``: round latency
   and bytes per client. Flower's deployment runtime was not re-measured here: issue 13 quotes 65.8 s per SecAgg+
   round (K = 10, d = 1e5, flwr 1.42) and 853 kB uploaded per client.
 
-Usage: ``python bench/bench_net.py [--quick] [--big] [--only SECTIONS] [--clients 10,50,100] [--out PATH]``
+Usage: ``python bench/bench_net.py [--quick] [--big] [--only SECTIONS] [--runs N] [--clients 10,50,100] [--out PATH]``
 (default ``bench/results/net-<UTC date>.json``; ``--only throughput,big`` runs those sections alone and writes
 ``net-<UTC date>-<sections>.json``).
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import sys
@@ -195,7 +201,7 @@ def big_send(workers: dict, nbytes: int) -> dict:
             "get_s": t_get, "get_MBps": nbytes / t_get / 1e6, "completed": ok}
 
 
-def latency(tls: Path, workers: dict, repeats: int) -> dict:
+def latency(tls: Path, workers: dict, repeats: int, jake_pid: int | None = None) -> dict:
 
     from websockets.asyncio.client import connect as ws_connect
 
@@ -222,11 +228,31 @@ def latency(tls: Path, workers: dict, repeats: int) -> dict:
             transport.run_sync(echo2())
 
         best, number = _common.measure({"send_get": rt, "ws_echo_x2": raw}, repeats)
+        samples: dict[str, list[float]] = {"send_get": [], "ws_echo_x2": []}
+        for _ in range(repeats):  # the same interleaved samples again, for the medians
+            for name, fn in (("send_get", rt), ("ws_echo_x2", raw)):
+                samples[name].append(_common.time_call(fn, number)[0])
+        c0, w0 = time.process_time(), _cpu_s(jake_pid)
+        for _ in range(500):
+            rt()
+        cpu_me, cpu_worker = (time.process_time() - c0) / 500, (_cpu_s(jake_pid) - w0) / 500
     finally:
         proc.kill()  # type: ignore[attr-defined]
     w = best["wall"]
+    med = {k: statistics.median(v) for k, v in samples.items()}
     return {"send_get_s": w["send_get"], "raw_ws_echo_x2_s": w["ws_echo_x2"],
-            "ratio": w["send_get"] / w["ws_echo_x2"], "target": "<= 2", "calls_per_sample": number}
+            "ratio": w["send_get"] / w["ws_echo_x2"], "ratio_of_medians": med["send_get"] / med["ws_echo_x2"],
+            "send_get_median_s": med["send_get"], "raw_ws_echo_x2_median_s": med["ws_echo_x2"],
+            "cpu_s_per_send_get": {"caller": cpu_me, "worker": cpu_worker},
+            "target": "<= 2", "calls_per_sample": number}
+
+
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc; 0 without a pid)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _beaver(ws, n: int):
@@ -242,7 +268,18 @@ def _inference(ws, images: np.ndarray, w: np.ndarray, b: np.ndarray):
     return (xsh @ wsh + b).get()
 
 
-def versus_in_process(workers: dict, repeats: int, n: int) -> dict:
+def _cpu_per_call(fn, pids: dict[str, int | None], calls: int) -> dict[str, float]:
+    """CPU seconds per call of ``fn`` in this process (``me``) and in each worker process (``pids``)."""
+    fn()
+    c0, w0 = time.process_time(), {k: _cpu_s(p) for k, p in pids.items()}
+    for _ in range(calls):
+        fn()
+    out = {"me": (time.process_time() - c0) / calls}
+    out.update({k: (_cpu_s(p) - w0[k]) / calls for k, p in pids.items()})
+    return out
+
+
+def versus_in_process(workers: dict, repeats: int, n: int, pids: dict[str, int | None] | None = None) -> dict:
     from refimpl import nn
     from refimpl.fl.data import load
 
@@ -262,16 +299,30 @@ def versus_in_process(workers: dict, repeats: int, n: int) -> dict:
                                "mlp_local": lambda: shared_mlp_logits(mlp, images, lw[:2], lw[2])}, repeats)
     w = best["wall"]
     err = np.abs(shared_mlp_logits(mlp, images, rw[:2], rw[2]) - nn.logits(mlp, images)).max()
+    # CPU per call summed over the 4 processes (this one and the 3 workers): with 2 cores, the networked wall
+    # time cannot drop below about half of it
+    pids = pids or {}
+    cpu = {"beaver": _cpu_per_call(lambda: _beaver(rw, n), pids, 3),
+           "inference": _cpu_per_call(lambda: _inference(rw, images, params["w0"], params["b0"]), pids, 40),
+           "mlp_inference": _cpu_per_call(lambda: shared_mlp_logits(mlp, images, rw[:2], rw[2]), pids, 10)}
+    cpu_local = {"beaver": _cpu_per_call(lambda: _beaver(lw, n), {}, 3)["me"],
+                 "inference": _cpu_per_call(lambda: _inference(lw, images, params["w0"], params["b0"]), {}, 40)["me"],
+                 "mlp_inference": _cpu_per_call(lambda: shared_mlp_logits(mlp, images, lw[:2], lw[2]), {}, 10)["me"]}
+
+    def cpu_rows(key: str) -> dict:
+        return {"net_cpu_s_by_process": cpu[key], "net_cpu_s_total": sum(cpu[key].values()),
+                "in_process_cpu_s": cpu_local[key], "cores": _common.cores()}
+
     return {"beaver": {"elements": n, "net_s": w["beaver_net"], "in_process_s": w["beaver_local"],
-                       "ratio": w["beaver_net"] / w["beaver_local"], "target": "<= 2"},
+                       "ratio": w["beaver_net"] / w["beaver_local"], "target": "<= 2", **cpu_rows("beaver")},
             "inference": {"batch": 64, "layer": "784x10 linear, fixed point, Beaver matmul + truncation",
                           "net_s": w["infer_net"], "in_process_s": w["infer_local"],
-                          "ratio": w["infer_net"] / w["infer_local"], "target": "<= 2"},
+                          "ratio": w["infer_net"] / w["infer_local"], "target": "<= 2", **cpu_rows("inference")},
             "mlp_inference": {"batch": 64, "model": "784-128-10 ReLU MLP: weights, biases and images shared, 2 "
                               "Beaver matmuls + truncations, exact ReLU (party-local comparison program)",
                               "net_s": w["mlp_net"], "in_process_s": w["mlp_local"],
                               "ratio": w["mlp_net"] / w["mlp_local"], "max_logit_error": float(err),
-                              "target": "<= 2"}}
+                              "target": "<= 2", **cpu_rows("mlp_inference")}}
 
 
 def secagg_round(tls: Path, k: int, d: int, rounds: int, per_process: int) -> dict:
@@ -328,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ws-echo", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--ack-server", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--only", default=None, help="comma-separated sections: latency,throughput,big,versus,secagg")
+    p.add_argument("--runs", type=int, default=1, help="run the latency and versus sections this many times (the "
+                   "JSON keeps the first in full and the others' ratios, with the load, under repeat_runs)")
     args = p.parse_args(argv)
     if args.tls_sink:
         _tls_sink(args.tls_sink[0], args.tls_sink[1], int(args.tls_sink[2]))
@@ -354,19 +407,33 @@ def main(argv: list[str] | None = None) -> int:
             s = Session()
             workers = {n: connect(pp.url, name=n, tls_dir=tls, session=s, deadline=300)
                        for n, pp in zip(("alice", "bob", "crypto_provider"), parties)}
-            if "latency" in sections:
-                report["latency"] = latency(tls, workers, 30 if not args.quick else 10)
-                print(json.dumps(report["latency"]))
+            pids = {n: pp.proc.pid for n, pp in zip(("alice", "bob", "crypto_provider"), parties)}
+            for run in range(args.runs if sections & {"latency", "versus"} else 0):
+                if run:  # a repeat of the latency and versus sections (same processes): their spread
+                    time.sleep(2)
+                    row: dict = {"loadavg": list(os.getloadavg())}
+                    if "latency" in sections:
+                        lat = latency(tls, workers, 30 if not args.quick else 10, pids["alice"])
+                        row["send_get_vs_echo"] = [lat["ratio"], lat["ratio_of_medians"]]
+                    if "versus" in sections:
+                        vs = versus_in_process(workers, repeats + 4, 10**5 if args.quick else 10**6, pids)
+                        row.update({k: vs[k]["ratio"] for k in ("beaver", "inference", "mlp_inference")})
+                    report.setdefault("repeat_runs", []).append(row)
+                    print(json.dumps(row))
+                    continue
+                if "latency" in sections:
+                    report["latency"] = latency(tls, workers, 30 if not args.quick else 10, pids["alice"])
+                    print(json.dumps(report["latency"]))
+                if "versus" in sections:
+                    report.update(versus_in_process(workers, repeats + 4, 10**5 if args.quick else 10**6, pids))
+                    print(json.dumps(report["beaver"]), json.dumps(report["inference"]),
+                          json.dumps(report["mlp_inference"]))
             if "throughput" in sections:
                 report["throughput"] = throughput(tls, workers, (64 if args.quick else 256) * MiB, repeats + 2)
                 print(json.dumps(report["throughput"]))
             if "big" in sections:
                 report["big"] = big_send(workers, 1 << 30)
                 print(json.dumps(report["big"]))
-            if "versus" in sections:
-                report.update(versus_in_process(workers, repeats, 10**5 if args.quick else 10**6))
-                print(json.dumps(report["beaver"]), json.dumps(report["inference"]),
-                      json.dumps(report["mlp_inference"]))
         finally:
             for pp in parties:
                 pp.stop()
