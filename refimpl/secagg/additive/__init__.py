@@ -6,7 +6,8 @@ Protocol of one round ``r`` (the PySyft tutorial's model, made dropout-tolerant 
    quantized integers), and shares it with :func:`refimpl.sharing.share_compressed` under the round key
    ``derive_key(client_key, "secagg/additive", r)``: ``S - 1`` aggregators receive a 16-byte stream key, one receives
    the array ``x_k - sum(masks)`` (which aggregator gets the array rotates with ``k``). Upload: one encoded update
-   plus ``16 (S - 1)`` bytes.
+   plus ``16 (S - 1)`` bytes. The keys do not depend on ``x_k``: a client may send them first
+   (:meth:`AdditiveClient.share_keys`), and their aggregators expand them while the update is still being computed.
 2. **ReceivedReport** -- each aggregator reports the set of clients whose share reached it; the agreed set ``A`` is
    the intersection (a client whose upload reached only some aggregators is left out everywhere).
 3. **PartialSum** -- aggregator ``s`` sends ``sum_{k in A} share_{k,s}``; the sum of the ``S`` partial sums is
