@@ -110,68 +110,106 @@ def decode_replies(raw: Buffer, count: int) -> list[memoryview | None]:
 
 
 class Outbox:
-    """Messages for one :class:`~refimpl.net.transport.Link` sent without waiting, gathered until the network
-    thread next runs (see the module docstring). :meth:`put` is safe from any thread, finalizers included."""
+    """Messages for one :class:`~refimpl.net.transport.Link` sent without waiting, in order (see the module
+    docstring). :meth:`put` is safe from any thread, finalizers included.
+
+    A sender task on the network thread takes what has gathered: small messages leave together as one request (a
+    ``delete`` too is answered, by an acknowledgement: a later request on the bulk channel is then never handled
+    before it); a large one (``big``) waits until every earlier request is
+    answered and is then written by a helper thread on the transport's bulk channel (less CPU per byte), later
+    messages waiting behind it. :meth:`wait_sent` returns once everything put so far has left (a synchronous
+    request, which may take the bulk channel itself, is then ordered after it).
+    """
 
     def __init__(self, link: transport.Link) -> None:
         self.link = link
-        self._items: list[tuple[str, Buffer, concurrent.futures.Future[Any] | None]] = []
+        self._items: list[tuple[str, Any, concurrent.futures.Future[Any] | None, bool]] = []
         self._lock = threading.RLock()  # re-entrant: a finalizer may run while it is held and post a delete
-        self.dirty = False  # something was put since the last drain()
-        self._inflight: set[concurrent.futures.Future[Any]] = set()  # replies not yet in
+        self.dirty = False  # something was put since the last wait_sent()
+        self._running = False  # a sender task is scheduled or running
+        self._idle = threading.Event()
+        self._idle.set()
+        self._sent: set[concurrent.futures.Future[Any]] = set()  # replies of requests sent, not yet in
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
 
-    def put(self, kind: str, raw: Buffer, *, reply: bool = True) -> concurrent.futures.Future[Any] | None:
-        """Queue a message; the future holds its reply bytes (None: acknowledged only), or None with
-        ``reply=False`` (a ``delete``: nobody waits)."""
-        fut: concurrent.futures.Future[Any] | None = concurrent.futures.Future() if reply else None
+    def put(self, kind: str, raw: Any, *, reply: bool = True, big: bool = False
+            ) -> concurrent.futures.Future[Any] | None:
+        """Queue a message (bytes; with ``big``, a list of buffers that must stay unchanged until it is sent); the
+        future holds its reply bytes (None: acknowledged only), or None with ``reply=False`` (a ``delete``)."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()  # a delete's too: order (see _send_big)
         with self._lock:
-            self._items.append((kind, raw, fut))
-            first = len(self._items) == 1
+            self._items.append((kind, raw, fut, big))
             self.dirty = True
-            if fut is not None:
-                self._inflight.add(fut)
-        if fut is not None:
-            fut.add_done_callback(self._inflight.discard)
-        if first:
-            transport.event_loop().call_soon_threadsafe(self._flush)
-        return fut
+            start = not self._running
+            if start:
+                self._running = True
+                self._idle.clear()
+        if start:
+            transport.event_loop().call_soon_threadsafe(self._start)
+        return fut if reply or big else None
 
-    def drain(self) -> None:
-        """Return once everything put so far is on its way (its request started on the network thread): a request
-        that does not go through the network thread (the transport's bulk channel) is then ordered after it."""
+    def wait_sent(self) -> None:
+        """Return once every message put so far has left (a large one: answered)."""
         if self.dirty:
             self.dirty = False
-            transport.run_sync(_started())
+            self._idle.wait()
 
-    def wait_idle(self) -> None:
-        """Return once every message put so far that expects a reply has its reply (or failed)."""
-        with self._lock:
-            waiting = list(self._inflight)
-        if waiting:
-            concurrent.futures.wait(waiting)
+    def _start(self) -> None:
+        asyncio.get_running_loop().create_task(self._run())
 
-    def _flush(self) -> None:
-        """On the network thread: send what has gathered (in order, before any request started after it)."""
-        with self._lock:
-            items, self._items = self._items, []
+    async def _run(self) -> None:
+        """The sender task: until nothing is left, send what has gathered, in order."""
+        while True:
+            with self._lock:
+                items, self._items = self._items, []
+                if not items:
+                    self._running = False
+                    self._idle.set()
+                    return
+            small: list[tuple[str, Any, concurrent.futures.Future[Any] | None, bool]] = []
+            for item in items:
+                if item[3]:
+                    self._send(small)
+                    small = []
+                    await self._send_big(item)
+                else:
+                    small.append(item)
+            self._send(small)
+            await asyncio.sleep(0)  # the requests just created take their first step (their ids, in order)
+
+    def _send(self, items: list[tuple[str, Any, concurrent.futures.Future[Any] | None, bool]]) -> None:
         if not items:
             return
-        wanted = any(fut is not None for _, _, fut in items)
-        if len(items) == 1:
-            kind, raw, _ = items[0]
-            coro = self.link.request(kind, raw, notify=not wanted)
+        if len(items) == 1:  # a request even for a delete alone: a bulk request made after it must not overtake it
+            kind, raw, _, _ = items[0]
+            coro = self.link.request(kind, raw)
         else:
-            coro = self.link.request(KIND, encode([(k, r) for k, r, _ in items]), notify=not wanted)  # type: ignore[arg-type]
+            coro = self.link.request(KIND, encode([(k, r) for k, r, _, _ in items]))  # type: ignore[arg-type]
+        for _, _, fut, _ in items:
+            if fut is not None:
+                self._sent.add(fut)
+                fut.add_done_callback(self._sent.discard)
         task = asyncio.get_running_loop().create_task(coro)
         task.add_done_callback(lambda t: _settle(t, items))
 
+    async def _send_big(self, item: tuple[str, Any, concurrent.futures.Future[Any] | None, bool]) -> None:
+        kind, parts, fut, _ = item
+        assert fut is not None
+        earlier = [asyncio.wrap_future(f) for f in list(self._sent)]
+        if earlier:  # the bulk channel is taken only when nothing is in flight on the WebSocket (order holds)
+            await asyncio.wait(earlier)
+        if self._thread is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refimpl-outbox")
+        loop = asyncio.get_running_loop()
+        try:
+            fut.set_result(await loop.run_in_executor(self._thread, self.link.call, kind, parts))
+        except BaseException as e:  # noqa: BLE001 - the message's failure, reported to whoever reads its reply
+            fut.set_exception(e)
 
-async def _started() -> None:
-    """Nothing: run after the flushes and request starts queued before it on the network loop."""
 
-
-def _settle(task: asyncio.Task[Any], items: list[tuple[str, Buffer, concurrent.futures.Future[Any] | None]]) -> None:
-    futures = [fut for _, _, fut in items]
+def _settle(task: asyncio.Task[Any],
+            items: list[tuple[str, Any, concurrent.futures.Future[Any] | None, bool]]) -> None:
+    futures = [fut for _, _, fut, _ in items]
     if task.cancelled():
         err: BaseException | None = ProtocolError("the request was cancelled")
     else:

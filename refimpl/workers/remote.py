@@ -144,8 +144,8 @@ class Session(Ledger):
 PUSH_KINDS = frozenset({"store", "share", "dealer", "open"})
 _BIG = 1 << 16
 """A message sent without waiting of at least this many bytes goes at once, on the bulk channel, after the
-connection's earlier messages are answered (:meth:`RemoteWorker._send_now`): its bytes cost less CPU there than
-through the WebSocket (the 784x10 inference batch: ~22-23 vs ~26 ms CPU over the 4 processes at 1 MiB)."""
+connection's earlier messages are answered (:class:`~refimpl.workers.batch.Outbox`): its bytes cost less CPU there
+than through the WebSocket (the 784x10 inference batch: ~22-23 vs ~26 ms CPU over the 4 processes at 1 MiB)."""
 """Message kinds that only store objects at the receiver (no reply but an acknowledgement)."""
 
 
@@ -257,7 +257,7 @@ class RemoteWorker(VirtualWorker):
         streams them as they are (no copy of the message), one sent without waiting is joined first."""
         pending = self.ledger.pending_pushes() if kind in PUSH_KINDS else None  # type: ignore[attr-defined]
         if pending is not None and _size(parts) >= _BIG:  # a large push: the bulk channel, after the rest
-            pending.append(self._send_now(parts, sender, kind))
+            pending.append(self._start(parts, sender, kind, big=True))
             return None
         if kind == "delete" or pending is not None:
             return self.receive(b"".join(parts), sender, kind)
@@ -278,8 +278,7 @@ class RemoteWorker(VirtualWorker):
     def _call(self, kind: str, payload: Any) -> bytearray | None:
         """A request answered before this returns; then the messages sent earlier without waiting are settled
         (the first failure among them is raised: it explains this request's failure, if any)."""
-        if self.outbox.dirty:
-            self.outbox.drain()  # the request may take the bulk channel: after what was sent without waiting
+        self.outbox.wait_sent()  # the request may take the bulk channel: after what was sent without waiting
         try:
             reply = self.link.call(kind, payload)
         except BaseException:
@@ -288,8 +287,8 @@ class RemoteWorker(VirtualWorker):
         self.ledger.settle()  # type: ignore[attr-defined]
         return reply
 
-    def _start(self, raw: bytes, sender: VirtualWorker, kind: str) -> Reply:
-        fut = self.outbox.put(kind, raw)
+    def _start(self, raw: Any, sender: VirtualWorker, kind: str, *, big: bool = False) -> Reply:
+        fut = self.outbox.put(kind, raw, big=big)
         assert fut is not None
         ledger, name = self.ledger, self.name
 
@@ -300,29 +299,10 @@ class RemoteWorker(VirtualWorker):
         fut.add_done_callback(done)
         return Reply(fut, sender)
 
-    def _send_now(self, parts: list[bytes | memoryview], sender: VirtualWorker, kind: str) -> Reply:
-        """A large message sent now, as a request answered before this returns (the transport's bulk channel takes
-        it when the connection has nothing else in flight: what was sent without waiting is answered first)."""
-        self.outbox.wait_idle()
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        try:
-            raw = self.link.call(kind, parts)  # type: ignore[arg-type]
-        except BaseException as e:  # noqa: BLE001 - reported like any failure sent without waiting
-            fut.set_exception(e)
-        else:
-            if raw is not None:
-                self.ledger.record(self.name, sender.name, "reply", len(raw))
-            fut.set_result(raw)
-        return Reply(fut, sender)
-
     def start_parts(self, parts: list[bytes | memoryview], sender: VirtualWorker, kind: str) -> Reply:
-        """Send a message without waiting (:meth:`VirtualWorker.post`); its reply is settled later. A small message
-        is copied first (the caller may reuse its arrays at once); a large one is sent before this returns
-        (:meth:`_send_now`)."""
-        if _size(parts) >= _BIG:
-            reply = self._send_now(parts, sender, kind)
-        else:
-            reply = self._start(b"".join(parts), sender, kind)
+        """Send a message without waiting (:meth:`VirtualWorker.post`); its reply is settled later. The message is
+        copied first (the caller may reuse its arrays at once)."""
+        reply = self._start(b"".join(parts), sender, kind, big=_size(parts) >= _BIG)
         self.ledger.outstanding(reply)  # type: ignore[attr-defined]
         return reply
 
