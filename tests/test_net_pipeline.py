@@ -213,3 +213,23 @@ def test_a_failed_push_of_an_opening_is_reported_by_the_next_command_at_its_send
         for w in (jake, john):
             w.clear_objects()
             w.close()
+
+
+def test_large_messages_sent_without_waiting_stay_in_order_with_small_ones(procs, tls):
+    """Shares of 80,000 elements (640 kB: the bulk channel, by a helper thread) and the small instructions and
+    deletes around them reach each worker in the order they were made."""
+    s = Session()
+    w = [connect(procs[n].url, name=n, tls_dir=tls, session=s) for n in ("jake", "john", "crypto_provider")]
+    try:
+        n = 80_000
+        for _ in range(3):
+            x = share_among(np.arange(n) % 1000, w[:2], crypto_provider=w[2])
+            y = share_among(np.arange(n) % 777, w[:2], crypto_provider=w[2])
+            z = (x * y + 3) * 2
+            del x, y
+            assert (z.get() == ((np.arange(n) % 1000) * (np.arange(n) % 777) + 3) * 2).all()
+        assert [len(v.objects) for v in w] == [0, 0, 0]  # the deletes landed before these counts
+    finally:
+        for v in w:
+            v.clear_objects()
+            v.close()
