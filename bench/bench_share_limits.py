@@ -18,13 +18,16 @@ Memory bounds (every core, one contiguous range each, the kernel's 512 KiB chunk
 * ``share_memory_pattern``: ``share``'s exact access pattern with the cipher taken out: each chunk of the n - 1 mask
   rows written by ``fill`` (stores, as the cipher's), then party 0's chunk = x - the masks, read back from cache. The
   fastest ``share`` could be if the cipher's work hid entirely under the memory traffic.
+* ``combine_traffic_1core`` / ``_allcores``: only the traffic ``share`` adds to the keystream's (x read, party 0's
+  share written; the masks it subtracts stay in cache): with the keystream, the serial sum ``share``'s chunk loop pays.
 * ``memcpy_allcores`` (``np.copyto`` of the result's bytes) and ``np_add_allcores`` (``np.add`` of two share-sized
   rows into a third): the machine's streaming bandwidth, reported in GB/s.
 
 Timed calls: ``share_out`` (``share(x, n, out=buf)``, reused buffer, every core), ``share_fresh`` (fresh memory),
 ``share_out_1thread``, ``first_touch`` (filling a fresh array of the result's bytes minus refilling a touched one, one
-thread; ``first_touch_allcores``: the same, one half per core), ``share_compressed_out``, ``reconstruct_out`` (next
-to ``numpy_sum``, a plain NumPy sum of the same arrays) and ``reconstruct_compressed_out``.
+thread; ``first_touch_allcores``: the same, one half per core, as ``share`` touches its fresh result),
+``share_compressed_out``, ``reconstruct_out`` (next to ``numpy_sum``, a plain NumPy sum of the same arrays) and
+``reconstruct_compressed_out``.
 
 ``--sweep`` also times ``share_out`` and ``keystream_allcores`` for chunk sizes 64 KiB - 4 MiB and 1, 2, 3 threads.
 
@@ -140,6 +143,20 @@ def share_memory_pattern(x: np.ndarray, out: np.ndarray, pool: ThreadPoolExecuto
     _on_all(pool, work, _halves(x.size, step, workers))
 
 
+def combine_traffic(x: np.ndarray, out: np.ndarray, pool: ThreadPoolExecutor, workers: int) -> None:
+    """The memory traffic ``share`` adds to the keystream's: per chunk, party 0's share = x - a mask chunk that is
+    already in cache (one 512 KiB chunk per thread), so x is read from and party 0's row written to memory."""
+    step = kernels.CHUNK_BYTES // out.dtype.itemsize
+
+    def work(lo: int, hi: int) -> None:
+        mask = np.frombuffer(thread_scratch(kernels.CHUNK_BYTES), dtype=out.dtype, count=step)
+        for a in range(lo, hi, step):
+            b = min(hi, a + step)
+            np.subtract(x[a:b], mask[: b - a], out=out[0, a:b])
+
+    _on_all(pool, work, _halves(x.size, step, workers))
+
+
 def streaming(kind: str, src: np.ndarray, dst: np.ndarray, pool: ThreadPoolExecutor, workers: int) -> None:
     """Every core streams its half: ``copy`` dst = src (1-d), ``add`` dst[0] = src[0] + src[1] (rows)."""
     size = dst.size if kind == "copy" else dst.shape[-1]
@@ -153,9 +170,10 @@ def streaming(kind: str, src: np.ndarray, dst: np.ndarray, pool: ThreadPoolExecu
     _on_all(pool, work, _halves(size, 1 << 12, workers))
 
 
-def first_touch_allcores(nbytes: int, pool: ThreadPoolExecutor, workers: int) -> None:
-    fresh = np.empty(nbytes, np.uint8)
-    _on_all(pool, lambda lo, hi: fresh[lo:hi].fill(1), _halves(nbytes, 1 << 21, workers))
+def fill_allcores(buf: np.ndarray | None, nbytes: int, pool: ThreadPoolExecutor, workers: int) -> None:
+    """Fill ``buf`` (None: a fresh array of ``nbytes``), one half per core."""
+    target = np.empty(nbytes, np.uint8) if buf is None else buf
+    _on_all(pool, lambda lo, hi: target[lo:hi].fill(1), _halves(nbytes, 1 << 21, workers))
 
 
 def run(ring: Any, n: int, size: int, repeats: int, pool: ThreadPoolExecutor, workers: int) -> dict[str, Any]:
@@ -187,14 +205,17 @@ def run(ring: Any, n: int, size: int, repeats: int, pool: ThreadPoolExecutor, wo
         "keystream_allcores_halves": lambda: keystream_halves(masks, pool, workers),
         "aes_compute_allcores": lambda: aes_compute(masks.nbytes, pool, workers),
         "share_memory_pattern": lambda: share_memory_pattern(x, out, pool, workers),
+        "combine_traffic_1core": lambda: combine_traffic(x, out, pool, 1),
+        "combine_traffic_allcores": lambda: combine_traffic(x, out, pool, workers),
         "memcpy_allcores": lambda: streaming("copy", flat_out, copy_dst, pool, workers),
         "np_add_allcores": lambda: streaming("add", out[1:], first, pool, workers),
         "share_out": lambda: share(x, n, ring=ring, key=KEY, out=out),
         "share_fresh": lambda: share(x, n, ring=ring, key=KEY),
         "share_out_1thread": one_thread(lambda: share(x, n, ring=ring, key=KEY, out=out)),
         "first_touch": lambda: np.empty(nbytes, np.uint8).fill(1),
-        "first_touch_allcores": lambda: first_touch_allcores(nbytes, pool, workers),
         "warm_fill": lambda: warm.fill(1),
+        "first_touch_allcores": lambda: fill_allcores(None, nbytes, pool, workers),
+        "warm_fill_allcores": lambda: fill_allcores(warm, nbytes, pool, workers),
         "share_compressed_out": lambda: share_compressed(x, n, ring=ring, key=KEY, out=first),
         "reconstruct_out": lambda: reconstruct(s, out=opened),
         "numpy_sum": naive_sum,
@@ -210,6 +231,12 @@ def run(ring: Any, n: int, size: int, repeats: int, pool: ThreadPoolExecutor, wo
         "share_out / keystream_1core (target >= 1.0)": bound_1 / w["share_out"],
         "share_out / keystream_allcores (target >= 0.8)": bound_all / w["share_out"],
         "share_out / share_memory_pattern": mem / w["share_out"],
+        "share_out_1thread / (keystream_1core + combine_traffic_1core)":
+            (bound_1 + w["combine_traffic_1core"]) / w["share_out_1thread"],
+        "share_out / (keystream_allcores + combine_traffic_allcores)":
+            (bound_all + w["combine_traffic_allcores"]) / w["share_out"],
+        "keystream_allcores / (keystream_allcores + combine_traffic_allcores)":
+            bound_all / (bound_all + w["combine_traffic_allcores"]),
         "keystream_allcores / share_memory_pattern (ceiling of the all-core ratio)": bound_all / mem,
         "share_fresh / keystream_1core": bound_1 / w["share_fresh"],
         "share_fresh / keystream_allcores": bound_all / w["share_fresh"],
@@ -226,7 +253,7 @@ def run(ring: Any, n: int, size: int, repeats: int, pool: ThreadPoolExecutor, wo
             "calls_per_sample": number, "seconds_wall": w, "seconds_cpu": best["cpu"],
             "bounds_s": {"keystream_1core": bound_1, "keystream_allcores": bound_all, "memory": mem},
             "first_touch_cost_s": max(0.0, w["first_touch"] - w["warm_fill"]),
-            "first_touch_allcores_cost_s": max(0.0, w["first_touch_allcores"] - w["warm_fill"]),
+            "first_touch_allcores_cost_s": max(0.0, w["first_touch_allcores"] - w["warm_fill_allcores"]),
             "GBps": {"keystream_1core": masks.nbytes / bound_1 / 1e9,
                      "keystream_allcores": masks.nbytes / bound_all / 1e9,
                      "aes_compute_allcores": masks.nbytes / w["aes_compute_allcores"] / 1e9,
