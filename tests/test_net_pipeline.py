@@ -233,3 +233,19 @@ def test_large_messages_sent_without_waiting_stay_in_order_with_small_ones(procs
         for v in w:
             v.clear_objects()
             v.close()
+
+
+def test_a_worker_stopped_while_an_instruction_waits_exits_at_once(tls):
+    import signal
+
+    with Processes() as ps:
+        bob = ps.worker("jake", tls, "--deadline", "60")
+        s = Session()
+        jake = connect(bob.url, name="jake", tls_dir=tls, session=s)
+        never = s.new_id()
+        s.me.post(jake, "command", _exec("add", [{"ref": never}, 1], s.new_id(), **{"await": [never]}))
+        time.sleep(0.3)  # jake is waiting for it now
+        t0 = time.perf_counter()
+        bob.proc.send_signal(signal.SIGTERM)
+        assert bob.wait(20) == 0
+        assert time.perf_counter() - t0 < 10  # not the 60 s deadline

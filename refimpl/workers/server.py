@@ -56,6 +56,7 @@ class ServedWorker(VirtualWorker):
         self._peer_lock = threading.Lock()
         self._local = threading.local()
         self._arrived = threading.Condition()  # notified when a store lands (an instruction may be waiting)
+        self._stopped = False
         self._pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix=f"refimpl-{name}-batch")
         self._later: dict[str, list[Reply]] = {}  # per peer: pushes of its instructions not yet acknowledged
         self._later_lock = threading.Lock()
@@ -133,6 +134,13 @@ class ServedWorker(VirtualWorker):
     def _later_pending(self, peer: str) -> bool:
         return any(not r.done() for r in self._later.get(peer, ()))
 
+    def stop(self) -> None:
+        """Shutting down: instructions waiting for objects fail now (the process exits without waiting for them)."""
+        with self._arrived:
+            self._stopped = True
+            self._arrived.notify_all()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
     def wait_for(self, ids: list[int]) -> None:
         """Wait (up to the deadline) until objects its peers push for an instruction are here: the coordinator
         sends the instructions of an operation without waiting between them.
@@ -144,8 +152,11 @@ class ServedWorker(VirtualWorker):
         if all(i in objects for i in ids):
             return
         with self._arrived:
-            if self._arrived.wait_for(lambda: all(i in objects for i in ids), timeout=self.deadline):
+            if self._arrived.wait_for(lambda: self._stopped or all(i in objects for i in ids),
+                                      timeout=self.deadline) and not self._stopped:
                 return
+        if self._stopped:
+            raise PointerError(f"worker {self.name!r} is shutting down")
         missing = [i for i in ids if i not in objects]
         raise PointerError(f"object(s) {missing} did not arrive at {self.name!r} within the {self.deadline:g} s "
                            "deadline (the party that should send them failed, or an earlier step did)")
@@ -283,6 +294,7 @@ class WorkerServer:
         self.url = f"{'ws' if insecure_plaintext else 'wss'}://{host}:{self.server.port}"
 
     def close(self) -> None:
+        self.worker.stop()  # first: a connection whose instruction waits for an object then closes at once
         self.server.close()
 
 
