@@ -7,6 +7,13 @@ on its own object store. Pointers, chains, ``move`` (straight from worker to wor
 arithmetic, :class:`~refimpl.workers.SharedTensor` sharing, Beaver products and truncation run unchanged; a pointer's
 last reference going away sends a ``delete`` (without waiting) that frees the remote object.
 
+How messages travel: a request whose answer the caller needs now (``send``, ``get``, ``move``, ...) is written and
+read by the calling thread on the transport's blocking bulk channel (no hop through the network thread); messages
+sent without waiting (a shared-tensor operation's instructions, :meth:`~refimpl.workers.VirtualWorker.post`, the
+pushes of a round inside :meth:`Session.pipelined`, deletes) go through the connection's
+:class:`~refimpl.workers.batch.Outbox`, in order, small ones together as one ``batch``; their failures are raised
+by the session's next synchronous request (:meth:`Session.settle`).
+
 Where ``connect`` lives: the issue sketched ``refimpl.net.connect``, but a RemoteWorker hands out
 :class:`~refimpl.workers.Pointer` objects, and ``net`` sits below ``workers`` in the layer contract; ``net`` keeps
 the byte-level transport, and ``connect`` is :func:`refimpl.workers.connect`.
