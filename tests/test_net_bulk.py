@@ -151,13 +151,39 @@ def test_waiting_for_an_answer_stops_when_the_partys_websocket_dies(jake, tls):
 
 def test_requests_in_flight_on_the_websocket_keep_their_order(jake, tls):
     link = _link(jake, tls)
+    link.bulk_min = 0
     try:
         link.call("ack", b"x")
         fut = link.start("sleep", b"0.5     ")  # on the WebSocket, unanswered for 0.5 s
         link.call("digest", bytes(BULK_MIN))  # at once: must not overtake it on the bulk channel
+        assert fut.done()  # it waited for the answer, then took the bulk channel
+        kinds = [k for k, _, _ in SEEN[-2:]]
+        assert kinds == ["sleep", "digest"] and "bulk" in _last_thread("digest")
+        fut = link.start("sleep", b"0.3     ")
+        link.call("digest", b"small")  # a small request does not wait: it follows on the WebSocket
         fut.result(10)
         kinds = [k for k, _, _ in SEEN[-2:]]
         assert kinds == ["sleep", "digest"] and "bulk" not in _last_thread("digest")
+    finally:
+        link.close()
+
+
+def test_messages_sent_without_an_answer_are_handled_before_a_later_bulk_request(jake, tls):
+    """A ``notify`` (e.g. a ``delete``) written on the WebSocket has no answer to wait for: a later request takes
+    the WebSocket (answered in order after it) before the bulk channel is used again."""
+    from refimpl.net import transport
+
+    link = _link(jake, tls)
+    link.bulk_min = 0  # every synchronous request may take the bulk channel
+    try:
+        link.call("ack", b"x")
+        for i in range(20):
+            transport.run_sync(link.request("sleep", b"0.02    ", notify=True))  # written, not yet handled
+            link.call("digest", b"after")
+            kinds = [k for k, _, _ in SEEN[-2:]]
+            assert kinds == ["sleep", "digest"], (i, kinds)
+        link.call("digest", b"again")
+        assert "bulk" in _last_thread("digest")  # the fence passed: the bulk channel again
     finally:
         link.close()
 
@@ -414,7 +440,7 @@ def test_a_frozen_worker_stops_a_bulk_transfer_within_the_stall_timeout(tls):
         os.kill(bob.proc.pid, signal.SIGSTOP)
         try:
             t0 = time.perf_counter()
-            with pytest.raises(WorkerUnavailable, match="party 'bob' .* no progress sending for 2 s"):
+            with pytest.raises(WorkerUnavailable, match="party 'bob' .* (no progress sending for 2 s|ping timeout)"):
                 send(np.zeros(128 * MiB, np.uint8), w)
             assert time.perf_counter() - t0 < 20  # the 2 s stall / ping timeout, not the 60 s deadline
         finally:
@@ -428,3 +454,21 @@ def test_a_worker_started_without_a_bulk_port_takes_large_messages_on_the_websoc
         arr = np.arange(BULK_MIN, dtype=np.int32)
         assert (send(arr, w).get() == arr).all()
         assert w.link._bulk_port is None and w.link._bulk is None
+
+
+def test_a_frozen_worker_stops_a_large_websocket_transfer_too(tls):
+    """Without a bulk channel a large message streams over the WebSocket; once the frozen peer's buffers are full
+    no ping gets through either, so the sender's own watchdog ends it after ``ping_timeout`` without progress."""
+    with Processes() as ps:
+        bob = ps.worker("bob", tls, "--bulk-port", "-1")
+        w = connect(bob.url, name="bob", tls_dir=tls, session=Session(), deadline=60, ping_interval=0.2,
+                    ping_timeout=2.0)
+        send(np.zeros(16, np.uint8), w)
+        os.kill(bob.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.perf_counter()
+            with pytest.raises(WorkerUnavailable, match="party 'bob'"):
+                send(np.zeros(128 * MiB, np.uint8), w)
+            assert time.perf_counter() - t0 < 20  # the 2 s stall / ping timeout, not the 60 s deadline
+        finally:
+            os.kill(bob.proc.pid, signal.SIGCONT)

@@ -12,10 +12,14 @@ assembles the chunks into one buffer of the announced length (at most ``max_mess
 ping/pong keepalive runs between chunks: liveness does not depend on message size. Types: ``HELLO`` (the handshake),
 ``REQUEST`` (answered by ``REPLY``, ``ACK`` = empty reply, or ``FAIL`` = rejected), ``NOTIFY`` (not answered).
 
-**Bulk channel.** A request of at least 1 MiB made with :meth:`Link.call` (a moved or sent array) goes instead over
+**Bulk channel.** A request of at least ``Link.bulk_min`` bytes (1 MiB unless set lower: a moved or sent array)
+made with :meth:`Link.call` goes instead over
 a second, blocking mutual-TLS socket to the same party (:mod:`refimpl.net.bulk`): its buffers are written straight
 into TLS and received straight into the buffer the array will live in, with the same names, limits, deadlines and
-liveness; the WebSocket's pings keep watching the party meanwhile.
+liveness; the WebSocket's pings keep watching the party meanwhile. Order holds across the two connections: a
+large request waits until the link's WebSocket requests are answered and, after messages that expect no answer
+(``notify``), until a ``FENCE`` request (answered by the server itself, in order) proves them handled; a smaller
+request made while the WebSocket is busy follows on the WebSocket.
 
 **Who is who.** With TLS (the default) both ends present certificates of the deployment CA
 (:mod:`refimpl.net.certs`); the client checks that the server's certificate names the party it wanted, the server
@@ -24,8 +28,9 @@ that the client's certificate names the party it claims in its ``HELLO``. ``inse
 
 **Deadlines.** A request fails with :class:`~refimpl.errors.WorkerUnavailable` naming the party when the party
 does not start answering within ``deadline`` seconds after the request was written, when the connection breaks
-(a killed process), or when pings go unanswered for ``ping_timeout`` seconds. A transfer that keeps flowing is
-never cut off by the deadline, however large.
+(a killed process), when pings go unanswered for ``ping_timeout`` seconds, or when writing a message makes no
+progress for ``ping_timeout`` seconds (a peer that stopped reading: behind its full buffers no ping gets through
+either). A transfer that keeps flowing is never cut off by the deadline, however large.
 
 **Sessions.** A server has a random boot id, sent in its ``HELLO``. A client reconnects by itself after a dropped
 connection (the request in flight fails; objects stay on the server); if the server restarted meanwhile (new boot
@@ -65,6 +70,7 @@ Payload = bytes | bytearray | memoryview | list[bytes | memoryview]
 """A message: one buffer, or a list of buffers whose concatenation it is (sent without joining them)."""
 DEFER = b"\x00defer"  # a quick handler's "not me: run the full handler" (compared by identity)
 _WEBSOCKET = object()  # "this request takes the WebSocket" (from Link._bulk_call)
+FENCE = "\x00fence"  # a request kind the server answers itself (ACK), in order: all before it is handled
 
 
 # ---------------------------------------------------------------- the process's event loop
@@ -187,6 +193,8 @@ class Link:
         self._bulk_lock = threading.Lock()
         self._started_lock = threading.Lock()
         self._started = 0  # requests started without waiting (start) and not answered yet
+        self._ws_busy = 0  # WebSocket requests not answered yet and notifies not written yet
+        self._notified = self._fenced = 0  # notifies written; those of them known handled (a later request answered)
 
     def __repr__(self) -> str:
         return f"Link({self.me!r} -> {self.name!r} at {self.url})"
@@ -292,6 +300,13 @@ class Link:
     async def request(self, kind: str, payload: Payload, *, notify: bool = False) -> bytearray | None:
         """Send one message (bytes, or a list of buffers whose concatenation it is); return the reply's bytes (None
         for an ``ACK`` or a ``notify``)."""
+        self._ws_busy += 1  # until answered (a notify: until written): the bulk channel waits behind it
+        try:
+            return await self._request(kind, payload, notify)
+        finally:
+            self._ws_busy -= 1
+
+    async def _request(self, kind: str, payload: Payload, notify: bool) -> bytearray | None:
         if self._ws is None:  # connected: no lock to take (the latency of a small request is mostly hops like it)
             await self._connect()
         ws = self._ws
@@ -300,15 +315,37 @@ class Link:
         pend = _Pending(loop.create_future())
         if not notify:
             self._pending[req] = pend
+        progress = [loop.time(), False]  # the last chunk written; stalled
+        watchdog: asyncio.TimerHandle | None = None
+
+        def watch() -> None:  # a peer that stops reading fills the buffers: then pings cannot get through either
+            nonlocal watchdog
+            if loop.time() - progress[0] > self.ping_timeout:
+                progress[1] = True
+                ws.transport.abort()
+            else:
+                watchdog = loop.call_later(self.ping_timeout / 4, watch)
+
         try:
             assert self._send_lock is not None
             async with self._send_lock:
+                fence = self._notified  # the notifies written before this request: handled once it is answered
+                if not isinstance(payload, (bytes, bytearray)) or len(payload) > CHUNK:  # (several chunks, maybe)
+                    watchdog = loop.call_later(self.ping_timeout / 4, watch)
                 for frame in frames(NOTIFY if notify else REQUEST, req, kind, payload):
                     await ws.send(frame)
+                    progress[0] = loop.time()
                     self.bytes_written += len(frame)
+                if notify:
+                    self._notified += 1
         except Exception as e:  # noqa: BLE001
             self._pending.pop(req, None)
-            raise self._unavailable(f"connection lost while sending ({type(e).__name__}: {e})") from None
+            why = (f"no progress sending for {self.ping_timeout:g} s" if progress[1] else
+                   f"connection lost while sending ({type(e).__name__}: {e})")
+            raise self._unavailable(why) from None
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         if notify:
             return None
         # the deadline is a timer on the loop, not a wait_for task around an event: one wakeup per reply
@@ -317,6 +354,7 @@ class Link:
             result: bytearray | None = await pend.done
         finally:
             timer.cancel()
+        self._fenced = max(self._fenced, fence)
         return result
 
     def _expire(self, req: int, pend: _Pending) -> None:
@@ -345,11 +383,18 @@ class Link:
         if self._ws is None:
             run_sync(self._connect())
         ws = self._ws
-        if self._bulk_port is None or self._started or self._pending or ws is None:  # in flight: order holds
+        if self._bulk_port is None or ws is None:
             return _WEBSOCKET
-        if not self._bulk_lock.acquire(blocking=False):  # another thread's transfer: this one takes the WebSocket
+        large = sum(memoryview(p).nbytes for p in parts) >= bulk.BULK_MIN
+        if not self._bulk_lock.acquire(blocking=large):  # a small one does not wait for another thread's transfer
             return _WEBSOCKET
         try:
+            if self._started or self._ws_busy or self._pending or self._notified != self._fenced:
+                if not large:  # messages on the WebSocket first (their order holds): this one follows them there
+                    return _WEBSOCKET
+                run_sync(self._quiesce())  # a large one waits for them (and fences the notifies), then goes bulk
+                if self._ws is not ws:
+                    raise self._unavailable(self._lost or "connection lost")
             if self._bulk is None:
                 host = urlsplit(self.url).hostname
                 assert host is not None
@@ -396,6 +441,19 @@ class Link:
             self._close_bulk()
             raise ReplayError(f"party {self.name!r} rejected the request: {text}")
         raise ProtocolError(f"party {self.name!r} rejected the request: {text}")
+
+    async def _quiesce(self) -> None:
+        """Wait until every WebSocket request made so far is answered (or failed) and every notify written is known
+        handled (a fence request answered after it)."""
+        while self._ws_busy or self._pending or self._started:
+            await asyncio.sleep(0.0005)
+        if self._notified != self._fenced:
+            mark = self._notified
+            try:
+                await self.request(FENCE, b"")
+            except ProtocolError:  # a server without fences refused it: still an answer, after the notifies
+                pass
+            self._fenced = max(self._fenced, mark)
 
     def _close_bulk(self) -> None:
         channel, self._bulk = self._bulk, None
@@ -559,6 +617,9 @@ class Server:
                         await self._send(ws, FAIL, msg.req, "fail", f"replay: {why}".encode())
                     continue
                 last = msg.req
+                if msg.kind == FENCE and msg.typ == REQUEST:  # everything before it on this connection is handled
+                    await self._send(ws, ACK, msg.req, "reply", b"")
+                    continue
                 try:
                     reply: Any = DEFER
                     if self.quick is not None and len(msg.data) <= self.inline_limit:
