@@ -272,7 +272,8 @@ LATER_OPS = frozenset({"deal", "mask_push", "div_push", "prog_push"})
 before the next command from the same peer, not before the instruction's own reply (one round trip less on the
 critical path); a failed push is reported as that next command's error."""
 
-PURE_OPS = frozenset({"add", "sub", "mul", "matmul", "ring_binary", "ring_public", "beaver_finish", "trunc_finish"})
+PURE_OPS = frozenset({"add", "sub", "mul", "matmul", "ring_binary", "ring_public", "ring_local", "ring_concat",
+                      "beaver_finish", "trunc_finish", "div_finish"})
 """Instructions that compute on stored objects without talking to any peer (safe on the network thread)."""
 
 
