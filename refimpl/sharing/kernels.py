@@ -11,6 +11,13 @@ The number of threads is the number of cores this process may use (``os.sched_ge
 ``REFIMPL_THREADS`` from the environment, or what :func:`set_threads` sets (1 = never start a thread). Calls with
 less than :data:`MIN_PARALLEL_BYTES` of work always run in the calling thread.
 
+Speed (``bench/bench_share_limits.py``; README "Speed and scale-out"): ``share`` into a reused buffer beats the
+single-core keystream bound on 2 cores but stays near 0.6x the all-core one. Each core alternates between the cipher
+(compute-bound) and the subtraction, which reads the secret from memory and writes party 0's share to memory; separate
+OpenSSL and NumPy calls cannot overlap the two (drawing into a cache-resident scratch and copying out, subtracting into
+one, and feeding the secret to the cipher as its input were measured and were not faster). Only a fused native loop
+could hide that traffic under the cipher's work.
+
 Example:
     >>> import numpy as np
     >>> from refimpl.prg import Stream
