@@ -73,6 +73,7 @@ def _stage_points() -> list[tuple[Any, str, str]]:
         (aclient, "share_compressed_owned", "client: mask (unfused)"),
         (codec.Codec, "mask_scaled", "client: encode + check + mask (fused)"),
         (aserver.AdditiveServer, "receive", "servers: receive + running sums"),
+        (aserver.AdditiveServer, "fold_received", "servers: expand stream keys"),
         (aserver.AdditiveServer, "partial_sum", "servers: partial sums"),
         (simulation, "combine_partial_sums", "combine"),
         (codec.Codec, "decode_sum", "decode"),
