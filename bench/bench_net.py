@@ -23,8 +23,8 @@ Measured in one run on 127.0.0.1 (a shared, noisy machine: only ratios from the 
   ``repeat_runs``);
 * ``secagg``      -- a SecAgg+ round over the network (lead aggregator in this process, K clients as threads in a
   few client processes, d = 1e5 synthetic updates) vs the in-process simulation ``run_secagg_round``: round latency
-  and bytes per client. Flower's deployment runtime was not re-measured here: issue 13 quotes 65.8 s per SecAgg+
-  round (K = 10, d = 1e5, flwr 1.42) and 853 kB uploaded per client.
+  and bytes per client. Flower's deployment runtime is measured side by side with this round (same K and d) by
+  ``bench/bench_flower_deploy.py``.
 
 Usage: ``python bench/bench_net.py [--quick] [--big] [--only SECTIONS] [--runs N] [--clients 10,50,100] [--out PATH]``
 (default ``bench/results/net-<UTC date>.json``; ``--only throughput,big`` runs those sections alone and writes
