@@ -34,6 +34,7 @@ from typing import Any
 
 import _common
 import jax
+import numpy as np
 import optax
 
 from refimpl.fl import client, model, partition, server
@@ -147,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=8, help="timed rounds per run (after one compiling round)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for the sharing kernels and the in-process clients (default: the cores)")
+    p.add_argument("--serial", action="store_true",
+                   help="also time 'secure (serial)' in every pair: the same aggregator reading the updates before "
+                        "it starts (no overlap with training) and in one thread (what the overlap and threads buy)")
     p.add_argument("--profile-calls", type=int, default=20, help="calls per variant in the stage profile (0: none)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/secure_round-<date>.json); '-'")
     args = p.parse_args(argv)
@@ -162,29 +166,53 @@ def main(argv: list[str] | None = None) -> int:
         "secure": server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0,
                                 aggregate=make_secure_aggregator("additive", servers=2)),
     }
+    if args.serial:
+        serial_agg = make_secure_aggregator("additive", servers=2)
+
+        def serial(updates: Any, weights: Any) -> Any:
+            host = {k: np.asarray(v) for k, v in updates.items()}  # waits for training: nothing overlaps it
+            previous = kernels.set_threads(1)
+            try:
+                return serial_agg(host, weights)
+            finally:
+                kernels.set_threads(previous)
+
+        engines["secure (serial)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0,
+                                                   aggregate=serial)
     info = _common.machine_info(optax=optax.__version__)
     print(f"# secure vs plaintext FedAvg round ({note}, 2NN, K=100, C=0.1, E=1, B=10); {args.pairs} pairs x "
           f"{args.rounds} rounds; load {info['loadavg_start']}")
     pairs = []
     for i in range(args.pairs):
-        order = ("plaintext", "secure") if i % 2 == 0 else ("secure", "plaintext")
+        order = tuple(engines) if i % 2 == 0 else tuple(reversed(engines))
         runs = {name: run(engines[name], cdata, args.rounds) for name in order}
         pair = {"order": list(order), "runs": runs,
                 "wall_ratio": runs["secure"]["median_wall_s"] / runs["plaintext"]["median_wall_s"],
                 "cpu_ratio": runs["secure"]["median_cpu_s"] / runs["plaintext"]["median_cpu_s"]}
+        if args.serial:
+            for clock in ("wall", "cpu"):
+                pair[f"serial_{clock}_ratio"] = (runs["secure (serial)"][f"median_{clock}_s"]
+                                                 / runs["plaintext"][f"median_{clock}_s"])
         pairs.append(pair)
         print(f"pair {i + 1}: plaintext {runs['plaintext']['median_wall_s']*1e3:7.1f} ms wall "
               f"{runs['plaintext']['median_cpu_s']*1e3:7.1f} ms cpu | secure {runs['secure']['median_wall_s']*1e3:7.1f}"
               f" ms wall {runs['secure']['median_cpu_s']*1e3:7.1f} ms cpu | ratio wall {pair['wall_ratio']:.3f}x "
-              f"cpu {pair['cpu_ratio']:.3f}x", flush=True)
+              f"cpu {pair['cpu_ratio']:.3f}x" + (f" | serial: wall {pair['serial_wall_ratio']:.3f}x cpu "
+                                                 f"{pair['serial_cpu_ratio']:.3f}x" if args.serial else ""),
+              flush=True)
     pooled = {name: {clock: statistics.median([t for pr in pairs for t in pr["runs"][name][f"{clock}_s"]])
                      for clock in ("wall", "cpu")} for name in engines}
     summary = {clock: {"pair_ratios": _common.spread([pr[f"{clock}_ratio"] for pr in pairs]),
                        "pooled_ratio": pooled["secure"][clock] / pooled["plaintext"][clock]}
                for clock in ("wall", "cpu")}
+    if args.serial:
+        for clock in ("wall", "cpu"):
+            summary[f"serial_{clock}"] = {
+                "pair_ratios": _common.spread([pr[f"serial_{clock}_ratio"] for pr in pairs]),
+                "pooled_ratio": pooled["secure (serial)"][clock] / pooled["plaintext"][clock]}
     for clock, s in summary.items():
         r = s["pair_ratios"]
-        print(f"{clock:>4}: pooled {s['pooled_ratio']:.3f}x; per pair median {r['median']:.3f}x, spread "
+        print(f"{clock:>11}: pooled {s['pooled_ratio']:.3f}x; per pair median {r['median']:.3f}x, spread "
               f"{r['min']:.3f}-{r['max']:.3f}x (target <= 1.1x: {'met' if r['max'] <= 1.1 else 'not on every pair'})")
     stages: dict[str, dict[str, float]] = {}
     if args.profile_calls:
@@ -205,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "secure_round", "machine": info,
               "setting": {"data": note, "model": "2nn", "clients": 100, "fraction": 0.1, "local_epochs": 1,
                           "batch_size": 10, "client_lr": 0.1, "secure": "additive, 2 servers, fresh OS keys",
-                          "pairs": args.pairs, "rounds_per_run": args.rounds, "threads": kernels.threads()},
+                          "pairs": args.pairs, "rounds_per_run": args.rounds, "threads": kernels.threads(),
+                          "engines": list(engines)},
               "pairs": pairs, "pooled_median_s": pooled, "summary": summary, "stages_cpu_ms": stages}
     _common.write_result(result, args.out, "secure_round")
     return 0
