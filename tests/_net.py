@@ -19,12 +19,29 @@ ROOT = Path(__file__).resolve().parent.parent
 _URL = re.compile(r"listening on (wss?://127\.0\.0\.1:\d+)")
 
 
+# A child started from the main thread asks Linux to SIGKILL it when the test process dies (PR_SET_PDEATHSIG survives
+# the exec), so a test run killed by a timeout leaves no worker behind; the finally blocks below stop them otherwise.
+_LAUNCH = (
+    "import ctypes, os, sys\n"
+    "if sys.platform == 'linux':\n"
+    "    ctypes.CDLL(None).prctl(1, 9)\n"  # PR_SET_PDEATHSIG, SIGKILL
+    "    if os.getppid() != int(os.environ['REFIMPL_TEST_PARENT']): sys.exit('test process gone')\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'refimpl', *sys.argv[1:]])\n"
+)
+
+
+def _command(args: list[str]) -> list[str]:
+    if threading.current_thread() is threading.main_thread():  # the signal follows the thread that forked
+        return [sys.executable, "-c", _LAUNCH, *args]
+    return [sys.executable, "-m", "refimpl", *args]
+
+
 class Process:
     """A ``python -m refimpl ...`` child process; ``url`` is what it printed as its address."""
 
     def __init__(self, args: list[str], *, wait_for_url: bool = True, timeout: float = 60.0) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "refimpl", *args], stdout=subprocess.PIPE,
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", REFIMPL_TEST_PARENT=str(os.getpid()))
+        self.proc = subprocess.Popen(_command(args), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=env, cwd=str(ROOT))
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
