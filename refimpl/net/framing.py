@@ -23,8 +23,8 @@ import numpy as np
 
 from refimpl.errors import ProtocolError
 
-__all__ = ["ACK", "BULK", "CHUNK", "FAIL", "FIRST", "HEADER", "HELLO", "LAST", "MAX_MESSAGE", "NOTIFY", "REPLY",
-           "REQUEST", "TYPES", "Assembler", "Incoming", "buffer", "bulk_header", "frames", "parse_bulk_header"]
+__all__ = ["ACK", "BULK", "CHUNK", "FAIL", "FENCE", "FIRST", "HEADER", "HELLO", "LAST", "MAX_MESSAGE", "NOTIFY",
+           "REPLY", "REQUEST", "TYPES", "Assembler", "Incoming", "buffer", "bulk_header", "frames", "parse_bulk_header"]
 
 CHUNK = 1 << 18
 """256 KiB: each chunk's copies (framing, masking, TLS) stay in the CPU's cache; a loopback move of 256 MiB ran
@@ -34,6 +34,7 @@ FIRST = struct.Struct("<QB")
 HELLO, REQUEST, NOTIFY, REPLY, ACK, FAIL = range(6)
 TYPES = frozenset({HELLO, REQUEST, NOTIFY, REPLY, ACK, FAIL})
 LAST = 1
+FENCE = "\x00fence"  # a request kind the server answers itself (ACK), in order: all before it is handled
 MAX_MESSAGE = 1 << 34  # 16 GiB: the largest message a party accepts by default
 _BIG = 1 << 22
 
