@@ -95,7 +95,6 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
     words = flat.dtype.itemsize
     n = min(CHUNK, flat.size)
     t = np.empty(n, np.float64)
-    ints = np.empty(n, np.int64)
     room = np.empty(n * words + 16, np.uint8)  # update_into needs 15 bytes past the data
     view = memoryview(room)  # type: ignore[arg-type]
     stream = room[: n * words].view(flat.dtype)
@@ -106,48 +105,53 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
             raise ValueError(f"bound must lie in [0, 2^51), got {bound}")
         limit = bound
     magic = limit < MAGIC_LIMIT
+    ints = None if magic else np.empty(n, np.int64)
     wide = flat.dtype == np.uint64
     lows: list[Any] = []
     highs: list[Any] = []
-    pos = 0
-    for piece in pieces:
-        src = piece.reshape(-1)
-        for lo in range(0, src.size, CHUNK):
-            hi = min(src.size, lo + CHUNK)
-            size = hi - lo
-            tt, part = t[:size], flat[pos : pos + size]
-            enc: np.ndarray
-            if bound is not None:  # the chunk's extremes, read while it comes into cache
-                lows.append(np.minimum.reduce(src[lo:hi]))
-                highs.append(np.maximum.reduce(src[lo:hi]))
-            tt[...] = src[lo:hi]  # exact (float32 -> float64); then the product, as multiply(dtype=float64) makes it
-            np.multiply(tt, f, out=tt)
-            if magic:
-                np.add(tt, _MAGIC, out=tt)
-                enc = tt.view(np.uint64)  # the integer + MAGIC's bits, mod 2^64
-            else:
-                np.rint(tt, out=tt)
-                enc = ints[:size]
-                enc[...] = tt  # the conversion astype(np.int64) makes
-            if not encs:
-                _store(enc, part, magic, wide)
-            for j, e in enumerate(encs):
-                write_keystream(e, view, 0, size * words)
-                mask = stream[:size]
-                if j == 0:
-                    if wide:  # combined in the cached scratch, so the share chunk is written once
-                        np.subtract(enc.view(np.uint64), mask, out=mask)
-                        if magic:
-                            np.subtract(mask, _MAGIC_BITS, out=part)
-                        else:
-                            np.copyto(part, mask)
+    srcs = [p.reshape(-1) for p in pieces if p.size]
+    k = off = 0  # the piece and the offset in it where the next chunk starts
+    for pos in range(0, flat.size, CHUNK):
+        size = min(CHUNK, flat.size - pos)
+        tt, part = t[:size], flat[pos : pos + size]
+        enc: np.ndarray
+        filled = 0
+        while filled < size:  # a chunk of the concatenation: small pieces share one (fewer calls per round)
+            take = min(size - filled, srcs[k].size - off)
+            tt[filled : filled + take] = srcs[k][off : off + take]  # exact (float32 -> float64), as multiply's cast
+            filled, off = filled + take, off + take
+            if off == srcs[k].size:
+                k, off = k + 1, 0
+        if bound is not None:  # the chunk's extremes, while it is in cache
+            lows.append(np.minimum.reduce(tt))
+            highs.append(np.maximum.reduce(tt))
+        np.multiply(tt, f, out=tt)
+        if magic:
+            np.add(tt, _MAGIC, out=tt)
+            enc = tt.view(np.uint64)  # the integer + MAGIC's bits, mod 2^64
+        else:
+            np.rint(tt, out=tt)
+            assert ints is not None
+            enc = ints[:size]
+            enc[...] = tt  # the conversion astype(np.int64) makes
+        if not encs:
+            _store(enc, part, magic, wide)
+        for j, e in enumerate(encs):
+            write_keystream(e, view, 0, size * words)
+            mask = stream[:size]
+            if j == 0:
+                if wide:  # combined in the cached scratch, so the share chunk is written once
+                    np.subtract(enc.view(np.uint64), mask, out=mask)
+                    if magic:
+                        np.subtract(mask, _MAGIC_BITS, out=part)
                     else:
-                        np.subtract(enc.view(np.int64), mask, out=part, casting="unsafe")  # mod 2^32
-                        if magic:
-                            np.subtract(part, _MAGIC_BITS.astype(flat.dtype), out=part)
+                        np.copyto(part, mask)
                 else:
-                    np.subtract(part, mask, out=part)
-            pos += size
+                    np.subtract(enc.view(np.int64), mask, out=part, casting="unsafe")  # mod 2^32
+                    if magic:
+                        np.subtract(part, _MAGIC_BITS.astype(flat.dtype), out=part)
+            else:
+                np.subtract(part, mask, out=part)
     if bound is None or not lows:
         return True
     low, high = scaled_bounds(np.array(lows).min(), np.array(highs).max(), factor)  # NaN propagates to both
