@@ -110,6 +110,19 @@ class _Encoder:
         return {"dtype": dt.str, "shape": list(arr.shape), "offset": off, "length": length}
 
     def value(self, v: Any) -> Any:
+        t = type(v)  # the exact built-in types first: a message is mostly dicts, lists, str and int
+        if t is str:
+            return v
+        if t is int:
+            return v if -_SAFE_INT < v < _SAFE_INT else {"$int": str(v)}
+        if t is dict:
+            if not all(isinstance(k, str) for k in v):
+                raise TypeError("only dicts with string keys can be sent")
+            return {"$dict": {k: self.value(x) for k, x in v.items()}}
+        if t is list:
+            return [self.value(x) for x in v]
+        if t is np.ndarray:
+            return {"$array": self._array(v)}
         if v is None or isinstance(v, (bool, str)):
             return v
         if isinstance(v, np.bool_):
@@ -175,7 +188,7 @@ def encode_parts(obj: Any, *, pointer_ref: Callable[[Any], tuple[str, int] | Non
         (True, 3)
     """
     enc = _Encoder(pointer_ref)
-    header = json.dumps(enc.value(obj), separators=(",", ":"), allow_nan=False).encode("utf-8")
+    header = _JSON_ENCODER.encode(enc.value(obj)).encode("utf-8")
     head = MAGIC + struct.pack("<I", len(header)) + header
     crc = crc32(head)
     for part in enc.chunks:
@@ -256,6 +269,12 @@ class _Decoder:
     def value(self, v: Any, depth: int = 0) -> Any:
         if depth > _MAX_DEPTH:
             raise WireFormatError(f"message nests deeper than {_MAX_DEPTH} levels")
+        t = type(v)
+        if t is str or t is int or t is float:  # (what the JSON parser makes; bool is not int here)
+            self.used += sys.getsizeof(v)
+            if self.used > self.budget:
+                self.charge(0, "a scalar")
+            return v
         if v is None or isinstance(v, bool):
             return v
         if isinstance(v, (str, int, float)):
@@ -268,6 +287,11 @@ class _Decoder:
             raise WireFormatError(f"unexpected header value {str(v)[:80]!r}")
         (tag, body), = v.items()
         try:
+            if tag == "$dict":
+                if not isinstance(body, dict):
+                    _bad(tag, body)
+                self.charge(_DICT + 100 * len(body), f"a dict of {len(body)}")
+                return {k: self.value(x, depth + 1) for k, x in body.items()}
             if tag == "$int":
                 if not (isinstance(body, str) and len(body) < 4_000):
                     _bad(tag, body)
@@ -284,11 +308,6 @@ class _Decoder:
                     _bad(tag, body)
                 self.charge(_TUPLE + 8 * len(body), f"a tuple of {len(body)}")
                 return tuple(self.value(x, depth + 1) for x in body)
-            if tag == "$dict":
-                if not isinstance(body, dict):
-                    _bad(tag, body)
-                self.charge(_DICT + 100 * len(body), f"a dict of {len(body)}")
-                return {k: self.value(x, depth + 1) for k, x in body.items()}
             if tag == "$array":
                 return self._array(body)
             if tag == "$shares":
@@ -348,7 +367,7 @@ def decode(raw: bytes, *, pointer: Callable[[str, int], Any] | None = None) -> A
     if 8 + hlen > len(view) - 4:
         raise WireFormatError(f"header length {hlen} runs past the end of a {len(view)}-byte message")
     try:
-        header = json.loads(bytes(view[8 : 8 + hlen]).decode("utf-8"), parse_constant=_no_constant)
+        header = _JSON_DECODER.decode(bytes(view[8 : 8 + hlen]).decode("utf-8"))
     except (ValueError, RecursionError) as e:  # includes JSONDecodeError, bad UTF-8, over-long integer literals
         raise WireFormatError(f"message header is not valid JSON: {str(e)[:200]}") from None
     budget = MAX_EXPANSION * len(view) + EXPANSION_SLACK
@@ -357,3 +376,7 @@ def decode(raw: bytes, *, pointer: Callable[[str, int], Any] | None = None) -> A
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (the encoder writes non-finite floats as $float)")
+
+
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # made once: a message header each
+_JSON_DECODER = json.JSONDecoder(parse_constant=_no_constant)
