@@ -4,8 +4,9 @@ A client's fixed-point contribution usually arrives as float pieces (a model's l
 leaves as one masked array. Unfused, that takes a float64 copy, an int64 encoding, a range-check pass, a ring-element
 copy and a masking pass. :func:`encode_mask` does it in one chunked pass: each chunk of :data:`CHUNK` elements
 is scaled, rounded, converted, and has its mask keystream subtracted while it is in cache, written once into the
-caller's (reused) buffer. The range check is done beforehand from the pieces' minimum and maximum alone
-(:func:`scaled_bounds`), because ``x -> fl(x * factor)`` and ``rint`` are monotone for ``factor >= 0``.
+caller's (reused) buffer. The range check is done inside that pass from each chunk's minimum and maximum
+(:func:`scaled_bounds`), because ``x -> fl(x * factor)`` and ``rint`` are monotone for ``factor >= 0``; the pass
+returns False when a value is out of range or not finite.
 
 Every result is bit for bit the unfused definition: ``ring.element(rint(concat(pieces) * factor).astype(int64))``
 minus the keystreams of ``keys`` read from offset 0 (:class:`refimpl.prg.Stream`), and ``rint`` rounds half to
@@ -16,6 +17,7 @@ Example:
     >>> from refimpl.prg import Stream
     >>> out = np.empty(3, np.uint64)
     >>> encode_mask([np.array([0.5, -1.5], np.float32), np.array([2.25])], 4.0, out, [bytes(16)], "aes128-ctr")
+    True
     >>> mask = Stream(bytes(16)).read(24).view(np.uint64)
     >>> (out + mask).view(np.int64).tolist()       # rint([2, -6, 9])
     [2, -6, 9]
