@@ -13,9 +13,10 @@ from refimpl.fl.secure import SecureAggregator, make_secure_aggregator
 from refimpl.prg import Stream
 from refimpl.secagg import AdditiveClient, AdditiveConfig, Codec, run_additive_round
 from refimpl.secagg.codec import ScaledPieces
-from refimpl.secagg.fused import CHUNK, MAGIC_LIMIT, encode_mask, scaled_bounds
+from refimpl.secagg.fused import CHUNK, MAGIC_LIMIT, chunk_size, encode_mask, scaled_bounds
 
 RINGS = {"Z2_64": Z2_64, "Z2_32": Z2_32}
+EVEN = chunk_size(2 * CHUNK + 2)  # 2 CHUNK + 2 elements go in three equal chunks of EVEN
 
 
 def _definition(pieces, factor, keys, ring):
@@ -47,6 +48,9 @@ def _pieces(sizes, dtype, seed, scale):
 @example(sizes=[CHUNK + 1, 0, 3], ring="Z2_32", nkeys=1, dtype="float64", factor_exp=4, magic=False, seed=2)
 @example(sizes=[2 * CHUNK], ring="Z2_32", nkeys=3, dtype="float32", factor_exp=20, magic=True, seed=3)
 @example(sizes=[1], ring="Z2_64", nkeys=0, dtype="float64", factor_exp=0, magic=False, seed=4)
+@example(sizes=[EVEN, EVEN, EVEN], ring="Z2_64", nkeys=1, dtype="float32", factor_exp=12, magic=True, seed=5)
+@example(sizes=[EVEN - 1, 2, EVEN - 1, EVEN], ring="Z2_32", nkeys=2, dtype="float32", factor_exp=8, magic=True, seed=6)
+@example(sizes=[EVEN + 1, 2 * EVEN - 1], ring="Z2_64", nkeys=0, dtype="float64", factor_exp=3, magic=False, seed=7)
 def test_encode_mask_is_the_unfused_definition_bit_for_bit(sizes, ring, nkeys, dtype, factor_exp, magic, seed):
     ring_ = RINGS[ring]
     pieces = _pieces(sizes, dtype, seed, scale=4.0)
@@ -58,7 +62,8 @@ def test_encode_mask_is_the_unfused_definition_bit_for_bit(sizes, ring, nkeys, d
     np.testing.assert_array_equal(out, _definition(pieces, factor, keys, ring_))
 
 
-@given(st.floats(-3.0, 3.0) | st.sampled_from([np.nan, np.inf, -np.inf]), st.sampled_from([0, 1, 3, CHUNK + 2]),
+@given(st.floats(-3.0, 3.0) | st.sampled_from([np.nan, np.inf, -np.inf]),
+       st.sampled_from([0, 1, 3, chunk_size(CHUNK + 4) - 1, chunk_size(CHUNK + 4), CHUNK + 2]),
        st.sampled_from(sorted(RINGS)), st.integers(1, 40), st.booleans())
 @example(1.0, 0, "Z2_64", 16, False)
 @example(1.0 + 2.0**-17, 0, "Z2_64", 16, False)  # t = B + 0.5: rint ties to the even B
@@ -66,6 +71,8 @@ def test_encode_mask_is_the_unfused_definition_bit_for_bit(sizes, ring, nkeys, d
 @example(1.0 + 3 * 2.0**-17, 3, "Z2_64", 16, True)
 @example(-1.0 - 2.0**-17, 1, "Z2_32", 16, True)
 @example(np.nan, CHUNK + 2, "Z2_64", 16, False)
+@example(1.0 + 3 * 2.0**-17, chunk_size(CHUNK + 4), "Z2_64", 16, False)  # the first value of the second chunk
+@example(np.inf, chunk_size(CHUNK + 4) - 1, "Z2_32", 16, False)  # the last value of the first chunk
 def test_mask_scaled_refuses_exactly_what_check_encoded_refuses(value, position, ring, frac_bits, given_bounds):
     codec = Codec(length=CHUNK + 4, max_clients=2, clip=1.0, frac_bits=min(frac_bits, 28), ring=RINGS[ring])
     x = np.zeros(codec.length)
@@ -225,3 +232,14 @@ def test_clients_computed_side_by_side_give_the_same_round_and_errors(monkeypatc
                 np.testing.assert_array_equal(a[name], b[name])
     else:
         assert isinstance(results[0], str) and results[0] == results[1] and "outside" in results[0]
+
+
+@given(st.integers(1, 10 * CHUNK))
+@example(CHUNK)
+@example(CHUNK + 1)
+@example(199210)
+def test_chunk_size_cuts_into_the_fewest_chunks_of_at_most_chunk_elements(n):
+    c = chunk_size(n)
+    assert 1 <= c <= CHUNK
+    assert -(-n // c) == -(-n // CHUNK)  # as few chunks as CHUNK allows
+    assert c * (-(-n // c) - 1) < n  # no empty last chunk

@@ -2,7 +2,7 @@
 
 A client's fixed-point contribution usually arrives as float pieces (a model's leaves) and a scale factor, and
 leaves as one masked array. Unfused, that takes a float64 copy, an int64 encoding, a range-check pass, a ring-element
-copy and a masking pass. :func:`encode_mask` does it in one chunked pass: each chunk of :data:`CHUNK` elements
+copy and a masking pass. :func:`encode_mask` does it in one chunked pass: each chunk (:func:`chunk_size`)
 is scaled, rounded, converted, and has its mask keystream subtracted while it is in cache, written once into the
 caller's (reused) buffer. The range check is done inside that pass from each chunk's minimum and maximum
 (:func:`scaled_bounds`), because ``x -> fl(x * factor)`` and ``rint`` are monotone for ``factor >= 0``; the pass
@@ -37,11 +37,26 @@ import numpy as np
 from refimpl.prg import encryptor, write_keystream
 from refimpl.sharing.kernels import threads
 
-__all__ = ["CHUNK", "MAGIC_LIMIT", "PARALLEL_BYTES", "encode_mask", "executor", "fold_arrays", "native",
+__all__ = ["CHUNK", "MAGIC_LIMIT", "PARALLEL_BYTES", "chunk_size", "encode_mask", "executor", "fold_arrays", "native",
            "scaled_bounds"]
 
-CHUNK = 1 << 16
-"""Elements per chunk: 512 KiB of int64, so a chunk's float, integer and keystream words stay in cache together."""
+CHUNK = 1 << 17
+"""The most elements per chunk (1 MiB of float64): an array is cut into the fewest chunks of at most this many
+elements, all of one size (:func:`chunk_size`), so a chunk's float and keystream words stay in the core's cache
+together while the Python calls per element stay few (measured: 2^16-element chunks cost 5% more per client)."""
+
+
+def chunk_size(n: int) -> int:
+    """The elements per chunk :func:`encode_mask` uses for an ``n``-element array: ``n`` cut into
+    ``ceil(n / CHUNK)`` chunks of (nearly) equal size -- the last one may be smaller.
+
+    Example:
+        >>> chunk_size(199210), chunk_size(CHUNK), chunk_size(CHUNK + 1)
+        (99605, 131072, 65537)
+    """
+    count = max(1, -(-n // CHUNK))
+    return -(-n // count)
+
 
 MAGIC_LIMIT = 2**51
 """Below this magnitude ``rint(t)`` is read off the bits of ``t + 1.5 * 2^52`` (one addition instead of ``rint``
@@ -95,7 +110,7 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
     if sum(int(p.size) for p in pieces) != flat.size:
         raise ValueError(f"the pieces hold {sum(int(p.size) for p in pieces)} values, out has {flat.size}")
     words = flat.dtype.itemsize
-    n = min(CHUNK, flat.size)
+    n = chunk_size(flat.size)
     t = np.empty(n, np.float64)
     room = np.empty(n * words + 16, np.uint8)  # update_into needs 15 bytes past the data
     view = memoryview(room)  # type: ignore[arg-type]
@@ -113,8 +128,8 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
     highs: list[Any] = []
     srcs = [p.reshape(-1) for p in pieces if p.size]
     k = off = 0  # the piece and the offset in it where the next chunk starts
-    for pos in range(0, flat.size, CHUNK):
-        size = min(CHUNK, flat.size - pos)
+    for pos in range(0, flat.size, n):
+        size = min(n, flat.size - pos)
         tt, part = t[:size], flat[pos : pos + size]
         enc: np.ndarray
         filled = 0
