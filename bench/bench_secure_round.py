@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serial", action="store_true",
                    help="also time 'secure (serial)' in every pair: the same aggregator reading the updates before "
                         "it starts (no overlap with training) and in one thread (what the overlap and threads buy)")
+    p.add_argument("--one-thread", action="store_true",
+                   help="also time 'secure (1 thread)' in every pair: the same overlapped round with the sharing "
+                        "kernels and the in-process clients in one thread (what the second thread costs or buys)")
     p.add_argument("--profile-calls", type=int, default=20, help="calls per variant in the stage profile (0: none)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/secure_round-<date>.json); '-'")
     args = p.parse_args(argv)
@@ -179,6 +182,18 @@ def main(argv: list[str] | None = None) -> int:
 
         engines["secure (serial)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0,
                                                    aggregate=serial)
+    if args.one_thread:
+        one_agg = make_secure_aggregator("additive", servers=2)
+
+        def one_thread(updates: Any, weights: Any) -> Any:
+            previous = kernels.set_threads(1)  # the updates are still read lazily: the overlap stays
+            try:
+                return one_agg(updates, weights)
+            finally:
+                kernels.set_threads(previous)
+
+        engines["secure (1 thread)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1,
+                                                     seed=0, aggregate=one_thread)
     info = _common.machine_info(optax=optax.__version__)
     print(f"# secure vs plaintext FedAvg round ({note}, 2NN, K=100, C=0.1, E=1, B=10); {args.pairs} pairs x "
           f"{args.rounds} rounds; load {info['loadavg_start']}")
@@ -189,27 +204,33 @@ def main(argv: list[str] | None = None) -> int:
         pair = {"order": list(order), "runs": runs,
                 "wall_ratio": runs["secure"]["median_wall_s"] / runs["plaintext"]["median_wall_s"],
                 "cpu_ratio": runs["secure"]["median_cpu_s"] / runs["plaintext"]["median_cpu_s"]}
-        if args.serial:
-            for clock in ("wall", "cpu"):
-                pair[f"serial_{clock}_ratio"] = (runs["secure (serial)"][f"median_{clock}_s"]
-                                                 / runs["plaintext"][f"median_{clock}_s"])
+        for flag, name, tag in ((args.serial, "secure (serial)", "serial"),
+                                (args.one_thread, "secure (1 thread)", "one_thread")):
+            if flag:
+                for clock in ("wall", "cpu"):
+                    pair[f"{tag}_{clock}_ratio"] = (runs[name][f"median_{clock}_s"]
+                                                    / runs["plaintext"][f"median_{clock}_s"])
         pairs.append(pair)
         print(f"pair {i + 1}: plaintext {runs['plaintext']['median_wall_s']*1e3:7.1f} ms wall "
               f"{runs['plaintext']['median_cpu_s']*1e3:7.1f} ms cpu | secure {runs['secure']['median_wall_s']*1e3:7.1f}"
               f" ms wall {runs['secure']['median_cpu_s']*1e3:7.1f} ms cpu | ratio wall {pair['wall_ratio']:.3f}x "
               f"cpu {pair['cpu_ratio']:.3f}x" + (f" | serial: wall {pair['serial_wall_ratio']:.3f}x cpu "
-                                                 f"{pair['serial_cpu_ratio']:.3f}x" if args.serial else ""),
+                                                 f"{pair['serial_cpu_ratio']:.3f}x" if args.serial else "")
+              + (f" | 1 thread: wall {pair['one_thread_wall_ratio']:.3f}x cpu {pair['one_thread_cpu_ratio']:.3f}x"
+                 if args.one_thread else ""),
               flush=True)
     pooled = {name: {clock: statistics.median([t for pr in pairs for t in pr["runs"][name][f"{clock}_s"]])
                      for clock in ("wall", "cpu")} for name in engines}
     summary = {clock: {"pair_ratios": _common.spread([pr[f"{clock}_ratio"] for pr in pairs]),
                        "pooled_ratio": pooled["secure"][clock] / pooled["plaintext"][clock]}
                for clock in ("wall", "cpu")}
-    if args.serial:
-        for clock in ("wall", "cpu"):
-            summary[f"serial_{clock}"] = {
-                "pair_ratios": _common.spread([pr[f"serial_{clock}_ratio"] for pr in pairs]),
-                "pooled_ratio": pooled["secure (serial)"][clock] / pooled["plaintext"][clock]}
+    for flag, name, tag in ((args.serial, "secure (serial)", "serial"), (args.one_thread, "secure (1 thread)",
+                                                                         "one_thread")):
+        if flag:
+            for clock in ("wall", "cpu"):
+                summary[f"{tag}_{clock}"] = {
+                    "pair_ratios": _common.spread([pr[f"{tag}_{clock}_ratio"] for pr in pairs]),
+                    "pooled_ratio": pooled[name][clock] / pooled["plaintext"][clock]}
     for clock, s in summary.items():
         r = s["pair_ratios"]
         print(f"{clock:>11}: pooled {s['pooled_ratio']:.3f}x; per pair median {r['median']:.3f}x, spread "

@@ -243,3 +243,19 @@ def test_chunk_size_cuts_into_the_fewest_chunks_of_at_most_chunk_elements(n):
     assert 1 <= c <= CHUNK
     assert -(-n // c) == -(-n // CHUNK)  # as few chunks as CHUNK allows
     assert c * (-(-n // c) - 1) < n  # no empty last chunk
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=1, max_size=40),
+       st.floats(0.01, 1e6), st.integers(0, 40))
+@example([1.0, -2.5, 3e-45, 7e38], 1.0, 1)  # float32 subnormal / overflow on the cast
+def test_mean_leaves_divides_into_float32_as_divide_then_astype(values, denom, cut):
+    from refimpl.fl.secure import _mean_leaves  # the fused round's last step
+
+    total = np.array(values)
+    cut = min(cut, total.size)
+    with np.errstate(all="ignore"):
+        expected = (total / denom).astype(np.float32)
+        got = _mean_leaves(total.copy(), denom, ["a", "b"], [(cut,), (1, total.size - cut)])
+    assert got["a"].dtype == got["b"].dtype == np.float32
+    np.testing.assert_array_equal(np.concatenate([got["a"], got["b"].ravel()]).view(np.uint32),
+                                  expected.view(np.uint32))

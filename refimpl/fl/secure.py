@@ -433,12 +433,20 @@ class _PendingUpdates(Mapping[int, ScaledPieces]):
 
 def _mean_leaves(total: np.ndarray, denom: float, names: list[str], shapes: list[tuple[int, ...]]
                  ) -> dict[str, np.ndarray]:
-    """``total / denom`` cut into the named float32 leaves (``total`` is the round's own array: divided in place)."""
-    mean = np.divide(total, denom, out=total) if total.dtype == np.float64 else total / denom
+    """``(total / denom).astype(float32)`` cut into the named leaves. A float64 ``total`` is divided straight into
+    each float32 leaf (the ufunc divides in float64 and rounds each quotient to float32 on output, as the astype
+    does: one pass, no float64 temporary)."""
+    wide = total.dtype == np.float64
+    mean = total if wide else total / denom
     out, pos = {}, 0
     for k, s in zip(names, shapes):
         size = int(np.prod(s, dtype=np.int64))
-        out[k] = mean[pos:pos + size].reshape(s).astype(np.float32)
+        if wide:
+            leaf = np.empty(s, np.float32)
+            np.divide(total[pos:pos + size], np.float64(denom), out=leaf.reshape(-1), casting="same_kind")
+            out[k] = leaf
+        else:
+            out[k] = mean[pos:pos + size].reshape(s).astype(np.float32)
         pos += size
     return out
 
