@@ -151,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serial", action="store_true",
                    help="also time 'secure (serial)' in every pair: the same aggregator reading the updates before "
                         "it starts (no overlap with training) and in one thread (what the overlap and threads buy)")
-    p.add_argument("--one-thread", action="store_true",
-                   help="also time 'secure (1 thread)' in every pair: the same overlapped round with the sharing "
-                        "kernels and the in-process clients in one thread (what the second thread costs or buys)")
+    p.add_argument("--parallel-clients", action="store_true",
+                   help="also time 'secure (parallel clients)' in every pair: the same round with its in-process "
+                        "clients computed side by side on the kernels' threads (what a second client thread costs "
+                        "or buys; the default computes them one after the other)")
     p.add_argument("--profile-calls", type=int, default=20, help="calls per variant in the stage profile (0: none)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/secure_round-<date>.json); '-'")
     args = p.parse_args(argv)
@@ -182,18 +183,11 @@ def main(argv: list[str] | None = None) -> int:
 
         engines["secure (serial)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0,
                                                    aggregate=serial)
-    if args.one_thread:
-        one_agg = make_secure_aggregator("additive", servers=2)
-
-        def one_thread(updates: Any, weights: Any) -> Any:
-            previous = kernels.set_threads(1)  # the updates are still read lazily: the overlap stays
-            try:
-                return one_agg(updates, weights)
-            finally:
-                kernels.set_threads(previous)
-
-        engines["secure (1 thread)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1,
-                                                     seed=0, aggregate=one_thread)
+    if args.parallel_clients:
+        par_agg = make_secure_aggregator("additive", servers=2)
+        par_agg.parallel_clients = True
+        engines["secure (parallel clients)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1,
+                                                             seed=0, aggregate=par_agg)
     info = _common.machine_info(optax=optax.__version__)
     print(f"# secure vs plaintext FedAvg round ({note}, 2NN, K=100, C=0.1, E=1, B=10); {args.pairs} pairs x "
           f"{args.rounds} rounds; load {info['loadavg_start']}")
@@ -205,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 "wall_ratio": runs["secure"]["median_wall_s"] / runs["plaintext"]["median_wall_s"],
                 "cpu_ratio": runs["secure"]["median_cpu_s"] / runs["plaintext"]["median_cpu_s"]}
         for flag, name, tag in ((args.serial, "secure (serial)", "serial"),
-                                (args.one_thread, "secure (1 thread)", "one_thread")):
+                                (args.parallel_clients, "secure (parallel clients)", "parallel")):
             if flag:
                 for clock in ("wall", "cpu"):
                     pair[f"{tag}_{clock}_ratio"] = (runs[name][f"median_{clock}_s"]
@@ -216,16 +210,16 @@ def main(argv: list[str] | None = None) -> int:
               f" ms wall {runs['secure']['median_cpu_s']*1e3:7.1f} ms cpu | ratio wall {pair['wall_ratio']:.3f}x "
               f"cpu {pair['cpu_ratio']:.3f}x" + (f" | serial: wall {pair['serial_wall_ratio']:.3f}x cpu "
                                                  f"{pair['serial_cpu_ratio']:.3f}x" if args.serial else "")
-              + (f" | 1 thread: wall {pair['one_thread_wall_ratio']:.3f}x cpu {pair['one_thread_cpu_ratio']:.3f}x"
-                 if args.one_thread else ""),
+              + (f" | parallel clients: wall {pair['parallel_wall_ratio']:.3f}x cpu {pair['parallel_cpu_ratio']:.3f}x"
+                 if args.parallel_clients else ""),
               flush=True)
     pooled = {name: {clock: statistics.median([t for pr in pairs for t in pr["runs"][name][f"{clock}_s"]])
                      for clock in ("wall", "cpu")} for name in engines}
     summary = {clock: {"pair_ratios": _common.spread([pr[f"{clock}_ratio"] for pr in pairs]),
                        "pooled_ratio": pooled["secure"][clock] / pooled["plaintext"][clock]}
                for clock in ("wall", "cpu")}
-    for flag, name, tag in ((args.serial, "secure (serial)", "serial"), (args.one_thread, "secure (1 thread)",
-                                                                         "one_thread")):
+    for flag, name, tag in ((args.serial, "secure (serial)", "serial"),
+                            (args.parallel_clients, "secure (parallel clients)", "parallel")):
         if flag:
             for clock in ("wall", "cpu"):
                 summary[f"{tag}_{clock}"] = {

@@ -259,3 +259,24 @@ def test_mean_leaves_divides_into_float32_as_divide_then_astype(values, denom, c
     assert got["a"].dtype == got["b"].dtype == np.float32
     np.testing.assert_array_equal(np.concatenate([got["a"], got["b"].ravel()]).view(np.uint32),
                                   expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_parallel_and_serial_clients_give_the_same_round(dropout):
+    from refimpl.secagg.fused import PARALLEL_BYTES
+    from refimpl.sharing import kernels
+
+    m, d = 4, PARALLEL_BYTES // 32 + 3  # m * d * 8 bytes of shares: over PARALLEL_BYTES, so the pool is used
+    upd = _leaves(m, [(d - 2,), (2,)], 9)
+    w = np.array([5.0, 1.0, 3.0, 2.0])
+    aggs = [make_secure_aggregator("additive", servers=2, dropout=dropout, key=b"p" * 16) for _ in range(2)]
+    aggs[0].parallel_clients = True
+    previous = kernels.set_threads(2)  # two threads even on a one-core runner
+    try:
+        for _ in range(2):
+            got, want = (a(upd, w) for a in aggs)
+            for name in want:
+                np.testing.assert_array_equal(got[name], want[name])
+    finally:
+        kernels.set_threads(previous)
+    assert aggs[0].history == aggs[1].history

@@ -99,6 +99,11 @@ class SecureAggregator:
     still being computed (JAX dispatches training asynchronously), then each client encodes, checks and masks its
     update in one chunked pass into a buffer reused round after round. False runs the unfused definition; both give
     bit-identical results, reports and errors (the tests compare them).
+
+    ``parallel_clients`` (default False): compute the in-process clients of a round side by side on the sharing
+    kernels' threads (:func:`~refimpl.secagg.additive.run_additive_round`'s ``parallel``). Off by default: on the
+    2-core machine of the README's FedAvg round a second client thread cost 2-3% more CPU per round and bought no
+    wall time (``bench/bench_secure_round.py --one-thread``). The result is the same either way.
     """
 
     protocol: str = "additive"
@@ -119,6 +124,7 @@ class SecureAggregator:
     round: int = 0
     history: list[RoundReport] = field(default_factory=list)
     fused: bool = True
+    parallel_clients: bool = False
     # the (m, d) int64 fixed-point encodings, reused round after round: on a fresh array of that size the page
     # faults cost more than the arithmetic (a call is not re-entrant, as the round counter already implies)
     _scratch: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
@@ -395,7 +401,7 @@ class SecureAggregator:
             if not (kept and kept[0].config == cfg and (kept[0].round is None or kept[0].round < r)):
                 kept = self._servers = [AdditiveServer(cfg, s) for s in range(cfg.servers)]
             res = run_additive_round(cfg, contributions, round_=r, keys=keys, encoded=True, lost=lost,
-                                     servers=kept)
+                                     servers=kept, parallel=self.parallel_clients)
             return res.total, {cid - 1 for cid in res.clients}, res.ledger
         cfg2 = SecAggConfig(num_clients=m, threshold=self.threshold_for(m), codec=codec)
         res2 = run_secagg_round(cfg2, contributions, round_=r, keys=keys, encoded=True,

@@ -36,7 +36,7 @@ class AdditiveResult(NamedTuple):
 def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, ArrayLike], *, round_: int = 0,
                        keys: Mapping[int, bytes] | None = None, encoded: bool = False,
                        lost: Iterable[tuple[int, int]] = (), servers: Sequence[AdditiveServer] | None = None,
-                       ledger: Ledger | None = None) -> AdditiveResult:
+                       ledger: Ledger | None = None, parallel: bool = True) -> AdditiveResult:
     """Run one round in process: upload, report, agree, partial sums, combine, decode; count every message.
 
     An upload an aggregator rejects (a malformed or replayed share) leaves that client out of the agreed set; the
@@ -56,6 +56,9 @@ def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, Array
         servers: persistent aggregators (they then see round numbers increase); new ones by default.
         ledger: a :class:`~refimpl.net.accounting.Ledger` to extend (``keep=None`` for per-round figures); a new
             one by default. Each message counts its payload plus the :data:`HEADER_BYTES` header.
+        parallel: on several cores, compute the clients of a large round (:data:`~refimpl.secagg.fused.PARALLEL_BYTES`
+            of shares or more) side by side (default); False: one after the other in the calling thread. The
+            result is the same either way.
 
     Returns:
         :class:`AdditiveResult`; its total is exactly the sum over the agreed clients.
@@ -92,7 +95,8 @@ def run_additive_round(config: AdditiveConfig, contributions: Mapping[int, Array
             srv.fold_received()  # the keys' keystreams, before any update is read
         # then each update (contributions may produce it only now); on several cores the clients compute side by
         # side -- each its own share into its own array -- and the uploads are delivered in order, in this thread
-        pool, workers = executor() if config.encoded_nbytes * len(clients) >= PARALLEL_BYTES else (None, 0)
+        large = parallel and config.encoded_nbytes * len(clients) >= PARALLEL_BYTES
+        pool, workers = executor() if large else (None, 0)
         order, step, ahead = list(clients), workers + 1, 0
         pending: dict[int, Future[list[ShareMessage]]] = {}
         try:
