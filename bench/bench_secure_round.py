@@ -151,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serial", action="store_true",
                    help="also time 'secure (serial)' in every pair: the same aggregator reading the updates before "
                         "it starts (no overlap with training) and in one thread (what the overlap and threads buy)")
-    p.add_argument("--parallel-clients", action="store_true",
-                   help="also time 'secure (parallel clients)' in every pair: the same round with its in-process "
-                        "clients computed side by side on the kernels' threads (what a second client thread costs "
-                        "or buys; the default computes them one after the other)")
+    p.add_argument("--serial-clients", action="store_true",
+                   help="also time 'secure (serial clients)' in every pair: the same overlapped round with its "
+                        "in-process clients computed one after the other (parallel_clients=False: what the second "
+                        "client thread costs or buys)")
     p.add_argument("--profile-calls", type=int, default=20, help="calls per variant in the stage profile (0: none)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/secure_round-<date>.json); '-'")
     args = p.parse_args(argv)
@@ -183,11 +183,11 @@ def main(argv: list[str] | None = None) -> int:
 
         engines["secure (serial)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0,
                                                    aggregate=serial)
-    if args.parallel_clients:
-        par_agg = make_secure_aggregator("additive", servers=2)
-        par_agg.parallel_clients = True
-        engines["secure (parallel clients)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1,
-                                                             seed=0, aggregate=par_agg)
+    if args.serial_clients:
+        one_agg = make_secure_aggregator("additive", servers=2)
+        one_agg.parallel_clients = False
+        engines["secure (serial clients)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1,
+                                                           seed=0, aggregate=one_agg)
     info = _common.machine_info(optax=optax.__version__)
     print(f"# secure vs plaintext FedAvg round ({note}, 2NN, K=100, C=0.1, E=1, B=10); {args.pairs} pairs x "
           f"{args.rounds} rounds; load {info['loadavg_start']}")
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 "wall_ratio": runs["secure"]["median_wall_s"] / runs["plaintext"]["median_wall_s"],
                 "cpu_ratio": runs["secure"]["median_cpu_s"] / runs["plaintext"]["median_cpu_s"]}
         for flag, name, tag in ((args.serial, "secure (serial)", "serial"),
-                                (args.parallel_clients, "secure (parallel clients)", "parallel")):
+                                (args.serial_clients, "secure (serial clients)", "serial_clients")):
             if flag:
                 for clock in ("wall", "cpu"):
                     pair[f"{tag}_{clock}_ratio"] = (runs[name][f"median_{clock}_s"]
@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
               f" ms wall {runs['secure']['median_cpu_s']*1e3:7.1f} ms cpu | ratio wall {pair['wall_ratio']:.3f}x "
               f"cpu {pair['cpu_ratio']:.3f}x" + (f" | serial: wall {pair['serial_wall_ratio']:.3f}x cpu "
                                                  f"{pair['serial_cpu_ratio']:.3f}x" if args.serial else "")
-              + (f" | parallel clients: wall {pair['parallel_wall_ratio']:.3f}x cpu {pair['parallel_cpu_ratio']:.3f}x"
-                 if args.parallel_clients else ""),
+              + (f" | serial clients: wall {pair['serial_clients_wall_ratio']:.3f}x cpu "
+                 f"{pair['serial_clients_cpu_ratio']:.3f}x" if args.serial_clients else ""),
               flush=True)
     pooled = {name: {clock: statistics.median([t for pr in pairs for t in pr["runs"][name][f"{clock}_s"]])
                      for clock in ("wall", "cpu")} for name in engines}
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                        "pooled_ratio": pooled["secure"][clock] / pooled["plaintext"][clock]}
                for clock in ("wall", "cpu")}
     for flag, name, tag in ((args.serial, "secure (serial)", "serial"),
-                            (args.parallel_clients, "secure (parallel clients)", "parallel")):
+                            (args.serial_clients, "secure (serial clients)", "serial_clients")):
         if flag:
             for clock in ("wall", "cpu"):
                 summary[f"{tag}_{clock}"] = {

@@ -100,10 +100,11 @@ class SecureAggregator:
     update in one chunked pass into a buffer reused round after round. False runs the unfused definition; both give
     bit-identical results, reports and errors (the tests compare them).
 
-    ``parallel_clients`` (default False): compute the in-process clients of a round side by side on the sharing
-    kernels' threads (:func:`~refimpl.secagg.additive.run_additive_round`'s ``parallel``). Off by default: on the
-    2-core machine of the README's FedAvg round a second client thread cost 2-3% more CPU per round and bought no
-    wall time (``bench/bench_secure_round.py --one-thread``). The result is the same either way.
+    ``parallel_clients`` (default True): on several cores, compute the in-process clients of a large round side by
+    side on the sharing kernels' threads (:func:`~refimpl.secagg.additive.run_additive_round`'s ``parallel``);
+    False: one after the other. A trade-off, measured on the README's FedAvg round (2 cores, 4 locked runs of 6-10
+    pairs): the second client thread saved 0-3% of the round's wall time and cost 0-3% more CPU time. The result
+    is the same either way.
     """
 
     protocol: str = "additive"
@@ -124,7 +125,7 @@ class SecureAggregator:
     round: int = 0
     history: list[RoundReport] = field(default_factory=list)
     fused: bool = True
-    parallel_clients: bool = False
+    parallel_clients: bool = True
     # the (m, d) int64 fixed-point encodings, reused round after round: on a fresh array of that size the page
     # faults cost more than the arithmetic (a call is not re-entrant, as the round counter already implies)
     _scratch: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
