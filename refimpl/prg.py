@@ -7,6 +7,11 @@ Two ciphers, both through the ``cryptography`` package (OpenSSL):
 * ``"chacha20"``: ChaCha20 (RFC 8439). A 32-byte key; a 12-byte nonce (default zero) and a 32-bit block counter
   (default 0), so one stream holds at most 256 GiB.
 
+Speed: the AES-CTR keystream is computed, byte for byte, through OpenSSL's AES-GCM engine wherever a run of counters
+allows it (GCM encrypts with the CTR keystream of the counters IV||2, IV||3, ...; on CPUs with VAES and AVX-512 that
+engine runs about twice as fast as OpenSSL's CTR engine); see :func:`encryptor`. The tests compare every byte with
+the plain CTR engine.
+
 A :class:`Stream` reads keystream bytes sequentially and can seek to any byte offset; :func:`keystream` is the
 pure function underneath. Independent streams come from one master key through :func:`derive_key`
 (HKDF-SHA256, RFC 5869) with labels such as ``("share", party)`` or ``("secagg", round, client)``, so no stream is
@@ -108,12 +113,72 @@ def derive_key(master: bytes, *labels: str | int | bytes, length: int = 16) -> b
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=_KDF_SALT, info=info).derive(master)
 
 
+# AES-CTR through OpenSSL's AES-GCM engine. GCM's ciphertext is the plaintext xor the CTR keystream of the counter
+# blocks IV||2, IV||3, ..., IV||(2^32 - 1) (96-bit IV, 32-bit low word; GCM's own limit is 2^32 - 2 blocks), so
+# over that run of counters it *is* AES-CTR, bit for bit; only its tag (never asked for) is extra. On CPUs with VAES
+# and AVX-512 OpenSSL's GCM engine runs about twice as fast as its CTR engine (measured here: 26 vs 12.4 GB/s into
+# cache, 23 vs 11 GB/s into memory). Counters outside such runs, and writes too short to repay creating a second
+# engine (~4 us), go through the CTR engine.
+GCM_MIN_BYTES = 1 << 16
+_GCM_SPAN = (1 << 32) - 2  # counter blocks one GCM engine yields
+_LOW = (1 << 32) - 1
+
+
+class _AesCtr:
+    """An AES-128-CTR encryptor (128-bit big-endian counter) made of CTR and GCM engine segments (see above)."""
+
+    __slots__ = ("_aes", "_counter", "_engine", "_left")
+
+    def __init__(self, key: bytes, counter: int) -> None:
+        self._aes = algorithms.AES(key)
+        self._counter = counter  # the counter block at which the next segment starts
+        self._engine: Any = None
+        self._left = 0  # bytes the current engine may still produce
+
+    def _next_segment(self, want: int) -> None:
+        counter = self._counter
+        low = counter & _LOW
+        if want < GCM_MIN_BYTES:  # a short write: the CTR engine, for just the blocks it needs
+            blocks = -(-want // 16)
+            self._engine = Cipher(self._aes, modes.CTR(counter.to_bytes(16, "big"))).encryptor()
+        elif low == 2:
+            blocks = _GCM_SPAN
+            self._engine = Cipher(self._aes, modes.GCM((counter >> 32).to_bytes(12, "big"))).encryptor()
+        else:  # the CTR engine up to the next counter whose low word is 2 (two blocks from a stream's start)
+            blocks = (2 - low) & _LOW
+            self._engine = Cipher(self._aes, modes.CTR(counter.to_bytes(16, "big"))).encryptor()
+        self._left = blocks * 16
+        self._counter = (counter + blocks) % (1 << 128)
+
+    def update_into(self, data: Any, buf: Any) -> int:
+        """As ``cryptography``'s ``update_into``: ``buf`` needs 15 bytes of room after ``len(data)``."""
+        size, done = len(data), 0
+        data, buf = memoryview(data), memoryview(buf)
+        while done < size:
+            if not self._left:
+                self._next_segment(size - done)
+            take = min(size - done, self._left)
+            self._engine.update_into(data[done : done + take], buf[done:])
+            self._left -= take
+            done += take
+        return size
+
+    def update(self, data: Any) -> bytes:
+        out = bytearray(len(data) + 15)
+        self.update_into(data, out)
+        return bytes(out[: len(data)])
+
+
 def encryptor(key: bytes, cipher: str, nonce: bytes, offset: int) -> Any:
-    """An encryptor positioned at the start of the block that holds byte ``offset``."""
+    """An encryptor positioned at the start of the block that holds byte ``offset`` (``update_into`` needs 15 bytes
+    of room after the data, as ``cryptography``'s does).
+
+    AES: a stream read from a counter whose low 32-bit word is 0, 1 or 2 -- every stream from offset 0 with the
+    default nonce -- runs on the GCM engine after at most two blocks; one that starts elsewhere runs on the CTR
+    engine until its low word wraps round to 2 (64 GiB further on), so only such streams get the faster engine."""
     block = offset // _BLOCK[cipher]
     if cipher == "aes128-ctr":
-        counter = (int.from_bytes(nonce, "big") + block) % (1 << 128)
-        return Cipher(algorithms.AES(key), modes.CTR(counter.to_bytes(16, "big"))).encryptor()
+        return _AesCtr(key, (int.from_bytes(nonce, "big") + block) % (1 << 128))
     first_block, rest = nonce[:4], nonce[4:]
     start = int.from_bytes(first_block, "little") + block
     return Cipher(algorithms.ChaCha20(key, start.to_bytes(4, "little") + rest), None).encryptor()

@@ -135,14 +135,15 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
         filled = 0
         while filled < size:  # a chunk of the concatenation: small pieces share one (fewer calls per round)
             take = min(size - filled, srcs[k].size - off)
-            tt[filled : filled + take] = srcs[k][off : off + take]  # exact (float32 -> float64), as multiply's cast
+            src = srcs[k][off : off + take]
+            if bound is not None:  # the extremes in the pieces' own dtype (half the bytes of float64 for float32)
+                lows.append(np.minimum.reduce(src))
+                highs.append(np.maximum.reduce(src))
+            tt[filled : filled + take] = src  # exact (float32 -> float64), as multiply's own cast would be
             filled, off = filled + take, off + take
             if off == srcs[k].size:
                 k, off = k + 1, 0
-        if bound is not None:  # the chunk's extremes, while it is in cache
-            lows.append(np.minimum.reduce(tt))
-            highs.append(np.maximum.reduce(tt))
-        np.multiply(tt, f, out=tt)
+        np.multiply(tt, f, out=tt)  # a copy, then a float64 multiply in place: faster than one casting multiply
         if magic:
             np.add(tt, _MAGIC, out=tt)
             enc = tt.view(np.uint64)  # the integer + MAGIC's bits, mod 2^64
