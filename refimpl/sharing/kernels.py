@@ -139,13 +139,25 @@ def _scratch(nbytes: int) -> np.ndarray:
     return buf
 
 
-def _ranges(size: int, step: int, work_bytes: int) -> list[tuple[int, int]]:
-    """Split ``range(size)`` into contiguous, ``step``-aligned ranges, one per thread (one range for small work)."""
+# The first range's streams start at offset 0, where AES-CTR runs on OpenSSL's GCM engine (refimpl.prg.encryptor);
+# the other ranges start mid-stream, on its CTR engine, about half as fast. The first range therefore takes more
+# elements: with a 3:2 split (2 threads) share n = 3 at 2^23 elements took 9.75 ms against 10.5 ms for halves
+# (bench/bench_share_limits.py; 0.6-0.65 measured best, 0.7 slower).
+FIRST_RANGE_WEIGHT = {"aes128-ctr": 1.5}
+
+
+def _ranges(size: int, step: int, work_bytes: int, first_weight: float = 1.0) -> list[tuple[int, int]]:
+    """Split ``range(size)`` into contiguous, ``step``-aligned ranges, one per thread (one range for small work);
+    the first range gets ``first_weight`` times the others' share."""
     workers = threads() if work_bytes >= MIN_PARALLEL_BYTES else 1
     chunks = -(-size // step)
     workers = max(1, min(workers, chunks))
-    per = -(-chunks // workers)
-    return [(lo * step, min(size, (lo + per) * step)) for lo in range(0, chunks, per)]
+    if workers == 1:
+        return [(0, size)]
+    first = min(chunks - workers + 1, max(1, round(chunks * first_weight / (first_weight + workers - 1))))
+    per = -(-(chunks - first) // (workers - 1))
+    bounds = [0, first] + list(range(first + per, chunks, per)) + [chunks]
+    return [(lo * step, min(size, hi * step)) for lo, hi in zip(bounds, bounds[1:]) if lo < hi]
 
 
 def _run(work: Callable[[int, int], None], ranges: Sequence[tuple[int, int]]) -> None:
@@ -185,7 +197,8 @@ def _keystream_rows(flat: np.ndarray, first_row: int, keys: Sequence[bytes], prg
                 combine(a, b)
 
     if size and keys:
-        _run(work, _ranges(size, step, (len(keys) + (combine is not None)) * size * itemsize))
+        _run(work, _ranges(size, step, (len(keys) + (combine is not None)) * size * itemsize,
+                           FIRST_RANGE_WEIGHT.get(prg, 1.0)))
 
 
 def fill_keystreams(rows: np.ndarray, keys: Sequence[bytes], prg: str) -> None:
@@ -292,7 +305,7 @@ def fold_keystreams(acc: np.ndarray, terms: Sequence[tuple[bytes, np.ufunc]], pr
                 op(operand, mask, out=part)
                 operand = part
 
-    _run(work, _ranges(flat.size, step, flat.size * itemsize * len(terms)))
+    _run(work, _ranges(flat.size, step, flat.size * itemsize * len(terms), FIRST_RANGE_WEIGHT.get(prg, 1.0)))
 
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, what: str, *inputs: Any) -> np.ndarray:
