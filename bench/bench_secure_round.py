@@ -5,11 +5,13 @@ C = 0.1, E = 1, B = 10, client SGD lr 0.1. One process; the same FedAvg engine a
 differs: ``server.weighted_mean`` (plaintext) or ``fl.secure.make_secure_aggregator("additive", servers=2)``
 (fresh OS keys, as ``train`` uses by default).
 
-A *pair* is one plaintext run then one secure run of ``--rounds`` rounds each, from the same initial model (the
-order alternates from pair to pair so that a drift in the machine's load favours neither). Per run: the median wall
-seconds and the median process CPU seconds (every thread: JAX's and the sharing kernels') per round, rounds after
-the first (which compiles). Per pair: secure / plaintext on each clock. Reported: each pair's ratios, their median,
-min and max (the spread), and the pooled medians.
+A *pair* runs the plaintext and the secure engine ``--rounds`` rounds each, from the same initial model, their rounds
+interleaved: one plaintext round, one secure round, then the other order, and so on (this machine's speed changes
+from one second to the next -- whole stretches of rounds run at half speed -- so runs timed one after the other
+differed by several percent for the same code; interleaved rounds see the same machine). Per engine and pair: the
+median wall seconds and the median process CPU seconds (every thread: JAX's and the sharing kernels') per round,
+rounds after the first (which compiles). Per pair: secure / plaintext on each clock. Reported: each pair's ratios,
+their median, min and max (the spread), and the pooled medians.
 
 Target (issue 17): secure <= 1.1x plaintext. Printed, never asserted.
 
@@ -41,19 +43,26 @@ from refimpl.fl import client, model, partition, server
 from refimpl.fl.secure import make_secure_aggregator
 
 
-def run(fedavg: server.FedAvg, cdata: Any, rounds: int) -> dict[str, Any]:
-    state = fedavg.init(model.init("2nn", seed=0))
-    walls, cpus = [], []
-    for r in range(rounds + 1):
-        w0, c0 = time.perf_counter(), time.process_time()
-        state, _ = fedavg.run_round(state, cdata)
-        jax.block_until_ready(state.params)
-        w, c = time.perf_counter() - w0, time.process_time() - c0
-        if r:  # round 0 compiles
-            walls.append(w)
-            cpus.append(c)
-    return {"wall_s": walls, "cpu_s": cpus, "median_wall_s": statistics.median(walls),
-            "median_cpu_s": statistics.median(cpus)}
+def run_block(engines: dict[str, server.FedAvg], cdata: Any, rounds: int, flip: bool) -> dict[str, dict[str, Any]]:
+    """One pair (block): every engine from the same initial model, ``rounds`` timed rounds each after one compiling
+    round, the engines' rounds interleaved -- one round of each in turn, the order reversed every round (and
+    ``flip`` starts the other way) -- so that a change in the machine's speed falls on all of them alike."""
+    states = {}
+    for name, fedavg in engines.items():
+        state = fedavg.init(model.init("2nn", seed=0))
+        state, _ = fedavg.run_round(state, cdata)  # compiles
+        states[name] = jax.block_until_ready(state)
+    times: dict[str, dict[str, list[float]]] = {name: {"wall_s": [], "cpu_s": []} for name in engines}
+    names = list(engines)
+    for r in range(rounds):
+        for name in (names if (r % 2 == 0) != flip else names[::-1]):
+            w0, c0 = time.perf_counter(), time.process_time()
+            states[name], _ = engines[name].run_round(states[name], cdata)
+            jax.block_until_ready(states[name].params)
+            times[name]["wall_s"].append(time.perf_counter() - w0)
+            times[name]["cpu_s"].append(time.process_time() - c0)
+    return {name: {**t, "median_wall_s": statistics.median(t["wall_s"]), "median_cpu_s": statistics.median(t["cpu_s"])}
+            for name, t in times.items()}
 
 
 # (object, attribute, stage name): the aggregator's steps, fused and unfused, timed where they are called
@@ -151,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serial", action="store_true",
                    help="also time 'secure (serial)' in every pair: the same aggregator reading the updates before "
                         "it starts (no overlap with training) and in one thread (what the overlap and threads buy)")
-    p.add_argument("--serial-clients", action="store_true",
-                   help="also time 'secure (serial clients)' in every pair: the same overlapped round with its "
-                        "in-process clients computed one after the other (parallel_clients=False: what the second "
+    p.add_argument("--parallel-clients", action="store_true",
+                   help="also time 'secure (parallel clients)' in every pair: the same overlapped round with its "
+                        "in-process clients computed side by side (parallel_clients=True: what the second "
                         "client thread costs or buys)")
     p.add_argument("--profile-calls", type=int, default=20, help="calls per variant in the stage profile (0: none)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/secure_round-<date>.json); '-'")
@@ -183,23 +192,23 @@ def main(argv: list[str] | None = None) -> int:
 
         engines["secure (serial)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0,
                                                    aggregate=serial)
-    if args.serial_clients:
-        one_agg = make_secure_aggregator("additive", servers=2)
-        one_agg.parallel_clients = False
-        engines["secure (serial clients)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1,
-                                                           seed=0, aggregate=one_agg)
+    if args.parallel_clients:
+        two_agg = make_secure_aggregator("additive", servers=2)
+        two_agg.parallel_clients = True
+        engines["secure (parallel clients)"] = server.FedAvg(update, server.server_optimizer("fedavg"),
+                                                             fraction=0.1, seed=0, aggregate=two_agg)
     info = _common.machine_info(optax=optax.__version__)
     print(f"# secure vs plaintext FedAvg round ({note}, 2NN, K=100, C=0.1, E=1, B=10); {args.pairs} pairs x "
           f"{args.rounds} rounds; load {info['loadavg_start']}")
     pairs = []
     for i in range(args.pairs):
         order = tuple(engines) if i % 2 == 0 else tuple(reversed(engines))
-        runs = {name: run(engines[name], cdata, args.rounds) for name in order}
+        runs = run_block(engines, cdata, args.rounds, flip=i % 2 == 1)
         pair = {"order": list(order), "runs": runs,
                 "wall_ratio": runs["secure"]["median_wall_s"] / runs["plaintext"]["median_wall_s"],
                 "cpu_ratio": runs["secure"]["median_cpu_s"] / runs["plaintext"]["median_cpu_s"]}
         for flag, name, tag in ((args.serial, "secure (serial)", "serial"),
-                                (args.serial_clients, "secure (serial clients)", "serial_clients")):
+                                (args.parallel_clients, "secure (parallel clients)", "parallel_clients")):
             if flag:
                 for clock in ("wall", "cpu"):
                     pair[f"{tag}_{clock}_ratio"] = (runs[name][f"median_{clock}_s"]
@@ -210,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
               f" ms wall {runs['secure']['median_cpu_s']*1e3:7.1f} ms cpu | ratio wall {pair['wall_ratio']:.3f}x "
               f"cpu {pair['cpu_ratio']:.3f}x" + (f" | serial: wall {pair['serial_wall_ratio']:.3f}x cpu "
                                                  f"{pair['serial_cpu_ratio']:.3f}x" if args.serial else "")
-              + (f" | serial clients: wall {pair['serial_clients_wall_ratio']:.3f}x cpu "
-                 f"{pair['serial_clients_cpu_ratio']:.3f}x" if args.serial_clients else ""),
+              + (f" | parallel clients: wall {pair['parallel_clients_wall_ratio']:.3f}x cpu "
+                 f"{pair['parallel_clients_cpu_ratio']:.3f}x" if args.parallel_clients else ""),
               flush=True)
     pooled = {name: {clock: statistics.median([t for pr in pairs for t in pr["runs"][name][f"{clock}_s"]])
                      for clock in ("wall", "cpu")} for name in engines}
@@ -219,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                        "pooled_ratio": pooled["secure"][clock] / pooled["plaintext"][clock]}
                for clock in ("wall", "cpu")}
     for flag, name, tag in ((args.serial, "secure (serial)", "serial"),
-                            (args.serial_clients, "secure (serial clients)", "serial_clients")):
+                            (args.parallel_clients, "secure (parallel clients)", "parallel_clients")):
         if flag:
             for clock in ("wall", "cpu"):
                 summary[f"{tag}_{clock}"] = {

@@ -100,11 +100,13 @@ class SecureAggregator:
     update in one chunked pass into a buffer reused round after round. False runs the unfused definition; both give
     bit-identical results, reports and errors (the tests compare them).
 
-    ``parallel_clients`` (default True): on several cores, compute the in-process clients of a large round side by
-    side on the sharing kernels' threads (:func:`~refimpl.secagg.additive.run_additive_round`'s ``parallel``);
-    False: one after the other. A trade-off, measured on the README's FedAvg round (2 cores, 4 locked runs of 6-10
-    pairs): the second client thread saved 0-3% of the round's wall time and cost 0-3% more CPU time. The result
-    is the same either way.
+    ``parallel_clients`` (default False): True computes the in-process clients of a large round side by side on the
+    sharing kernels' threads (:func:`~refimpl.secagg.additive.run_additive_round`'s ``parallel``); False: one after
+    the other. Measured on the README's FedAvg round with the rounds interleaved (2 cores,
+    ``bench/bench_secure_round.py --parallel-clients``): the second client thread cost about 2% more CPU time per
+    round and saved no wall time -- the clients' pass is bound by memory traffic, and handing clients to a thread
+    costs more than it saves (on the same updates alone: 5.8 vs 6.2 ms wall for 7.4 vs 6.2 ms of CPU). The result is
+    the same either way.
     """
 
     protocol: str = "additive"
@@ -125,7 +127,7 @@ class SecureAggregator:
     round: int = 0
     history: list[RoundReport] = field(default_factory=list)
     fused: bool = True
-    parallel_clients: bool = True
+    parallel_clients: bool = False
     # the (m, d) int64 fixed-point encodings, reused round after round: on a fresh array of that size the page
     # faults cost more than the arithmetic (a call is not re-entrant, as the round counter already implies)
     _scratch: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
