@@ -270,7 +270,7 @@ def test_parallel_and_serial_clients_give_the_same_round(dropout):
     upd = _leaves(m, [(d - 2,), (2,)], 9)
     w = np.array([5.0, 1.0, 3.0, 2.0])
     aggs = [make_secure_aggregator("additive", servers=2, dropout=dropout, key=b"p" * 16) for _ in range(2)]
-    aggs[1].parallel_clients = False
+    aggs[0].parallel_clients, aggs[1].parallel_clients = True, False
     previous = kernels.set_threads(2)  # two threads even on a one-core runner
     try:
         for _ in range(2):
