@@ -133,16 +133,18 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
         tt, part = t[:size], flat[pos : pos + size]
         enc: np.ndarray
         filled = 0
+        whole = None  # the chunk's source when it lies in one piece
         while filled < size:  # a chunk of the concatenation: small pieces share one (fewer calls per round)
             take = min(size - filled, srcs[k].size - off)
             src = srcs[k][off : off + take]
-            if bound is not None:  # the extremes in the pieces' own dtype (half the bytes of float64 for float32)
-                lows.append(np.minimum.reduce(src))
-                highs.append(np.maximum.reduce(src))
+            whole = src if take == size else None
             tt[filled : filled + take] = src  # exact (float32 -> float64), as multiply's own cast would be
             filled, off = filled + take, off + take
             if off == srcs[k].size:
                 k, off = k + 1, 0
+        if bound is not None:  # the chunk's extremes: in the piece's own dtype if it is one piece (fewer bytes)
+            lows.append(np.minimum.reduce(tt if whole is None else whole))
+            highs.append(np.maximum.reduce(tt if whole is None else whole))
         np.multiply(tt, f, out=tt)  # a copy, then a float64 multiply in place: faster than one casting multiply
         if magic:
             np.add(tt, _MAGIC, out=tt)
