@@ -135,6 +135,7 @@ def machine_info(**extra: Any) -> dict[str, Any]:
     from cryptography.hazmat.backends.openssl import backend
 
     import refimpl
+    from refimpl.prg import aes_engine
 
     flags = set((_cpuinfo("flags") or "").split())
     info: dict[str, Any] = {
@@ -150,6 +151,7 @@ def machine_info(**extra: Any) -> dict[str, Any]:
         "numpy": np.__version__,
         "cryptography": cryptography.__version__,
         "openssl": backend.openssl_version_text(),
+        "aes_engine": aes_engine(),  # OpenSSL's engine for long AES-CTR keystreams here (refimpl.prg.aes_engine)
         "refimpl": getattr(refimpl, "__version__", None),
         "git": _git(),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
@@ -225,25 +226,39 @@ _PIECES = st.lists(st.sampled_from([1, 15, 16, 17, 4096, 2**16 - 1, 2**16, 2**16
                    st.integers(0, 2**17), min_size=1, max_size=5)
 
 
+@contextlib.contextmanager
+def _engine(name: str):
+    """Force refimpl.prg's AES engine (the choice is per process: measured, or REFIMPL_AES_ENGINE)."""
+    from refimpl import prg
+
+    saved, prg._engine = prg._engine, name
+    try:
+        yield
+    finally:
+        prg._engine = saved
+
+
+@pytest.mark.parametrize("engine", ["gcm", "ctr"])
 @given(key=st.binary(min_size=16, max_size=16), high=_HIGH_WORDS, low=_LOW_WORDS, pieces=_PIECES,
        data_nonzero=st.booleans())
 @example(key=bytes(16), high=0, low=0, pieces=[2**16 + 32], data_nonzero=False)  # a stream's start: 2 CTR blocks
 @example(key=bytes(16), high=0, low=2**32 - 3, pieces=[2**17], data_nonzero=False)  # across the low word's wrap
 @example(key=bytes(16), high=2**96 - 1, low=2**32 - 2, pieces=[2**17], data_nonzero=True)  # across 2^128
 @example(key=bytes(16), high=5, low=2, pieces=[20, 2**16, 2**17], data_nonzero=False)  # short, then GCM-sized
-def test_aes_encryptor_is_plain_ctr_bit_for_bit(key, high, low, pieces, data_nonzero):
+def test_aes_encryptor_is_plain_ctr_bit_for_bit(engine, key, high, low, pieces, data_nonzero):
     from refimpl.prg import encryptor
 
     counter = (high << 32) | low
     total = sum(pieces)
     data = bytes(range(256)) * (total // 256 + 1) if data_nonzero else bytes(total + 256)
-    enc = encryptor(key, "aes128-ctr", counter.to_bytes(16, "big"), 0)
     out, pos = bytearray(), 0
-    for size in pieces:
-        buf = bytearray(size + 15)
-        assert enc.update_into(data[pos:pos + size], buf) == size
-        out += buf[:size]
-        pos += size
+    with _engine(engine):
+        enc = encryptor(key, "aes128-ctr", counter.to_bytes(16, "big"), 0)
+        for size in pieces:
+            buf = bytearray(size + 15)
+            assert enc.update_into(data[pos:pos + size], buf) == size
+            out += buf[:size]
+            pos += size
     expected = _xor(_ctr_reference(key, counter, total), data[:total])
     assert bytes(out) == expected
 
@@ -254,6 +269,7 @@ def test_aes_encryptor_switches_engines_where_a_gcm_run_ends(monkeypatch):
     from refimpl import prg
 
     monkeypatch.setattr(prg, "_GCM_SPAN", 4097)
+    monkeypatch.setattr(prg, "_engine", "gcm")
     key = bytes(range(16))
     enc = prg.encryptor(key, "aes128-ctr", bytes(16), 0)
     sizes = [2**16, 2**17, 2**16 + 3, 5]
@@ -263,6 +279,24 @@ def test_aes_encryptor_switches_engines_where_a_gcm_run_ends(monkeypatch):
         enc.update_into(bytes(size), buf)
         out += buf[:size]
     assert bytes(out) == _ctr_reference(key, 0, sum(sizes))
+
+
+@pytest.mark.parametrize("setting, expected", [("gcm", "gcm"), ("CTR", "ctr"), ("", None)])
+def test_aes_engine_is_chosen_by_the_environment_or_measured(monkeypatch, setting, expected):
+    from refimpl import prg
+
+    monkeypatch.setattr(prg, "_engine", None)
+    monkeypatch.setenv("REFIMPL_AES_ENGINE", setting)
+    assert prg.aes_engine() == (expected or prg.aes_engine()) and prg.aes_engine() in ("gcm", "ctr")
+
+
+def test_aes_engine_setting_is_validated(monkeypatch):
+    from refimpl import prg
+
+    monkeypatch.setattr(prg, "_engine", None)
+    monkeypatch.setenv("REFIMPL_AES_ENGINE", "ecb")
+    with pytest.raises(ValueError, match="REFIMPL_AES_ENGINE must be 'gcm' or 'ctr', got 'ecb'"):
+        prg.aes_engine()
 
 
 def test_aes_encryptor_update_equals_update_into():

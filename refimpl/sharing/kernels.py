@@ -12,11 +12,12 @@ The number of threads is the number of cores this process may use (``os.sched_ge
 less than :data:`MIN_PARALLEL_BYTES` of work always run in the calling thread.
 
 Speed (``bench/bench_share_limits.py``; README "Speed and scale-out"): ``share`` into a reused buffer beats the
-single-core keystream bound on 2 cores but stays near 0.6x the all-core one. Each core alternates between the cipher
-(compute-bound) and the subtraction, which reads the secret from memory and writes party 0's share to memory; separate
-OpenSSL and NumPy calls cannot overlap the two (drawing into a cache-resident scratch and copying out, subtracting into
-one, and feeding the secret to the cipher as its input were measured and were not faster). Only a fused native loop
-could hide that traffic under the cipher's work.
+single-core keystream bound of OpenSSL's CTR engine on 2 cores and reaches about 0.65x its all-core bound. AES-CTR
+runs on OpenSSL's faster GCM engine where it can (:func:`refimpl.prg.aes_engine`): for a stream from its start,
+so for the first range only, which therefore takes more elements. Each core alternates between the cipher and the
+subtraction, which reads the secret from memory and writes party 0's share to memory; separate OpenSSL and NumPy
+calls cannot overlap the two, and ``share``'s memory traffic alone, with the cipher taken out, already takes longer
+than the fastest all-core keystream.
 
 Example:
     >>> import numpy as np
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from refimpl.errors import ShapeMismatchError
-from refimpl.prg import encryptor, write_keystream
+from refimpl.prg import aes_engine, encryptor, write_keystream
 
 __all__ = ["CHUNK_BYTES", "MIN_PARALLEL_BYTES", "apply_keystreams", "check_out", "fill_keystreams", "fold_keystreams",
            "set_chunk_bytes", "set_threads", "share_words", "sum_parties", "threads"]
@@ -139,11 +140,15 @@ def _scratch(nbytes: int) -> np.ndarray:
     return buf
 
 
-# The first range's streams start at offset 0, where AES-CTR runs on OpenSSL's GCM engine (refimpl.prg.encryptor);
-# the other ranges start mid-stream, on its CTR engine, about half as fast. The first range therefore takes more
-# elements: with a 3:2 split (2 threads) share n = 3 at 2^23 elements took 9.75 ms against 10.5 ms for halves
-# (bench/bench_share_limits.py; 0.6-0.65 measured best, 0.7 slower).
-FIRST_RANGE_WEIGHT = {"aes128-ctr": 1.5}
+# Where AES-CTR runs on OpenSSL's GCM engine (refimpl.prg.aes_engine), only the first range's streams get it: they
+# start at offset 0; the other ranges start mid-stream, on the CTR engine, about half as fast here. The first range
+# then takes more elements: with a 3:2 split (2 threads) share n = 3 at 2^23 elements took 9.5 ms against 10.5 ms for
+# halves (bench/bench_share_limits.py; 0.6-0.65 of the elements measured best, 0.7 slower).
+GCM_FIRST_RANGE_WEIGHT = 1.5
+
+
+def _first_weight(prg: str) -> float:
+    return GCM_FIRST_RANGE_WEIGHT if prg == "aes128-ctr" and aes_engine() == "gcm" else 1.0
 
 
 def _ranges(size: int, step: int, work_bytes: int, first_weight: float = 1.0) -> list[tuple[int, int]]:
@@ -198,7 +203,7 @@ def _keystream_rows(flat: np.ndarray, first_row: int, keys: Sequence[bytes], prg
 
     if size and keys:
         _run(work, _ranges(size, step, (len(keys) + (combine is not None)) * size * itemsize,
-                           FIRST_RANGE_WEIGHT.get(prg, 1.0)))
+                           _first_weight(prg)))
 
 
 def fill_keystreams(rows: np.ndarray, keys: Sequence[bytes], prg: str) -> None:
@@ -305,7 +310,7 @@ def fold_keystreams(acc: np.ndarray, terms: Sequence[tuple[bytes, np.ufunc]], pr
                 op(operand, mask, out=part)
                 operand = part
 
-    _run(work, _ranges(flat.size, step, flat.size * itemsize * len(terms), FIRST_RANGE_WEIGHT.get(prg, 1.0)))
+    _run(work, _ranges(flat.size, step, flat.size * itemsize * len(terms), _first_weight(prg)))
 
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, what: str, *inputs: Any) -> np.ndarray:
