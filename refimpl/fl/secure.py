@@ -104,9 +104,9 @@ class SecureAggregator:
     sharing kernels' threads (:func:`~refimpl.secagg.additive.run_additive_round`'s ``parallel``); False: one after
     the other. Measured on the README's FedAvg round with the rounds interleaved (2 cores,
     ``bench/bench_secure_round.py --parallel-clients``): the second client thread cost about 2% more CPU time per
-    round and saved no wall time -- the clients' pass is bound by memory traffic, and handing clients to a thread
-    costs more than it saves (on the same updates alone: 5.8 vs 6.2 ms wall for 7.4 vs 6.2 ms of CPU). The result is
-    the same either way.
+    round and saved no wall time: each client is a chain of short NumPy calls, and the two threads keep waiting on
+    each other's GIL hand-offs (on the same updates alone: 5.8 vs 6.2 ms wall for 7.4 vs 6.2 ms of CPU). The result
+    is the same either way.
     """
 
     protocol: str = "additive"
