@@ -125,6 +125,15 @@ def _git() -> dict[str, Any]:
         return {"commit": None, "refimpl_dirty": None}
 
 
+def _dist_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def machine_info(**extra: Any) -> dict[str, Any]:
     """Platform, CPU (model, AES/AVX flags, cores), load, memory settings, library versions, git commit, date.
 
@@ -136,6 +145,7 @@ def machine_info(**extra: Any) -> dict[str, Any]:
 
     import refimpl
     from refimpl.prg import aes_engine
+    from refimpl.secagg import compiled
 
     flags = set((_cpuinfo("flags") or "").split())
     info: dict[str, Any] = {
@@ -152,6 +162,8 @@ def machine_info(**extra: Any) -> dict[str, Any]:
         "cryptography": cryptography.__version__,
         "openssl": backend.openssl_version_text(),
         "aes_engine": aes_engine(),  # OpenSSL's engine for long AES-CTR keystreams here (refimpl.prg.aes_engine)
+        "compiled_loop": compiled.available(),  # the clients' encode-and-mask pass compiled by Numba
+        "numba": _dist_version("numba"),
         "refimpl": getattr(refimpl, "__version__", None),
         "git": _git(),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -41,6 +41,7 @@ import optax
 
 from refimpl.fl import client, model, partition, server
 from refimpl.fl.secure import make_secure_aggregator
+from refimpl.secagg import compiled
 
 
 def run_block(engines: dict[str, server.FedAvg], cdata: Any, rounds: int, flip: bool) -> dict[str, dict[str, Any]]:
@@ -164,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time 'secure (parallel clients)' in every pair: the same overlapped round with its "
                         "in-process clients computed side by side (parallel_clients=True: what the second "
                         "client thread costs or buys)")
+    p.add_argument("--no-jit", action="store_true",
+                   help="also time 'secure (NumPy pass)': the clients' pass without the compiled loop "
+                        "(refimpl.secagg.compiled), as without numba installed")
     p.add_argument("--profile-calls", type=int, default=20, help="calls per variant in the stage profile (0: none)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/secure_round-<date>.json); '-'")
     args = p.parse_args(argv)
@@ -179,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "secure": server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0,
                                 aggregate=make_secure_aggregator("additive", servers=2)),
     }
+    variants = []  # (engine name, result tag): the other settings timed in every pair beside "secure"
     if args.serial:
         serial_agg = make_secure_aggregator("additive", servers=2)
 
@@ -192,11 +197,26 @@ def main(argv: list[str] | None = None) -> int:
 
         engines["secure (serial)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1, seed=0,
                                                    aggregate=serial)
+        variants.append(("secure (serial)", "serial"))
     if args.parallel_clients:
         two_agg = make_secure_aggregator("additive", servers=2)
         two_agg.parallel_clients = True
         engines["secure (parallel clients)"] = server.FedAvg(update, server.server_optimizer("fedavg"),
                                                              fraction=0.1, seed=0, aggregate=two_agg)
+        variants.append(("secure (parallel clients)", "parallel_clients"))
+    if args.no_jit:
+        plain_agg = make_secure_aggregator("additive", servers=2)
+
+        def numpy_only(updates: Any, weights: Any) -> Any:
+            previous = compiled.set_enabled(False)
+            try:
+                return plain_agg(updates, weights)
+            finally:
+                compiled.set_enabled(previous)
+
+        engines["secure (NumPy pass)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1,
+                                                       seed=0, aggregate=numpy_only)
+        variants.append(("secure (NumPy pass)", "numpy_pass"))
     info = _common.machine_info(optax=optax.__version__)
     print(f"# secure vs plaintext FedAvg round ({note}, 2NN, K=100, C=0.1, E=1, B=10); {args.pairs} pairs x "
           f"{args.rounds} rounds; load {info['loadavg_start']}")
@@ -207,33 +227,25 @@ def main(argv: list[str] | None = None) -> int:
         pair = {"order": list(order), "runs": runs,
                 "wall_ratio": runs["secure"]["median_wall_s"] / runs["plaintext"]["median_wall_s"],
                 "cpu_ratio": runs["secure"]["median_cpu_s"] / runs["plaintext"]["median_cpu_s"]}
-        for flag, name, tag in ((args.serial, "secure (serial)", "serial"),
-                                (args.parallel_clients, "secure (parallel clients)", "parallel_clients")):
-            if flag:
-                for clock in ("wall", "cpu"):
-                    pair[f"{tag}_{clock}_ratio"] = (runs[name][f"median_{clock}_s"]
-                                                    / runs["plaintext"][f"median_{clock}_s"])
+        for name, tag in variants:
+            for clock in ("wall", "cpu"):
+                pair[f"{tag}_{clock}_ratio"] = runs[name][f"median_{clock}_s"] / runs["plaintext"][f"median_{clock}_s"]
         pairs.append(pair)
         print(f"pair {i + 1}: plaintext {runs['plaintext']['median_wall_s']*1e3:7.1f} ms wall "
               f"{runs['plaintext']['median_cpu_s']*1e3:7.1f} ms cpu | secure {runs['secure']['median_wall_s']*1e3:7.1f}"
               f" ms wall {runs['secure']['median_cpu_s']*1e3:7.1f} ms cpu | ratio wall {pair['wall_ratio']:.3f}x "
-              f"cpu {pair['cpu_ratio']:.3f}x" + (f" | serial: wall {pair['serial_wall_ratio']:.3f}x cpu "
-                                                 f"{pair['serial_cpu_ratio']:.3f}x" if args.serial else "")
-              + (f" | parallel clients: wall {pair['parallel_clients_wall_ratio']:.3f}x cpu "
-                 f"{pair['parallel_clients_cpu_ratio']:.3f}x" if args.parallel_clients else ""),
+              f"cpu {pair['cpu_ratio']:.3f}x" + "".join(f" | {tag}: wall {pair[f'{tag}_wall_ratio']:.3f}x cpu "
+                                                       f"{pair[f'{tag}_cpu_ratio']:.3f}x" for _, tag in variants),
               flush=True)
     pooled = {name: {clock: statistics.median([t for pr in pairs for t in pr["runs"][name][f"{clock}_s"]])
                      for clock in ("wall", "cpu")} for name in engines}
     summary = {clock: {"pair_ratios": _common.spread([pr[f"{clock}_ratio"] for pr in pairs]),
                        "pooled_ratio": pooled["secure"][clock] / pooled["plaintext"][clock]}
                for clock in ("wall", "cpu")}
-    for flag, name, tag in ((args.serial, "secure (serial)", "serial"),
-                            (args.parallel_clients, "secure (parallel clients)", "parallel_clients")):
-        if flag:
-            for clock in ("wall", "cpu"):
-                summary[f"{tag}_{clock}"] = {
-                    "pair_ratios": _common.spread([pr[f"{tag}_{clock}_ratio"] for pr in pairs]),
-                    "pooled_ratio": pooled[name][clock] / pooled["plaintext"][clock]}
+    for name, tag in variants:
+        for clock in ("wall", "cpu"):
+            summary[f"{tag}_{clock}"] = {"pair_ratios": _common.spread([pr[f"{tag}_{clock}_ratio"] for pr in pairs]),
+                                         "pooled_ratio": pooled[name][clock] / pooled["plaintext"][clock]}
     for clock, s in summary.items():
         r = s["pair_ratios"]
         print(f"{clock:>11}: pooled {s['pooled_ratio']:.3f}x; per pair median {r['median']:.3f}x, spread "

@@ -1,6 +1,8 @@
 """The fused secure round (refimpl.secagg.fused, Codec.mask_scaled, the two-part ShareUpload, the aggregators' running
 sums, SecureAggregator(fused=True)) against the unfused definitions: bit for bit the same shares, totals, reports
-and errors."""
+and errors -- with the clients' pass in NumPy and compiled (refimpl.secagg.compiled)."""
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -11,11 +13,21 @@ from refimpl import Z2_32, Z2_64
 from refimpl.errors import OutOfRangeError
 from refimpl.fl.secure import SecureAggregator, make_secure_aggregator
 from refimpl.prg import Stream
-from refimpl.secagg import AdditiveClient, AdditiveConfig, Codec, run_additive_round
+from refimpl.secagg import AdditiveClient, AdditiveConfig, Codec, compiled, run_additive_round
 from refimpl.secagg.codec import ScaledPieces
 from refimpl.secagg.fused import CHUNK, MAGIC_LIMIT, chunk_size, encode_mask, scaled_bounds
 
 RINGS = {"Z2_64": Z2_64, "Z2_32": Z2_32}
+
+
+@pytest.fixture(scope="module", autouse=True, params=["numpy", "compiled"])
+def client_pass(request):
+    """Every test here runs twice: the clients' pass in NumPy, and through the compiled loop (numba)."""
+    if request.param == "compiled" and importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed: the compiled client pass (refimpl.secagg.compiled) is not tested")
+    previous = compiled.set_enabled(request.param == "compiled")
+    yield request.param
+    compiled.set_enabled(previous)
 EVEN = chunk_size(2 * CHUNK + 2)  # 2 CHUNK + 2 elements go in three equal chunks of EVEN
 
 

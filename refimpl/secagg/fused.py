@@ -8,6 +8,10 @@ caller's (reused) buffer. The range check is done inside that pass from each chu
 (:func:`scaled_bounds`), because ``x -> fl(x * factor)`` and ``rint`` are monotone for ``factor >= 0``; the pass
 returns False when a value is out of range or not finite.
 
+Where Numba is installed, each chunk's encoding and first subtraction run as one compiled loop instead
+(:mod:`refimpl.secagg.compiled`; ``REFIMPL_JIT=0`` turns it off): half the time of the NumPy pass on the README's
+FedAvg round, and the same bits (the tests run every fused test both ways).
+
 Every result is bit for bit the unfused definition: ``ring.element(rint(concat(pieces) * factor).astype(int64))``
 minus the keystreams of ``keys`` read from offset 0 (:class:`refimpl.prg.Stream`), and ``rint`` rounds half to
 even like NumPy's. The tests compare the two on ragged sizes, both rings and chunk boundaries.
@@ -35,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from refimpl.prg import encryptor, write_keystream
+from refimpl.secagg import compiled
 from refimpl.sharing.kernels import threads
 
 __all__ = ["CHUNK", "MAGIC_LIMIT", "PARALLEL_BYTES", "chunk_size", "encode_mask", "executor", "fold_arrays", "native",
@@ -66,6 +71,7 @@ PARALLEL_BYTES = 1 << 22
 """Below this many bytes of shares per round the clients of an in-process round are computed one after the other
 (handing a client to a thread costs tens of microseconds on an idle machine, milliseconds on a loaded one)."""
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # the source dtypes the compiled loop takes
 _MAGIC = 1.5 * 2.0**52
 _MAGIC_BITS = np.float64(_MAGIC).view(np.uint64)
 
@@ -109,6 +115,13 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
     flat = out.reshape(-1)
     if sum(int(p.size) for p in pieces) != flat.size:
         raise ValueError(f"the pieces hold {sum(int(p.size) for p in pieces)} values, out has {flat.size}")
+    if bound is not None and not 0 <= bound < MAGIC_LIMIT:
+        raise ValueError(f"bound must lie in [0, 2^51), got {bound}")
+    srcs = [p.reshape(-1) for p in pieces if p.size]
+    check = limit if bound is None else bound
+    if keys and check < MAGIC_LIMIT and all(p.dtype in _FLOATS for p in srcs) and compiled.available():
+        ok = _encode_mask_compiled(srcs, factor, flat, keys, prg, float(check))
+        return ok or bound is None  # without a bound the caller has checked the range
     words = flat.dtype.itemsize
     n = chunk_size(flat.size)
     t = np.empty(n, np.float64)
@@ -118,15 +131,12 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
     encs = [encryptor(k, prg, bytes(16), 0) for k in keys]
     f = np.float64(factor)
     if bound is not None:
-        if not 0 <= bound < MAGIC_LIMIT:
-            raise ValueError(f"bound must lie in [0, 2^51), got {bound}")
         limit = bound
     magic = limit < MAGIC_LIMIT
     ints = None if magic else np.empty(n, np.int64)
     wide = flat.dtype == np.uint64
     lows: list[Any] = []
     highs: list[Any] = []
-    srcs = [p.reshape(-1) for p in pieces if p.size]
     k = off = 0  # the piece and the offset in it where the next chunk starts
     for pos in range(0, flat.size, n):
         size = min(n, flat.size - pos)
@@ -176,6 +186,37 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
         return True
     low, high = scaled_bounds(np.array(lows).min(), np.array(highs).max(), factor)  # NaN propagates to both
     return -bound <= low and high <= bound
+
+
+def _encode_mask_compiled(srcs: list[np.ndarray], factor: float, flat: np.ndarray, keys: Sequence[bytes], prg: str,
+                          bound: float) -> bool:
+    """:func:`encode_mask` through the compiled loop (:mod:`refimpl.secagg.compiled`): per chunk, the first key's
+    keystream into a cached buffer, then one loop per piece in the chunk encodes and subtracts it; the other keys'
+    keystreams are subtracted by NumPy. Returns whether every encoded integer lies within ``bound``."""
+    words = flat.dtype.itemsize
+    n = chunk_size(flat.size)
+    room = np.empty(n * words + 16, np.uint8)  # update_into needs 15 bytes past the data
+    view = memoryview(room)  # type: ignore[arg-type]
+    stream = room[: n * words].view(flat.dtype)
+    encs = [encryptor(k, prg, bytes(16), 0) for k in keys]
+    ok = True
+    k = off = 0  # the piece and the offset in it where the next chunk starts
+    for pos in range(0, flat.size, n):
+        size = min(n, flat.size - pos)
+        write_keystream(encs[0], view, 0, size * words)
+        filled = 0
+        while filled < size:
+            take = min(size - filled, srcs[k].size - off)
+            ok &= compiled.encode_sub(srcs[k][off : off + take], factor, stream[filled : filled + take],
+                                      flat[pos + filled : pos + filled + take], bound)
+            filled, off = filled + take, off + take
+            if off == srcs[k].size:
+                k, off = k + 1, 0
+        part, mask = flat[pos : pos + size], stream[:size]
+        for e in encs[1:]:
+            write_keystream(e, view, 0, size * words)
+            np.subtract(part, mask, out=part)
+    return ok
 
 
 def _store(enc: np.ndarray, part: np.ndarray, magic: bool, wide: bool) -> None:
