@@ -108,7 +108,8 @@ def test_version_and_py_typed():
     assert (pathlib.Path(refimpl.__file__).parent / "py.typed").is_file()
 
 
-HEAVY = ["jax", "jaxlib", "optax", "hypothesis", "pytest", "scipy", "tensorflow", "torch", "matplotlib"]
+HEAVY = ["jax", "jaxlib", "optax", "hypothesis", "pytest", "scipy", "tensorflow", "torch", "matplotlib", "numba",
+         "llvmlite"]
 
 
 def _modules_after(code: str) -> list[str]:
@@ -130,6 +131,22 @@ def test_core_operations_do_not_import_jax():
             "refimpl.FixedPoint().decode(refimpl.reconstruct(x * 2))")
     loaded = _modules_after(code)
     assert [m for m in loaded if m.split(".")[0] in ("jax", "jaxlib")] == []
+
+
+def test_the_fused_client_pass_runs_without_numba():
+    code = ("import sys; sys.modules['numba'] = None  # import numba now raises ImportError\n"
+            "import numpy as np\n"
+            "from refimpl.prg import Stream\n"
+            "from refimpl.secagg import compiled\n"
+            "from refimpl.secagg.fused import encode_mask\n"
+            "out = np.empty(3, np.uint64)\n"
+            "x = [np.array([0.5, -1.5, 2.25], np.float32)]\n"
+            "assert encode_mask(x, 4.0, out, [bytes(16)], 'aes128-ctr', bound=99)\n"
+            "mask = Stream(bytes(16)).read(24).view(np.uint64)\n"
+            "assert (out + mask).view(np.int64).tolist() == [2, -6, 9], out\n"
+            "assert compiled.available() is False")
+    loaded = _modules_after(code)
+    assert "refimpl.secagg.compiled" in loaded
 
 
 def test_import_refimpl_testing_needs_no_hypothesis():
