@@ -3,7 +3,7 @@
 NumPy computes a chunk of a fused client pass in six array passes (widen, scale, round, convert, subtract the
 keystream, undo the rounding offset); this loop makes one, element by element, with the same float64 arithmetic:
 ``out[i] = ring(int64(rint(float64(src[i]) * factor))) - mask[i]``. On the README's FedAvg round (10 clients,
-199,210 coordinates) a client pass takes about half the time (``bench/bench_secure_round.py``).
+199,210 coordinates) the clients' pass takes 1.76 ms of CPU against NumPy's 3.01 (``bench/bench_secure_round.py``).
 
 It is an accelerator only: the NumPy pass stays the definition, and the tests compare the two bit for bit
 (``tests/test_secagg_compiled.py``: float32 / float64 sources, both rings, ties, the range bound, NaN and
