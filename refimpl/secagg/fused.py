@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -137,21 +137,12 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
     wide = flat.dtype == np.uint64
     lows: list[Any] = []
     highs: list[Any] = []
-    k = off = 0  # the piece and the offset in it where the next chunk starts
-    for pos in range(0, flat.size, n):
-        size = min(n, flat.size - pos)
+    for pos, size, segments in _chunks(srcs, n, flat.size):
         tt, part = t[:size], flat[pos : pos + size]
         enc: np.ndarray
-        filled = 0
-        whole = None  # the chunk's source when it lies in one piece
-        while filled < size:  # a chunk of the concatenation: small pieces share one (fewer calls per round)
-            take = min(size - filled, srcs[k].size - off)
-            src = srcs[k][off : off + take]
-            whole = src if take == size else None
-            tt[filled : filled + take] = src  # exact (float32 -> float64), as multiply's own cast would be
-            filled, off = filled + take, off + take
-            if off == srcs[k].size:
-                k, off = k + 1, 0
+        for filled, src in segments:
+            tt[filled : filled + src.size] = src  # exact (float32 -> float64), as multiply's own cast would be
+        whole = segments[0][1] if len(segments) == 1 else None  # the chunk's source when it lies in one piece
         if bound is not None:  # the chunk's extremes: in the piece's own dtype if it is one piece (fewer bytes)
             lows.append(np.minimum.reduce(tt if whole is None else whole))
             highs.append(np.maximum.reduce(tt if whole is None else whole))
@@ -188,6 +179,22 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
     return -bound <= low and high <= bound
 
 
+def _chunks(srcs: Sequence[np.ndarray], n: int, total: int) -> Iterator[tuple[int, int, list[tuple[int, np.ndarray]]]]:
+    """The concatenation of ``srcs`` (``total`` elements) in chunks of ``n``: ``(start, size, segments)`` per chunk,
+    each segment ``(offset in the chunk, slice of a piece)`` -- small pieces share a chunk (fewer calls per round)."""
+    k = off = 0  # the piece and the offset in it where the next chunk starts
+    for pos in range(0, total, n):
+        size = min(n, total - pos)
+        segments, filled = [], 0
+        while filled < size:
+            take = min(size - filled, srcs[k].size - off)
+            segments.append((filled, srcs[k][off : off + take]))
+            filled, off = filled + take, off + take
+            if off == srcs[k].size:
+                k, off = k + 1, 0
+        yield pos, size, segments
+
+
 def _encode_mask_compiled(srcs: list[np.ndarray], factor: float, flat: np.ndarray, keys: Sequence[bytes], prg: str,
                           bound: float) -> bool:
     """:func:`encode_mask` through the compiled loop (:mod:`refimpl.secagg.compiled`): per chunk, the first key's
@@ -200,18 +207,11 @@ def _encode_mask_compiled(srcs: list[np.ndarray], factor: float, flat: np.ndarra
     stream = room[: n * words].view(flat.dtype)
     encs = [encryptor(k, prg, bytes(16), 0) for k in keys]
     ok = True
-    k = off = 0  # the piece and the offset in it where the next chunk starts
-    for pos in range(0, flat.size, n):
-        size = min(n, flat.size - pos)
+    for pos, size, segments in _chunks(srcs, n, flat.size):
         write_keystream(encs[0], view, 0, size * words)
-        filled = 0
-        while filled < size:
-            take = min(size - filled, srcs[k].size - off)
-            ok &= compiled.encode_sub(srcs[k][off : off + take], factor, stream[filled : filled + take],
-                                      flat[pos + filled : pos + filled + take], bound)
-            filled, off = filled + take, off + take
-            if off == srcs[k].size:
-                k, off = k + 1, 0
+        for filled, src in segments:
+            end = filled + src.size
+            ok &= compiled.encode_sub(src, factor, stream[filled:end], flat[pos + filled : pos + end], bound)
         part, mask = flat[pos : pos + size], stream[:size]
         for e in encs[1:]:
             write_keystream(e, view, 0, size * words)
