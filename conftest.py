@@ -9,4 +9,4 @@ if importlib.util.find_spec("jax") is None:
 if importlib.util.find_spec("optax") is None:
     collect_ignore_glob += ["refimpl/fl/*.py"]
 if importlib.util.find_spec("numba") is None:
-    collect_ignore_glob += ["refimpl/secagg/compiled.py"]
+    collect_ignore_glob += ["refimpl/jit/aes.py", "refimpl/jit/kernels.py"]

@@ -144,8 +144,8 @@ def machine_info(**extra: Any) -> dict[str, Any]:
     from cryptography.hazmat.backends.openssl import backend
 
     import refimpl
+    from refimpl import jit
     from refimpl.prg import aes_engine
-    from refimpl.secagg import compiled
 
     flags = set((_cpuinfo("flags") or "").split())
     info: dict[str, Any] = {
@@ -162,7 +162,8 @@ def machine_info(**extra: Any) -> dict[str, Any]:
         "cryptography": cryptography.__version__,
         "openssl": backend.openssl_version_text(),
         "aes_engine": aes_engine(),  # OpenSSL's engine for long AES-CTR keystreams here (refimpl.prg.aes_engine)
-        "compiled_loop": compiled.available(),  # the clients' encode-and-mask pass compiled by Numba
+        "compiled_loop": jit.available(),  # the clients' encode-and-mask pass compiled by Numba (refimpl.jit)
+        "compiled_aes_bits": jit.aes_width() if jit.aes_available() else 0,  # the compiled AES-CTR's vector width
         "numba": _dist_version("numba"),
         "refimpl": getattr(refimpl, "__version__", None),
         "git": _git(),

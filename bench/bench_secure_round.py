@@ -39,9 +39,9 @@ import jax
 import numpy as np
 import optax
 
+from refimpl import jit
 from refimpl.fl import client, model, partition, server
 from refimpl.fl.secure import make_secure_aggregator
-from refimpl.secagg import compiled
 
 
 def run_block(engines: dict[str, server.FedAvg], cdata: Any, rounds: int, flip: bool) -> dict[str, dict[str, Any]]:
@@ -166,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
                         "in-process clients computed side by side (parallel_clients=True: what the second "
                         "client thread costs or buys)")
     p.add_argument("--no-jit", action="store_true",
-                   help="also time 'secure (NumPy pass)': the clients' pass without the compiled loop "
-                        "(refimpl.secagg.compiled), as without numba installed")
+                   help="also time 'secure (NumPy pass)': the clients' pass and the key expansion in NumPy and "
+                        "OpenSSL, without the compiled loops (refimpl.jit), as without numba installed")
+    p.add_argument("--openssl-keystream", action="store_true",
+                   help="also time 'secure (OpenSSL keystream)': the compiled client loop with OpenSSL making every "
+                        "keystream (REFIMPL_JIT_AES=0) instead of the compiled AES-CTR")
     p.add_argument("--profile-calls", type=int, default=20, help="calls per variant in the stage profile (0: none)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/secure_round-<date>.json); '-'")
     args = p.parse_args(argv)
@@ -208,15 +211,28 @@ def main(argv: list[str] | None = None) -> int:
         plain_agg = make_secure_aggregator("additive", servers=2)
 
         def numpy_only(updates: Any, weights: Any) -> Any:
-            previous = compiled.set_enabled(False)
+            previous = jit.set_enabled(False)
             try:
                 return plain_agg(updates, weights)
             finally:
-                compiled.set_enabled(previous)
+                jit.set_enabled(previous)
 
         engines["secure (NumPy pass)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1,
                                                        seed=0, aggregate=numpy_only)
         variants.append(("secure (NumPy pass)", "numpy_pass"))
+    if args.openssl_keystream:
+        ossl_agg = make_secure_aggregator("additive", servers=2)
+
+        def openssl_keystream(updates: Any, weights: Any) -> Any:
+            previous = jit.set_aes(False)
+            try:
+                return ossl_agg(updates, weights)
+            finally:
+                jit.set_aes(previous)
+
+        engines["secure (OpenSSL keystream)"] = server.FedAvg(update, server.server_optimizer("fedavg"),
+                                                              fraction=0.1, seed=0, aggregate=openssl_keystream)
+        variants.append(("secure (OpenSSL keystream)", "openssl_keystream"))
     info = _common.machine_info(optax=optax.__version__)
     print(f"# secure vs plaintext FedAvg round ({note}, 2NN, K=100, C=0.1, E=1, B=10); {args.pairs} pairs x "
           f"{args.rounds} rounds; load {info['loadavg_start']}")

@@ -30,6 +30,10 @@ Memory bounds (every core, one contiguous range each, the kernel's 512 KiB chunk
 * ``memcpy_allcores`` (``np.copyto`` of the result's bytes) and ``np_add_allcores`` (``np.add`` of two share-sized
   rows into a third): the machine's streaming bandwidth, reported in GB/s.
 
+Where Numba and AES instructions are present, ``share`` and the kernels' keystreams run on the compiled AES-CTR
+(:mod:`refimpl.jit`); ``share_out_openssl`` and ``keystream_allcores_openssl`` time the same calls with OpenSSL
+making every keystream. The bounds are the fastest of all the ways above.
+
 Timed calls: ``share_out`` (``share(x, n, out=buf)``, reused buffer, every core), ``share_fresh`` (fresh memory),
 ``share_out_1thread``, ``first_touch`` (filling a fresh array of the result's bytes minus refilling a touched one, one
 thread; ``first_touch_allcores``: the same, one half per core, as ``share`` touches its fresh result),
@@ -58,7 +62,7 @@ from typing import Any
 import _common
 import numpy as np
 
-from refimpl import Z2_32, Z2_64, reconstruct, share, share_compressed
+from refimpl import Z2_32, Z2_64, jit, reconstruct, share, share_compressed
 from refimpl.prg import Stream, encryptor, write_keystream
 from refimpl.sharing import kernels
 from refimpl.sharing.additive import party_keys
@@ -88,6 +92,17 @@ def _on_all(pool: ThreadPoolExecutor, work: Callable[[int, int], None], ranges: 
     work(*ranges[0])
     for f in futures:
         f.result()
+
+
+def openssl(fn: Callable[[], Any]) -> Callable[[], None]:
+    """``fn`` with OpenSSL making every keystream (the compiled AES-CTR of refimpl.jit off)."""
+    def call() -> None:
+        previous = jit.set_aes(False)
+        try:
+            fn()
+        finally:
+            jit.set_aes(previous)
+    return call
 
 
 def one_thread(fn: Callable[[], Any]) -> Callable[[], None]:
@@ -253,6 +268,8 @@ def run(ring: Any, n: int, size: int, repeats: int, pool: ThreadPoolExecutor, wo
         "memcpy_allcores": lambda: streaming("copy", flat_out, copy_dst, pool, workers),
         "np_add_allcores": lambda: streaming("add", out[1:], first, pool, workers),
         "share_out": lambda: share(x, n, ring=ring, key=KEY, out=out),
+        "share_out_openssl": openssl(lambda: share(x, n, ring=ring, key=KEY, out=out)),
+        "keystream_allcores_openssl": openssl(lambda: kernels.fill_keystreams(masks, keys, "aes128-ctr")),
         "share_fresh": lambda: share(x, n, ring=ring, key=KEY),
         "share_out_1thread": one_thread(lambda: share(x, n, ring=ring, key=KEY, out=out)),
         "first_touch": lambda: np.empty(nbytes, np.uint8).fill(1),
@@ -276,6 +293,8 @@ def run(ring: Any, n: int, size: int, repeats: int, pool: ThreadPoolExecutor, wo
         "share_out / keystream_allcores (target >= 0.8)": bound_all / w["share_out"],
         "share_out / keystream_1core_ctr_engine (target >= 1.0)": ctr_1 / w["share_out"],
         "share_out / keystream_allcores_ctr_engine (target >= 0.8)": ctr_all / w["share_out"],
+        "share_out_openssl / keystream_allcores_ctr_engine": ctr_all / w["share_out_openssl"],
+        "share_out_openssl / share_out (the compiled AES-CTR's speed-up)": w["share_out_openssl"] / w["share_out"],
         "keystream GCM engine / CTR engine speed, 1 core": ctr_1 / bound_1,
         "keystream GCM engine / CTR engine speed, all cores": ctr_all / bound_all,
         "share_out / share_memory_pattern": mem / w["share_out"],

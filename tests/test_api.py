@@ -137,16 +137,18 @@ def test_the_fused_client_pass_runs_without_numba():
     code = ("import sys; sys.modules['numba'] = None  # import numba now raises ImportError\n"
             "import numpy as np\n"
             "from refimpl.prg import Stream\n"
-            "from refimpl.secagg import compiled\n"
+            "from refimpl import jit\n"
             "from refimpl.secagg.fused import encode_mask\n"
             "out = np.empty(3, np.uint64)\n"
             "x = [np.array([0.5, -1.5, 2.25], np.float32)]\n"
             "assert encode_mask(x, 4.0, out, [bytes(16)], 'aes128-ctr', bound=99)\n"
             "mask = Stream(bytes(16)).read(24).view(np.uint64)\n"
             "assert (out + mask).view(np.int64).tolist() == [2, -6, 9], out\n"
-            "assert compiled.available() is False")
+            "assert jit.available() is False and jit.aes_available() is False\n"
+            "from refimpl import share, reconstruct\n"
+            "assert reconstruct(share(np.arange(5, dtype=np.uint64), 3)).tolist() == [0, 1, 2, 3, 4]")
     loaded = _modules_after(code)
-    assert "refimpl.secagg.compiled" in loaded
+    assert "refimpl.jit" in loaded and "refimpl.jit.kernels" not in loaded
 
 
 def test_import_refimpl_testing_needs_no_hypothesis():

@@ -1,6 +1,7 @@
 """The fused secure round (refimpl.secagg.fused, Codec.mask_scaled, the two-part ShareUpload, the aggregators' running
 sums, SecureAggregator(fused=True)) against the unfused definitions: bit for bit the same shares, totals, reports
-and errors -- with the clients' pass in NumPy and compiled (refimpl.secagg.compiled)."""
+and errors -- with the clients' pass in NumPy, compiled with OpenSSL's keystream, and compiled with the compiled
+AES-CTR (refimpl.jit)."""
 
 import importlib.util
 
@@ -9,25 +10,32 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from refimpl import Z2_32, Z2_64
+from refimpl import Z2_32, Z2_64, jit
 from refimpl.errors import OutOfRangeError
 from refimpl.fl.secure import SecureAggregator, make_secure_aggregator
 from refimpl.prg import Stream
-from refimpl.secagg import AdditiveClient, AdditiveConfig, Codec, compiled, run_additive_round
+from refimpl.secagg import AdditiveClient, AdditiveConfig, Codec, run_additive_round
 from refimpl.secagg.codec import ScaledPieces
 from refimpl.secagg.fused import CHUNK, MAGIC_LIMIT, chunk_size, encode_mask, scaled_bounds
 
 RINGS = {"Z2_64": Z2_64, "Z2_32": Z2_32}
 
 
-@pytest.fixture(scope="module", autouse=True, params=["numpy", "compiled"])
+@pytest.fixture(scope="module", autouse=True, params=["numpy", "compiled", "compiled-aes"])
 def client_pass(request):
-    """Every test here runs twice: the clients' pass in NumPy, and through the compiled loop (numba)."""
-    if request.param == "compiled" and importlib.util.find_spec("numba") is None:
-        pytest.skip("numba is not installed: the compiled client pass (refimpl.secagg.compiled) is not tested")
-    previous = compiled.set_enabled(request.param == "compiled")
+    """Every test here runs three times: the clients' pass (and the aggregators' key expansion) in NumPy and OpenSSL;
+    through the compiled loop with OpenSSL's keystream; and with the compiled AES-CTR (refimpl.jit)."""
+    if request.param != "numpy" and importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed: the compiled client pass (refimpl.jit) is not tested")
+    if request.param == "compiled-aes" and not jit.aes_width():
+        pytest.skip("this CPU has no AES instructions: the compiled AES-CTR (refimpl.jit.aes) is not tested")
+    previous = jit.set_enabled(request.param != "numpy")
+    previous_aes = jit.set_aes(request.param == "compiled-aes")
+    saved, jit.AES_MIN_BYTES = jit.AES_MIN_BYTES, 0  # the small arrays here take the compiled AES too
     yield request.param
-    compiled.set_enabled(previous)
+    jit.AES_MIN_BYTES = saved
+    jit.set_aes(previous_aes)
+    jit.set_enabled(previous)
 EVEN = chunk_size(2 * CHUNK + 2)  # 2 CHUNK + 2 elements go in three equal chunks of EVEN
 
 

@@ -1,4 +1,5 @@
-"""The multi-threaded sharing kernels and the ``out=`` buffers: bit-identical to the one-thread definition."""
+"""The multi-threaded sharing kernels and the ``out=`` buffers: bit-identical to the one-thread definition -- every
+test twice, with OpenSSL's keystreams and with the compiled AES-CTR (refimpl.jit) where it can run."""
 
 from __future__ import annotations
 
@@ -7,13 +8,25 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from refimpl import Z2_32, Z2_64, Ring, reconstruct, share, share_compressed
+from refimpl import Z2_32, Z2_64, Ring, jit, reconstruct, share, share_compressed
 from refimpl.errors import ShapeMismatchError
 from refimpl.prg import Stream, encryptor, write_keystream
 from refimpl.sharing import kernels
 from refimpl.sharing.additive import party_keys
 
 KEY = bytes(range(16))
+
+
+@pytest.fixture(autouse=True, scope="module", params=["openssl", "compiled-aes"])
+def keystreams(request):
+    """Which keystream the kernels use: OpenSSL's, or the compiled AES-CTR (refimpl.jit) where it can run."""
+    if request.param == "compiled-aes" and not (jit.available() and jit.aes_width()):
+        pytest.skip("the compiled AES-CTR (refimpl.jit) cannot run here: numba missing or no AES instructions")
+    previous = jit.set_aes(request.param == "compiled-aes")
+    saved, jit.AES_MIN_BYTES = jit.AES_MIN_BYTES, 0  # the small arrays here take the compiled AES too
+    yield request.param
+    jit.AES_MIN_BYTES = saved
+    jit.set_aes(previous)
 
 
 @pytest.fixture(autouse=True, scope="module")

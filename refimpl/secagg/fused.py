@@ -9,8 +9,10 @@ caller's (reused) buffer. The range check is done inside that pass from each chu
 returns False when a value is out of range or not finite.
 
 Where Numba is installed, each chunk's encoding and first subtraction run as one compiled loop instead
-(:mod:`refimpl.secagg.compiled`; ``REFIMPL_JIT=0`` turns it off): 0.6x the time of the NumPy pass on the README's
-FedAvg round, and the same bits (the tests run every fused test both ways).
+(:func:`refimpl.jit.kernels.encode_sub`; ``REFIMPL_JIT=0`` turns it off): 0.6x the time of the NumPy pass on the
+README's FedAvg round, and the same bits (the tests run every fused test both ways). Where the CPU has AES
+instructions the compiled loop also makes the mask itself, a few KiB at a time in the L1 cache
+(:func:`refimpl.jit.kernels.encode_sub_ctr`; ``REFIMPL_JIT_AES=0`` leaves it to OpenSSL).
 
 Every result is bit for bit the unfused definition: ``ring.element(rint(concat(pieces) * factor).astype(int64))``
 minus the keystreams of ``keys`` read from offset 0 (:class:`refimpl.prg.Stream`), and ``rint`` rounds half to
@@ -38,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from refimpl import jit
 from refimpl.prg import encryptor, write_keystream
-from refimpl.secagg import compiled
-from refimpl.sharing.kernels import threads
+from refimpl.sharing.kernels import fold_keystreams, threads
 
 __all__ = ["CHUNK", "MAGIC_LIMIT", "PARALLEL_BYTES", "chunk_size", "encode_mask", "executor", "fold_arrays", "native",
            "scaled_bounds"]
@@ -119,7 +121,7 @@ def encode_mask(pieces: Sequence[np.ndarray], factor: float, out: np.ndarray, ke
         raise ValueError(f"bound must lie in [0, 2^51), got {bound}")
     srcs = [p.reshape(-1) for p in pieces if p.size]
     check = limit if bound is None else bound
-    if keys and check < MAGIC_LIMIT and all(p.dtype in _FLOATS for p in srcs) and compiled.available():
+    if keys and check < MAGIC_LIMIT and all(p.dtype in _FLOATS for p in srcs) and jit.available():
         ok = _encode_mask_compiled(srcs, factor, flat, keys, prg, float(check))
         return ok or bound is None  # without a bound the caller has checked the range
     words = flat.dtype.itemsize
@@ -197,9 +199,22 @@ def _chunks(srcs: Sequence[np.ndarray], n: int, total: int) -> Iterator[tuple[in
 
 def _encode_mask_compiled(srcs: list[np.ndarray], factor: float, flat: np.ndarray, keys: Sequence[bytes], prg: str,
                           bound: float) -> bool:
-    """:func:`encode_mask` through the compiled loop (:mod:`refimpl.secagg.compiled`): per chunk, the first key's
-    keystream into a cached buffer, then one loop per piece in the chunk encodes and subtracts it; the other keys'
-    keystreams are subtracted by NumPy. Returns whether every encoded integer lies within ``bound``."""
+    """:func:`encode_mask` through the compiled loop (:mod:`refimpl.jit.kernels`). With the compiled AES-CTR, one
+    call per piece encodes it and subtracts the first key's keystream, made in the L1 cache as it goes; the other
+    keys' keystreams are then subtracted in one more pass (:func:`refimpl.sharing.kernels.fold_keystreams`).
+    Otherwise, per chunk, OpenSSL writes the first key's keystream into a cached buffer and one loop per piece in
+    the chunk encodes and subtracts it; the other keys' keystreams are subtracted by NumPy. Returns whether every
+    encoded integer lies within ``bound``."""
+    compiled = jit.compiled_kernels()
+    if prg == "aes128-ctr" and jit.aes_kernels(flat.nbytes * len(keys)) is not None:
+        rk = compiled.expand_keys(keys[:1])[0]
+        ok, pos = True, 0
+        for src in srcs:
+            ok &= compiled.encode_sub_ctr(src, float(factor), rk, flat[pos : pos + src.size], pos, float(bound))
+            pos += src.size
+        if len(keys) > 1:
+            fold_keystreams(flat, [(k, np.subtract) for k in keys[1:]], prg)
+        return bool(ok)
     words = flat.dtype.itemsize
     n = chunk_size(flat.size)
     room = np.empty(n * words + 16, np.uint8)  # update_into needs 15 bytes past the data
@@ -211,7 +226,8 @@ def _encode_mask_compiled(srcs: list[np.ndarray], factor: float, flat: np.ndarra
         write_keystream(encs[0], view, 0, size * words)
         for filled, src in segments:
             end = filled + src.size
-            ok &= compiled.encode_sub(src, factor, stream[filled:end], flat[pos + filled : pos + end], bound)
+            ok &= compiled.encode_sub(src, np.float64(factor), stream[filled:end], flat[pos + filled : pos + end],
+                                      np.float64(bound))
         part, mask = flat[pos : pos + size], stream[:size]
         for e in encs[1:]:
             write_keystream(e, view, 0, size * words)

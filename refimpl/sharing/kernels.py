@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from refimpl import jit
 from refimpl.errors import ShapeMismatchError
 from refimpl.prg import aes_engine, encryptor, write_keystream
 
@@ -147,6 +148,17 @@ def _scratch(nbytes: int) -> np.ndarray:
 GCM_FIRST_RANGE_WEIGHT = 1.5
 
 
+_WORDS = (np.dtype(np.uint32), np.dtype(np.uint64))
+
+
+def _compiled_aes(prg: str, nbytes: int, *dtypes: np.dtype) -> Any:
+    """:mod:`refimpl.jit.kernels` where the compiled AES-CTR (:func:`refimpl.jit.aes_kernels`) makes ``nbytes`` of
+    ``prg``'s keystreams for arrays of ``dtypes`` (one word size, uint32 / uint64), else None: OpenSSL makes them."""
+    if prg != "aes128-ctr" or len({np.dtype(d) for d in dtypes}) != 1 or np.dtype(dtypes[0]) not in _WORDS:
+        return None
+    return jit.aes_kernels(nbytes)
+
+
 def _first_weight(prg: str) -> float:
     return GCM_FIRST_RANGE_WEIGHT if prg == "aes128-ctr" and aes_engine() == "gcm" else 1.0
 
@@ -219,7 +231,14 @@ def fill_keystreams(rows: np.ndarray, keys: Sequence[bytes], prg: str) -> None:
     """
     if rows.shape[0] != len(keys):
         raise ShapeMismatchError(f"fill_keystreams: {rows.shape[0]} rows for {len(keys)} keys")
-    _keystream_rows(rows.reshape(len(keys), -1), 0, keys, prg, None)
+    flat = rows.reshape(len(keys), -1)
+    compiled = _compiled_aes(prg, rows.nbytes, rows.dtype)
+    if compiled is not None and keys and flat.shape[1]:  # every keystream made and stored in one pass
+        rks = compiled.expand_keys(keys)
+        _run(lambda lo, hi: compiled.fill_rows_ctr(rows.reshape(-1), rks, flat.shape[1], lo, hi),
+             _ranges(flat.shape[1], CHUNK_BYTES // rows.dtype.itemsize, rows.nbytes))
+        return
+    _keystream_rows(flat, 0, keys, prg, None)
 
 
 def share_words(x: np.ndarray, keys: Sequence[bytes], prg: str, data: np.ndarray) -> None:
@@ -232,6 +251,12 @@ def share_words(x: np.ndarray, keys: Sequence[bytes], prg: str, data: np.ndarray
     flat = data.reshape(n, -1)
     xf = x.reshape(-1)
     first = flat[0]
+    compiled = _compiled_aes(prg, data.nbytes - data[0].nbytes, data.dtype, x.dtype)
+    if compiled is not None and flat.shape[1]:  # masks and party 0's share made together, word by word
+        rks = compiled.expand_keys(keys)
+        _run(lambda lo, hi: compiled.share_ctr(xf, rks, data.reshape(-1), flat.shape[1], lo, hi),
+             _ranges(flat.shape[1], CHUNK_BYTES // data.dtype.itemsize, data.nbytes))
+        return
 
     def combine(a: int, b: int) -> None:  # the chunk's masks were just written: they are read back from cache
         out = first[a:b]
@@ -296,6 +321,13 @@ def fold_keystreams(acc: np.ndarray, terms: Sequence[tuple[bytes, np.ufunc]], pr
     first = flat if src is None else src.reshape(-1)
     itemsize = acc.dtype.itemsize
     step = CHUNK_BYTES // itemsize
+    compiled = _compiled_aes(prg, acc.nbytes * len(terms), acc.dtype, first.dtype)
+    if compiled is not None and all(op is np.add or op is np.subtract for _, op in terms):
+        rks = compiled.expand_keys([k for k, _ in terms])  # every keystream made where it is added
+        signs = np.array([1 if op is np.add else -1 for _, op in terms], np.int64)
+        _run(lambda lo, hi: compiled.fold_ctr(flat, first, rks, signs, lo, hi),
+             _ranges(flat.size, step, flat.size * itemsize * len(terms)))
+        return
 
     def work(lo: int, hi: int) -> None:
         encs = [(encryptor(k, prg, bytes(16), lo * itemsize), op) for k, op in terms]
