@@ -26,7 +26,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from refimpl.jit.aes import BATCH_BYTES, GROUP_BYTES, expand_keys, fill_batch
+from refimpl.jit.aes import BATCH_BYTES, GROUP_BYTES, expand_keys, fill_batch, fill_into
 
 __all__ = ["encode_sub", "encode_sub_ctr", "expand_keys", "fill_rows_ctr", "fold_ctr", "share_ctr"]
 
@@ -97,22 +97,19 @@ def share_ctr(x: Any, rks: Any, data: Any, size: Any, lo: Any, hi: Any) -> None:
     tmp = np.empty(_TMP_BYTES // data.itemsize, data.dtype)
     batch = BATCH_BYTES // data.itemsize
     a = lo
-    while a < hi:
+    while a < hi:  # slices, not computed indices: a slice's start is wrapped once, so the loops vectorise
         take = min(batch, hi - a)
+        part = data[a : a + take]
+        operand = x[a : a + take]
         if rks.shape[0] == 0:
-            for i in range(take):
-                data[a + i] = x[a + i]
+            part[:] = operand
         for k in range(rks.shape[0]):
-            at = fill_batch(rks[k], tmp, a, take)
-            row = (k + 1) * size + a
+            start = (k + 1) * size + a
+            fill_into(rks[k], data, start, a, take, tmp)  # the mask row, then read back from the L1 cache
+            mask = data[start : start + take]
             for i in range(take):
-                data[row + i] = tmp[at + i]
-            if k == 0:
-                for i in range(take):
-                    data[a + i] = x[a + i] - tmp[at + i]
-            else:
-                for i in range(take):
-                    data[a + i] -= tmp[at + i]
+                part[i] = operand[i] - mask[i]
+            operand = part
         a += take
 
 
@@ -125,8 +122,5 @@ def fill_rows_ctr(data: Any, rks: Any, size: Any, lo: Any, hi: Any) -> None:  # 
     while a < hi:
         take = min(batch, hi - a)
         for k in range(rks.shape[0]):
-            at = fill_batch(rks[k], tmp, a, take)
-            row = k * size + a
-            for i in range(take):
-                data[row + i] = tmp[at + i]
+            fill_into(rks[k], data, k * size + a, a, take, tmp)
         a += take
