@@ -158,7 +158,7 @@ def expand_keys(keys: Sequence[bytes]) -> np.ndarray:
     return rks
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, inline="always")  # inlined into the kernels: no call (and no refcounting) per batch
 def fill_batch(rk: Any, tmp: Any, first: Any, count: Any) -> Any:  # pragma: no cover (compiled)
     """Keystream words ``first .. first + count - 1`` (``count`` <= the batch's words) into ``tmp`` (a batch
     buffer of :data:`BATCH_BYTES` + :data:`GROUP_BYTES` bytes, in ``tmp``'s word size); returns the index in
@@ -167,7 +167,7 @@ def fill_batch(rk: Any, tmp: Any, first: Any, count: Any) -> Any:  # pragma: no 
     start = (first // group) * group
     for g in range(0, first - start + count, group):
         block = (start + g) * tmp.itemsize // 16
-        block_group(rk, tmp, g, np.uint64(0), np.uint64(block))
+        _block_group(rk, tmp, g, np.uint64(0), np.uint64(block))  # the intrinsic, inline: no call per group
     return first - start
 
 
@@ -183,7 +183,7 @@ def fill_into(rk: Any, dst: Any, pos: Any, first: Any, count: Any, tmp: Any) -> 
         dst[pos : pos + head] = tmp[at : at + head]
     g = first + head
     while g + group <= first + count:
-        block_group(rk, dst, pos + g - first, np.uint64(0), np.uint64(g * dst.itemsize // 16))
+        _block_group(rk, dst, pos + g - first, np.uint64(0), np.uint64(g * dst.itemsize // 16))
         g += group
     if g < first + count:
         rest = first + count - g
