@@ -242,3 +242,30 @@ def test_every_vector_width_makes_the_same_keystream(width):
     env = {**os.environ, jit.AES_ENV: str(width), jit.ENV: "1"}
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+@needs_aes
+def test_the_kernels_refuse_ranges_outside_their_arrays():
+    """No compiled loop writes or reads past an array: a bad range or a short array is refused before any work."""
+    from refimpl.errors import ShapeMismatchError
+    from refimpl.jit.aes import block_group, fill
+
+    rks = compiled.expand_keys([bytes(16), bytes(range(16))])
+    acc, short = np.zeros(100, np.uint64), np.zeros(99, np.uint64)
+    bad = [
+        lambda: compiled.fold_ctr(acc, acc, rks, np.array([1, 1]), 0, 101),
+        lambda: compiled.fold_ctr(acc, short, rks, np.array([1, 1]), 0, 100),
+        lambda: compiled.fold_ctr(acc, acc, rks, np.array([1]), 0, 100),
+        lambda: compiled.share_ctr(acc, rks, np.zeros(299, np.uint64), 100, 0, 100),
+        lambda: compiled.share_ctr(acc, rks, np.zeros(300, np.uint64), 100, -1, 100),
+        lambda: compiled.fill_rows_ctr(np.zeros(199, np.uint64), rks, 100, 0, 100),
+        lambda: compiled.encode_sub(np.zeros(5, np.float32), 1.0, np.zeros(4, np.uint64), np.zeros(5, np.uint64), 1.0),
+        lambda: compiled.encode_sub_ctr(np.zeros(5, np.float32), 1.0, rks[0], np.zeros(4, np.uint64), 0, 1.0),
+        lambda: block_group(rks[0], np.zeros(31, np.uint64), 0, np.uint64(0), np.uint64(0)),
+        lambda: block_group(rks[0][:100], np.zeros(64, np.uint64), 0, np.uint64(0), np.uint64(0)),
+        lambda: fill(rks[0], np.zeros(5, np.uint64), -1),
+    ]
+    for call in bad:
+        with pytest.raises(ShapeMismatchError):
+            call()
+    assert not acc.any()  # nothing was written

@@ -35,6 +35,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from refimpl.errors import ShapeMismatchError
 from refimpl.jit import aes_width
 
 __all__ = ["BATCH_BYTES", "GROUP_BYTES", "ROUND_KEY_BYTES", "block_group", "expand_keys", "fill", "fill_batch",
@@ -140,6 +141,8 @@ _block_group = _block_group_intrinsic(aes_width() or 128)
 def block_group(rk: Any, out: Any, pos: Any, hi: Any, lo: Any) -> None:  # pragma: no cover (compiled)
     """``out[pos:]`` (its first :data:`GROUP_BYTES` bytes; no bounds check: the caller makes room) = the AES
     encryptions of the 16 counter blocks ``(hi, lo) + 0 .. 15`` (a 128-bit counter as two uint64 halves)."""
+    if rk.size < ROUND_KEY_BYTES or pos < 0 or pos + GROUP_BYTES // out.itemsize > out.size:
+        raise ShapeMismatchError("block_group: 176 round-key bytes and 256 bytes of room at out[pos:] needed")
     _block_group(rk, out, pos, hi, lo)
 
 
@@ -165,6 +168,8 @@ def fill_batch(rk: Any, tmp: Any, first: Any, count: Any) -> Any:  # pragma: no 
     ``tmp`` of word ``first`` (the batch starts at the group boundary before it)."""
     group = GROUP_BYTES // tmp.itemsize  # words per group
     start = (first // group) * group
+    if rk.size < ROUND_KEY_BYTES or first < 0 or count < 0 or -(-(first - start + count) // group) * group > tmp.size:
+        raise ShapeMismatchError("fill_batch: the batch does not fit tmp (or no round keys)")
     for g in range(0, first - start + count, group):
         block = (start + g) * tmp.itemsize // 16
         _block_group(rk, tmp, g, np.uint64(0), np.uint64(block))  # the intrinsic, inline: no call per group
@@ -176,6 +181,8 @@ def fill_into(rk: Any, dst: Any, pos: Any, first: Any, count: Any, tmp: Any) -> 
     """``dst[pos : pos + count]`` = keystream words ``first .. first + count - 1``: the whole groups written straight
     into ``dst`` (the cipher's stores then overlap its work, as OpenSSL's do: ~2x faster into memory than a copy out
     of a cached buffer), a partial group at either end through ``tmp`` (a batch buffer, as :func:`fill_batch`'s)."""
+    if pos < 0 or first < 0 or count < 0 or pos + count > dst.size:
+        raise ShapeMismatchError("fill_into: dst[pos : pos + count] lies outside dst")
     group = GROUP_BYTES // dst.itemsize
     head = min(count, (-first) % group)  # words before the first group boundary
     if head:

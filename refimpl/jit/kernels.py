@@ -26,6 +26,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from refimpl.errors import ShapeMismatchError
 from refimpl.jit.aes import BATCH_BYTES, GROUP_BYTES, expand_keys, fill_batch, fill_into
 
 __all__ = ["encode_sub", "encode_sub_ctr", "expand_keys", "fill_rows_ctr", "fold_ctr", "share_ctr"]
@@ -39,6 +40,8 @@ def encode_sub(src: Any, factor: Any, mask: Any, out: Any, bound: Any) -> Any:  
     1-D float32 / float64 ``src`` and equally long uint32 / uint64 ``mask`` and ``out``; returns whether every
     ``|rint(...)|`` is at most ``bound`` (< 2^51; NaN fails). Where one is not, ``out`` holds garbage there (the
     caller discards it)."""
+    if mask.size < src.size or out.size < src.size:
+        raise ShapeMismatchError("encode_sub: mask and out need src's length")
     ok = True
     for i in range(src.size):
         r = np.rint(np.float64(src[i]) * factor)
@@ -53,6 +56,8 @@ def encode_sub(src: Any, factor: Any, mask: Any, out: Any, bound: Any) -> Any:  
 def encode_sub_ctr(src: Any, factor: Any, rk: Any, out: Any, first: Any, bound: Any) -> Any:  # pragma: no cover
     """:func:`encode_sub` with ``mask`` = the keystream words ``first .. first + src.size - 1`` of the AES-128 round
     keys ``rk`` (made a batch at a time in the L1 cache, never in memory)."""
+    if out.size < src.size:
+        raise ShapeMismatchError("encode_sub_ctr: out needs src's length")
     tmp = np.empty(_TMP_BYTES // out.itemsize, out.dtype)
     batch = BATCH_BYTES // out.itemsize
     ok = True
@@ -69,6 +74,8 @@ def encode_sub_ctr(src: Any, factor: Any, rk: Any, out: Any, first: Any, bound: 
 def fold_ctr(acc: Any, src: Any, rks: Any, signs: Any, lo: Any, hi: Any) -> None:  # pragma: no cover (compiled)
     """``acc[lo:hi] = src[lo:hi] + sum_k signs[k] * keystream_k[lo:hi]`` with wrap-around (``signs`` +1 / -1;
     ``src`` may be ``acc``): all keys' keystreams over one batch of ``acc`` while it is in cache."""
+    if lo < 0 or hi > acc.size or src.size < acc.size or signs.size < rks.shape[0]:
+        raise ShapeMismatchError("fold_ctr: [lo, hi) must lie in acc, src be as long, one sign per key")
     tmp = np.empty(_TMP_BYTES // acc.itemsize, acc.dtype)
     batch = BATCH_BYTES // acc.itemsize
     a = lo
@@ -94,6 +101,8 @@ def share_ctr(x: Any, rks: Any, data: Any, size: Any, lo: Any, hi: Any) -> None:
     """An additive sharing of ``x`` over words ``[lo, hi)``: row ``k + 1`` of ``data`` = keystream ``k`` and row 0
     = ``x - sum_k keystream_k`` (``data``: the n rows of ``size`` words, flat; ``rks``: n - 1 rows), one batch of
     every row at a time."""
+    if lo < 0 or hi > size or x.size < size or data.size < (rks.shape[0] + 1) * size:
+        raise ShapeMismatchError("share_ctr: [lo, hi) must lie in the rows, x and data be large enough")
     tmp = np.empty(_TMP_BYTES // data.itemsize, data.dtype)
     batch = BATCH_BYTES // data.itemsize
     a = lo
@@ -116,6 +125,8 @@ def share_ctr(x: Any, rks: Any, data: Any, size: Any, lo: Any, hi: Any) -> None:
 @numba.njit(nogil=True)
 def fill_rows_ctr(data: Any, rks: Any, size: Any, lo: Any, hi: Any) -> None:  # pragma: no cover (compiled)
     """Row ``k`` of ``data`` (rows of ``size`` words, flat) = keystream ``k``'s words, over ``[lo, hi)``."""
+    if lo < 0 or hi > size or data.size < rks.shape[0] * size:
+        raise ShapeMismatchError("fill_rows_ctr: [lo, hi) must lie in the rows, data be large enough")
     tmp = np.empty(_TMP_BYTES // data.itemsize, data.dtype)
     batch = BATCH_BYTES // data.itemsize
     a = lo
