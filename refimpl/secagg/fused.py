@@ -205,16 +205,17 @@ def _encode_mask_compiled(srcs: list[np.ndarray], factor: float, flat: np.ndarra
     Otherwise, per chunk, OpenSSL writes the first key's keystream into a cached buffer and one loop per piece in
     the chunk encodes and subtracts it; the other keys' keystreams are subtracted by NumPy. Returns whether every
     encoded integer lies within ``bound``."""
-    compiled = jit.compiled_kernels()
-    if prg == "aes128-ctr" and jit.aes_kernels(flat.nbytes * len(keys)) is not None:
-        rk = compiled.expand_keys(keys[:1])[0]
+    aes = jit.aes_kernels(flat.nbytes * len(keys)) if prg == "aes128-ctr" else None
+    if aes is not None:
+        rk = aes.expand_keys(keys[:1])[0]
         ok, pos = True, 0
         for src in srcs:
-            ok &= compiled.encode_sub_ctr(src, float(factor), rk, flat[pos : pos + src.size], pos, float(bound))
+            ok &= aes.encode_sub_ctr(src, float(factor), rk, flat[pos : pos + src.size], pos, float(bound))
             pos += src.size
         if len(keys) > 1:
             fold_keystreams(flat, [(k, np.subtract) for k in keys[1:]], prg)
         return bool(ok)
+    compiled = jit.compiled_kernels()
     words = flat.dtype.itemsize
     n = chunk_size(flat.size)
     room = np.empty(n * words + 16, np.uint8)  # update_into needs 15 bytes past the data

@@ -11,10 +11,15 @@ The number of threads is the number of cores this process may use (``os.sched_ge
 ``REFIMPL_THREADS`` from the environment, or what :func:`set_threads` sets (1 = never start a thread). Calls with
 less than :data:`MIN_PARALLEL_BYTES` of work always run in the calling thread.
 
+Where Numba is installed and the CPU has AES instructions, calls of at least :data:`refimpl.jit.AES_MIN_BYTES` of
+``aes128-ctr`` keystream run on the compiled AES-CTR instead (:mod:`refimpl.jit`): every keystream is made 4 KiB at
+a time where it is used -- added into the sum, written as a mask row next to party 0's share -- with the same bits.
+
 Speed (``bench/bench_share_limits.py``; README "Speed and scale-out"): ``share`` into a reused buffer beats the
-single-core keystream bound of OpenSSL's CTR engine on 2 cores and reaches about 0.65x its all-core bound. AES-CTR
-runs on OpenSSL's faster GCM engine where it can (:func:`refimpl.prg.aes_engine`): for a stream from its start,
-so for the first range only, which therefore takes more elements. Each core alternates between the cipher and the
+single-core keystream bound of OpenSSL's CTR engine on 2 cores and reaches about 0.65x its all-core bound (0.7x
+with the compiled AES-CTR). With OpenSSL, AES-CTR runs on its faster GCM engine where it can
+(:func:`refimpl.prg.aes_engine`): for a stream from its start, so for the first range only, which therefore takes
+more elements. Each core alternates between the cipher and the
 subtraction, which reads the secret from memory and writes party 0's share to memory; separate OpenSSL and NumPy
 calls cannot overlap the two, and ``share``'s memory traffic alone, with the cipher taken out, already takes longer
 than the fastest all-core keystream.
