@@ -49,6 +49,7 @@ AES_MIN_BYTES = 1 << 20
 call in a process compiles it (about a second, and Numba's import), while OpenSSL makes 1 MiB in ~50 us. Shares,
 masks and aggregators' key expansions of a real model are above it."""
 
+_AES_CHOICES = ("", "0", "1", "128", "256", "512")
 _lock = threading.Lock()
 _state: bool | None = None  # whether the compiled loops run (decided once, or set by set_enabled)
 _forced: bool | None = None  # set_enabled's setting
@@ -133,7 +134,7 @@ def aes_width() -> int:
     with _lock:
         if _width is None:
             choice = os.environ.get(AES_ENV, "")
-            if choice not in ("", "0", "1", "128", "256", "512"):
+            if choice not in _AES_CHOICES:
                 raise ConfigurationError(f"{AES_ENV} must be 0, 1, 128, 256 or 512 (or unset), got {choice!r}")
             best = _best_width()
             if choice in ("128", "256", "512"):
@@ -157,8 +158,9 @@ def aes_available() -> bool:
     if _aes_state is not None:
         return _aes_state and available()
     choice = os.environ.get(AES_ENV, "")
-    width = aes_width()  # validates the variable
-    ok = choice != "0" and available() and width > 0
+    if choice not in _AES_CHOICES:
+        raise ConfigurationError(f"{AES_ENV} must be 0, 1, 128, 256 or 512 (or unset), got {choice!r}")
+    ok = choice != "0" and available() and aes_width() > 0  # Numba is imported only where the loops are on
     if choice not in ("", "0") and not ok:
         raise ConfigurationError(f"{AES_ENV}={choice} needs numba ({ENV} not 0) and a CPU with AES instructions")
     _aes_state = ok
