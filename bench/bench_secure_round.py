@@ -44,6 +44,21 @@ from refimpl.fl import client, model, partition, server
 from refimpl.fl.secure import make_secure_aggregator
 
 
+def switched(setter: Callable[[bool | None], bool | None], value: bool) -> Callable[[Any, Any], Any]:
+    """A fresh secure aggregator (as ``train`` makes it) with one refimpl.jit setting -- ``setter(value)`` -- in force
+    during each of its calls, and the previous setting restored after it."""
+    agg = make_secure_aggregator("additive", servers=2)
+
+    def call(updates: Any, weights: Any) -> Any:
+        previous = setter(value)
+        try:
+            return agg(updates, weights)
+        finally:
+            setter(previous)
+
+    return call
+
+
 def run_block(engines: dict[str, server.FedAvg], cdata: Any, rounds: int, flip: bool) -> dict[str, dict[str, Any]]:
     """One pair (block): every engine from the same initial model, ``rounds`` timed rounds each after one compiling
     round, the engines' rounds interleaved -- one round of each in turn, the order reversed every round (and
@@ -208,30 +223,13 @@ def main(argv: list[str] | None = None) -> int:
                                                              fraction=0.1, seed=0, aggregate=two_agg)
         variants.append(("secure (parallel clients)", "parallel_clients"))
     if args.no_jit:
-        plain_agg = make_secure_aggregator("additive", servers=2)
-
-        def numpy_only(updates: Any, weights: Any) -> Any:
-            previous = jit.set_enabled(False)
-            try:
-                return plain_agg(updates, weights)
-            finally:
-                jit.set_enabled(previous)
-
         engines["secure (NumPy pass)"] = server.FedAvg(update, server.server_optimizer("fedavg"), fraction=0.1,
-                                                       seed=0, aggregate=numpy_only)
+                                                       seed=0, aggregate=switched(jit.set_enabled, False))
         variants.append(("secure (NumPy pass)", "numpy_pass"))
     if args.openssl_keystream:
-        ossl_agg = make_secure_aggregator("additive", servers=2)
-
-        def openssl_keystream(updates: Any, weights: Any) -> Any:
-            previous = jit.set_aes(False)
-            try:
-                return ossl_agg(updates, weights)
-            finally:
-                jit.set_aes(previous)
-
         engines["secure (OpenSSL keystream)"] = server.FedAvg(update, server.server_optimizer("fedavg"),
-                                                              fraction=0.1, seed=0, aggregate=openssl_keystream)
+                                                              fraction=0.1, seed=0,
+                                                              aggregate=switched(jit.set_aes, False))
         variants.append(("secure (OpenSSL keystream)", "openssl_keystream"))
     info = _common.machine_info(optax=optax.__version__)
     print(f"# secure vs plaintext FedAvg round ({note}, 2NN, K=100, C=0.1, E=1, B=10); {args.pairs} pairs x "
