@@ -270,3 +270,15 @@ def test_the_kernels_refuse_ranges_outside_their_arrays():
         with pytest.raises(ShapeMismatchError):
             call()
     assert not acc.any()  # nothing was written
+
+
+def test_the_aes_choice_outlives_switching_the_loops_off_and_on():
+    """Asking while the compiled loops are off does not settle the AES choice for later (the bench switches them)."""
+    previous_aes = jit.set_aes(None)
+    try:
+        jit.set_enabled(False)
+        assert not jit.aes_available()
+        jit.set_enabled(True)
+        assert jit.aes_available() == (jit.aes_width() > 0 and os.environ.get(jit.AES_ENV, "") != "0")
+    finally:
+        jit.set_aes(previous_aes)

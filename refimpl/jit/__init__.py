@@ -155,16 +155,19 @@ def aes_available() -> bool:
         ConfigurationError: :data:`AES_ENV` is ``1`` (or a width) and the compiled AES cannot run here.
     """
     global _aes_state
-    if _aes_state is not None:
-        return _aes_state and available()
-    choice = os.environ.get(AES_ENV, "")
-    if choice not in _AES_CHOICES:
+    choice = os.environ.get(AES_ENV, "") if _aes_state is None else None  # None: decided (or set) already
+    if choice is not None and choice not in _AES_CHOICES:
         raise ConfigurationError(f"{AES_ENV} must be 0, 1, 128, 256 or 512 (or unset), got {choice!r}")
-    ok = choice != "0" and available() and aes_width() > 0  # Numba is imported only where the loops are on
-    if choice not in ("", "0") and not ok:
-        raise ConfigurationError(f"{AES_ENV}={choice} needs numba ({ENV} not 0) and a CPU with AES instructions")
-    _aes_state = ok
-    return ok
+    if not available():  # checked at every call: set_enabled may change it; Numba is not imported when off
+        if choice not in (None, "", "0"):
+            raise ConfigurationError(f"{AES_ENV}={choice} needs the compiled loops: numba installed, {ENV} not 0")
+        return False
+    if _aes_state is None:
+        ok = choice != "0" and aes_width() > 0
+        if choice not in ("", "0") and not ok:
+            raise ConfigurationError(f"{AES_ENV}={choice} needs a CPU with AES instructions")
+        _aes_state = ok
+    return _aes_state
 
 
 def set_aes(flag: bool | None) -> bool | None:
